@@ -1,0 +1,249 @@
+"""Multi-label metrics, decision-threshold tuning and bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    f1_score,
+    hamming_loss,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+THRESHOLD_METHODS = ("fixed", "fixed:X", "global", "per-label", "shrunk")
+BOOTSTRAP_METRICS = ("micro_f1", "macro_f1")
+SMOOTH_POINTS = 7  # moving-average window over the 0.01-step grid, i.e. 0.07 wide
+
+
+def apply_thresholds(y_prob: np.ndarray, thresholds: float | np.ndarray) -> np.ndarray:
+    """Turn (n, L) probabilities into 0/1 predictions; a label is on when prob >= threshold."""
+    y_prob = np.asarray(y_prob)
+    thresholds = np.asarray(thresholds, dtype=float)
+    if thresholds.ndim > 1 or (thresholds.ndim == 1 and thresholds.shape[0] != y_prob.shape[-1]):
+        raise ValueError(
+            f"thresholds must be a scalar or have one value per label ({y_prob.shape[-1]}), "
+            f"got shape {thresholds.shape}"
+        )
+    return (y_prob >= thresholds).astype(int)
+
+
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
+    """Micro/macro/samples F1, micro precision/recall, subset accuracy, Hamming loss, per label."""
+    y_true, y_pred = _check_pair(y_true, y_pred, labels)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, average=None, zero_division=0
+    )
+    per_label = {
+        name: {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for name, p, r, f, s in zip(labels, precision, recall, f1, support)
+    }
+    return {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "samples_f1": float(f1_score(y_true, y_pred, average="samples", zero_division=0)),
+        "micro_precision": float(precision_score(y_true, y_pred, average="micro", zero_division=0)),
+        "micro_recall": float(recall_score(y_true, y_pred, average="micro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(y_true, y_pred)),
+        "hamming_loss": float(hamming_loss(y_true, y_pred)),
+        "per_label": per_label,
+    }
+
+
+def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> str:
+    """sklearn's text classification report with label names."""
+    y_true, y_pred = _check_pair(y_true, y_pred, labels)
+    return classification_report(y_true, y_pred, target_names=labels, digits=3, zero_division=0)
+
+
+def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """One 2x2 matrix [[tn, fp], [fn, tp]] per label, shape (L, 2, 2)."""
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    return multilabel_confusion_matrix(y_true, y_pred)
+
+
+def f1_by_threshold(
+    y_true: np.ndarray, y_prob: np.ndarray, grid: np.ndarray = THRESHOLD_GRID
+) -> tuple[np.ndarray, np.ndarray]:
+    """Micro-F1 curve (G,) and per-label F1 curves (L, G) over a grid of thresholds."""
+    y_true = np.asarray(y_true).astype(bool)
+    y_prob = np.asarray(y_prob, dtype=float)
+    if y_true.ndim != 2 or y_true.shape != y_prob.shape:
+        raise ValueError(
+            f"y_true and y_prob must be (n, L) arrays of the same shape, "
+            f"got {y_true.shape} and {y_prob.shape}"
+        )
+    grid = np.asarray(grid, dtype=float)
+    counts = np.empty((3, len(grid), y_true.shape[1]))
+    for g, threshold in enumerate(grid):
+        counts[:, g] = _hits(y_true, y_prob >= threshold).sum(axis=1)
+    tp, fp, fn = counts
+    micro = _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
+    return micro, _f1(tp, fp, fn).T
+
+
+def tune_thresholds(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    method: str = "global",
+    *,
+    k: float = 20.0,
+    grid: np.ndarray = THRESHOLD_GRID,
+) -> np.ndarray:
+    """Per-label decision thresholds (L,) chosen on validation data.
+
+    "fixed:X" (or "fixed" = 0.5) uses X everywhere; "global" maximises micro-F1 with one
+    threshold; "per-label" maximises each label's F1; "shrunk" pulls each label's (smoothed)
+    best threshold toward the global one, more so for labels with few positives:
+    t = (n_pos * t_label + k * t_global) / (n_pos + k).
+    """
+    n_labels = np.asarray(y_prob).shape[1]
+    if method == "fixed" or method.startswith("fixed:"):
+        return np.full(n_labels, _parse_fixed(method))
+    if method not in THRESHOLD_METHODS:
+        raise ValueError(
+            f"unknown threshold method {method!r}; expected one of {', '.join(THRESHOLD_METHODS)}"
+        )
+    grid = np.asarray(grid, dtype=float)
+    micro, per_label = f1_by_threshold(y_true, y_prob, grid)
+    t_global = _best_threshold(micro, grid)
+    if method == "global":
+        return np.full(n_labels, t_global)
+    n_pos = np.asarray(y_true).astype(bool).sum(axis=0)
+    if method == "shrunk":
+        per_label = np.array([_smooth(curve) for curve in per_label])
+    t_label = np.array([_best_threshold(curve, grid) for curve in per_label])
+    if method == "shrunk":
+        t_label = (n_pos * t_label + k * t_global) / (n_pos + k)
+    # A label never seen positive has an all-zero F1 curve: it tells us nothing.
+    return np.where(n_pos > 0, t_label, t_global)
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    y_pred_a: np.ndarray,
+    y_pred_b: np.ndarray | None = None,
+    metric: str = "micro_f1",
+    n: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Point estimate and 95% bootstrap interval of a metric; with b, P(a beats b) (paired).
+
+    Returns {"metric", "n", "estimate", "low", "high"} and, when b is given, also
+    {"estimate_b", "low_b", "high_b", "p_a_better"}: the fraction of resamples where a > b.
+    """
+    if metric not in BOOTSTRAP_METRICS:
+        raise ValueError(
+            f"unknown bootstrap metric {metric!r}; expected one of {', '.join(BOOTSTRAP_METRICS)}"
+        )
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    preds = [y_pred_a] if y_pred_b is None else [y_pred_a, y_pred_b]
+    hits = [_hits(*_check_pair(y_true, y_pred)) for y_pred in preds]
+    samples = _resampled_metric(hits, metric, n, np.random.default_rng(seed))
+    result = {"metric": metric, "n": n}
+    for suffix, h, s in zip(["", "_b"], hits, samples):
+        low, high = np.percentile(s, [2.5, 97.5])
+        point = _metric_from_counts(h.sum(axis=1), metric)
+        result.update({f"estimate{suffix}": float(point), f"low{suffix}": float(low)})
+        result[f"high{suffix}"] = float(high)
+    if y_pred_b is not None:
+        result["p_a_better"] = float(np.mean(samples[0] > samples[1]))
+    return result
+
+
+def _hits(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-row TP/FP/FN indicators, shape (3, n, L)."""
+    return np.stack([y_true & y_pred, ~y_true & y_pred, y_true & ~y_pred]).astype(float)
+
+
+def _resampled_metric(
+    hits: list[np.ndarray], metric: str, n: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """The metric on n shared row resamples for each prediction set; chunked to bound memory."""
+    n_rows = hits[0].shape[1]
+    chunk = max(1, 4_000_000 // n_rows)
+    out: list[list[np.ndarray]] = [[] for _ in hits]
+    for start in range(0, n, chunk):
+        weights = _resample_weights(n_rows, min(chunk, n - start), rng)
+        for samples, h in zip(out, hits):
+            counts = np.stack([weights @ h[c] for c in range(3)])
+            samples.append(_metric_from_counts(counts, metric))
+    return [np.concatenate(samples) for samples in out]
+
+
+def _metric_from_counts(counts: np.ndarray, metric: str) -> np.ndarray:
+    """Micro- or macro-F1 from (3, ..., L) TP/FP/FN counts."""
+    tp, fp, fn = counts
+    if metric == "micro_f1":
+        return _f1(tp.sum(axis=-1), fp.sum(axis=-1), fn.sum(axis=-1))
+    return _f1(tp, fp, fn).mean(axis=-1)
+
+
+def _resample_weights(n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, n_rows) matrix: how often each row is drawn in each bootstrap resample."""
+    draws = rng.integers(0, n_rows, size=(n, n_rows))
+    flat = (draws + np.arange(n)[:, None] * n_rows).ravel()
+    return np.bincount(flat, minlength=n * n_rows).reshape(n, n_rows).astype(float)
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (2TP + FP + FN), 0 where the denominator is 0 (sklearn's zero_division=0)."""
+    denominator = 2 * tp + fp + fn
+    zeros = np.zeros(np.shape(denominator))
+    return np.divide(2 * tp, denominator, out=zeros, where=denominator > 0)
+
+
+def _best_threshold(curve: np.ndarray, grid: np.ndarray) -> float:
+    """Middle of the longest run of grid points where the curve reaches its maximum."""
+    is_max = np.isclose(curve, curve.max(), rtol=0, atol=1e-12)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_max.astype(int), [0]])))
+    starts, ends = edges[0::2], edges[1::2] - 1
+    longest = np.argmax(ends - starts)
+    return float((grid[starts[longest]] + grid[ends[longest]]) / 2)
+
+
+def _smooth(curve: np.ndarray, points: int = SMOOTH_POINTS) -> np.ndarray:
+    """Centred moving average; windows are truncated (not zero-padded) at the ends."""
+    window = np.ones(points)
+    total = np.convolve(curve, window, mode="same")
+    count = np.convolve(np.ones_like(curve), window, mode="same")
+    return total / count
+
+
+def _parse_fixed(method: str) -> float:
+    """0.5 for "fixed", X for "fixed:X"; X must lie strictly between 0 and 1."""
+    if method == "fixed":
+        return 0.5
+    text = method.removeprefix("fixed:")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"threshold method {method!r}: {text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise ValueError(f"threshold method {method!r}: threshold {value} must be between 0 and 1")
+    return value
+
+
+def _check_pair(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two (n, L) 0/1 arrays (and the label names) and return them as bool arrays."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim != 2 or y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"y_true and y_pred must be (n, L) arrays of the same shape, "
+            f"got {y_true.shape} and {y_pred.shape}"
+        )
+    if labels is not None and len(labels) != y_true.shape[1]:
+        raise ValueError(f"got {len(labels)} label names for {y_true.shape[1]} label columns")
+    return y_true.astype(bool), y_pred.astype(bool)

@@ -1,0 +1,201 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from mlabel.metrics import (
+    _best_threshold,
+    _smooth,
+    apply_thresholds,
+    bootstrap_ci,
+    classification_report_text,
+    confusion_matrices,
+    f1_by_threshold,
+    multilabel_metrics,
+    tune_thresholds,
+)
+
+LABELS = ["alpha", "beta", "gamma"]
+# Columns are labels alpha, beta, gamma; rows are four documents.
+Y_TRUE = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+Y_PRED = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 0], [1, 0, 1]])
+
+
+def test_multilabel_metrics_match_hand_computed_values():
+    m = multilabel_metrics(Y_TRUE, Y_PRED, LABELS)
+    # alpha: tp=2 fp=1 fn=0 -> P=2/3 R=1 F1=4/5; beta: tp=1 fp=0 fn=1 -> P=1 R=1/2 F1=2/3;
+    # gamma: tp=2 fp=0 fn=1 -> P=1 R=2/3 F1=4/5.
+    assert m["per_label"]["alpha"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
+    )
+    assert m["per_label"]["beta"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
+    )
+    assert m["per_label"]["gamma"] == pytest.approx(
+        {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3}
+    )
+    # micro: tp=5 fp=1 fn=2 -> P=5/6 R=5/7 F1=10/(10+1+2)=10/13
+    assert m["micro_precision"] == pytest.approx(5 / 6)
+    assert m["micro_recall"] == pytest.approx(5 / 7)
+    assert m["micro_f1"] == pytest.approx(10 / 13)
+    # macro: (4/5 + 2/3 + 4/5) / 3 = 34/45
+    assert m["macro_f1"] == pytest.approx(34 / 45)
+    # samples: rows score 2/3, 1, 2/3, 2/3 -> mean 3/4
+    assert m["samples_f1"] == pytest.approx(0.75)
+    # only row 1 is exactly right; 3 of 12 cells are wrong
+    assert m["subset_accuracy"] == pytest.approx(0.25)
+    assert m["hamming_loss"] == pytest.approx(0.25)
+
+
+def test_multilabel_metrics_are_plain_json_types():
+    m = multilabel_metrics(Y_TRUE, Y_PRED, LABELS)
+    assert type(m["micro_f1"]) is float
+    assert type(m["per_label"]["alpha"]["support"]) is int
+    assert json.loads(json.dumps(m)) == m
+
+
+def test_multilabel_metrics_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="2 label names for 3"):
+        multilabel_metrics(Y_TRUE, Y_PRED, LABELS[:2])
+    with pytest.raises(ValueError, match="same shape"):
+        multilabel_metrics(Y_TRUE, Y_PRED[:, :2], LABELS)
+
+
+def test_classification_report_names_labels():
+    text = classification_report_text(Y_TRUE, Y_PRED, LABELS)
+    for name in LABELS + ["micro avg", "macro avg"]:
+        assert name in text
+
+
+def test_confusion_matrices_are_tn_fp_fn_tp_per_label():
+    cm = confusion_matrices(Y_TRUE, Y_PRED)
+    assert cm.shape == (3, 2, 2)
+    np.testing.assert_array_equal(cm[0], [[1, 1], [0, 2]])
+    np.testing.assert_array_equal(cm[1], [[2, 0], [1, 1]])
+    np.testing.assert_array_equal(cm[2], [[1, 0], [1, 2]])
+
+
+def test_apply_thresholds_scalar_and_vector():
+    y_prob = np.array([[0.2, 0.6], [0.5, 0.4]])
+    np.testing.assert_array_equal(apply_thresholds(y_prob, 0.5), [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(apply_thresholds(y_prob, np.array([0.1, 0.7])), [[1, 0], [1, 0]])
+    assert np.issubdtype(apply_thresholds(y_prob, 0.5).dtype, np.integer)
+    with pytest.raises(ValueError, match="one value per label"):
+        apply_thresholds(y_prob, np.array([0.1, 0.2, 0.3]))
+
+
+def separable_data() -> tuple[np.ndarray, np.ndarray]:
+    """400 rows: a common label (200 positives at 0.6, negatives at 0.2) and a rare one
+    (4 positives at 0.9, negatives at 0.5).
+
+    Perfect-F1 plateaus: common 0.21..0.60 (middle 0.405), rare 0.51..0.90 (middle 0.705),
+    micro-F1 over both 0.51..0.60 (middle 0.555).
+    """
+    y_true = np.zeros((400, 2), dtype=int)
+    y_true[:200, 0] = 1
+    y_true[:4, 1] = 1
+    y_prob = np.where(y_true == 1, [0.6, 0.9], [0.2, 0.5])
+    return y_true, y_prob
+
+
+def test_f1_by_threshold_matches_sklearn():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 2, size=(50, 4))
+    y_prob = np.clip(0.3 * y_true + rng.random((50, 4)) * 0.7, 0, 1)
+    grid = np.array([0.1, 0.35, 0.5, 0.8])
+    micro, per_label = f1_by_threshold(y_true, y_prob, grid)
+    assert micro.shape == (4,) and per_label.shape == (4, 4)
+    for g, t in enumerate(grid):
+        y_pred = (y_prob >= t).astype(int)
+        assert micro[g] == pytest.approx(f1_score(y_true, y_pred, average="micro"))
+        np.testing.assert_allclose(
+            per_label[:, g], f1_score(y_true, y_pred, average=None, zero_division=0)
+        )
+
+
+def test_fixed_thresholds_parse_and_validate():
+    y_true, y_prob = separable_data()
+    np.testing.assert_allclose(tune_thresholds(y_true, y_prob, "fixed"), [0.5, 0.5])
+    np.testing.assert_allclose(tune_thresholds(y_true, y_prob, "fixed:0.3"), [0.3, 0.3])
+    with pytest.raises(ValueError, match="1.5"):
+        tune_thresholds(y_true, y_prob, "fixed:1.5")
+    with pytest.raises(ValueError, match="0.0"):
+        tune_thresholds(y_true, y_prob, "fixed:0")
+    with pytest.raises(ValueError, match="'abc' is not a number"):
+        tune_thresholds(y_true, y_prob, "fixed:abc")
+
+
+def test_unknown_method_lists_valid_ones():
+    y_true, y_prob = separable_data()
+    with pytest.raises(ValueError, match="'banana'.*global, per-label, shrunk"):
+        tune_thresholds(y_true, y_prob, "banana")
+
+
+def test_global_threshold_is_middle_of_best_micro_f1_plateau():
+    y_true, y_prob = separable_data()
+    np.testing.assert_allclose(tune_thresholds(y_true, y_prob, "global"), [0.555, 0.555])
+
+
+def test_per_label_finds_each_labels_best_threshold():
+    y_true, y_prob = separable_data()
+    thresholds = tune_thresholds(y_true, y_prob, "per-label")
+    np.testing.assert_allclose(thresholds, [0.405, 0.705])
+    np.testing.assert_array_equal(apply_thresholds(y_prob, thresholds), y_true)
+
+
+def test_shrunk_pulls_rare_label_toward_global():
+    y_true, y_prob = separable_data()
+    t_global = tune_thresholds(y_true, y_prob, "global")
+    t_label = tune_thresholds(y_true, y_prob, "per-label")
+    t_shrunk = tune_thresholds(y_true, y_prob, "shrunk", k=20)
+    # rare label (4 positives): mostly global, (4 * 0.705 + 20 * 0.555) / 24 = 0.58
+    assert t_global[1] < t_shrunk[1] < t_label[1]
+    assert t_shrunk[1] == pytest.approx(0.58, abs=0.01)
+    # common label (200 positives): stays near its own best threshold
+    assert abs(t_shrunk[0] - t_label[0]) < 0.1 * abs(t_global[0] - t_label[0]) + 0.01
+
+
+def test_labels_without_positives_keep_global_threshold():
+    y_true, y_prob = separable_data()
+    y_true = np.column_stack([y_true, np.zeros(400, dtype=int)])
+    y_prob = np.column_stack([y_prob, np.linspace(0, 1, 400)])
+    t_global = tune_thresholds(y_true, y_prob, "global")[0]
+    for method in ["per-label", "shrunk"]:
+        assert tune_thresholds(y_true, y_prob, method)[2] == pytest.approx(t_global)
+
+
+def test_smoothing_ignores_a_lone_spike():
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    curve = np.exp(-(((grid - 0.4) / 0.15) ** 2)) * 0.8
+    curve[-1] = 0.85  # a one-point fluke at the edge of the grid
+    assert _best_threshold(curve, grid) == pytest.approx(0.95)
+    assert _best_threshold(_smooth(curve), grid) == pytest.approx(0.4, abs=0.02)
+
+
+def test_bootstrap_interval_and_paired_probability():
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 2, size=(800, 6))
+    y_random = rng.integers(0, 2, size=(800, 6))
+    for metric in ["micro_f1", "macro_f1"]:
+        result = bootstrap_ci(y_true, y_random, metric=metric, n=500)
+        average = metric.split("_")[0]
+        assert result["estimate"] == pytest.approx(f1_score(y_true, y_random, average=average))
+        assert result["low"] <= result["estimate"] <= result["high"]
+        assert "p_a_better" not in result
+    paired = bootstrap_ci(y_true, y_true, y_random, n=500)
+    assert paired["estimate"] == 1.0 and paired["low"] == 1.0
+    assert paired["low_b"] <= paired["estimate_b"] <= paired["high_b"]
+    assert 0.0 <= paired["p_a_better"] <= 1.0
+    assert paired["p_a_better"] > 0.99
+    assert json.loads(json.dumps(paired)) == paired
+
+
+def test_bootstrap_is_seeded_and_validates_metric():
+    rng = np.random.default_rng(2)
+    y_true, y_pred = rng.integers(0, 2, size=(2, 100, 3))
+    assert bootstrap_ci(y_true, y_pred, n=200, seed=3) == bootstrap_ci(
+        y_true, y_pred, n=200, seed=3
+    )
+    with pytest.raises(ValueError, match="'accuracy'.*micro_f1, macro_f1"):
+        bootstrap_ci(y_true, y_pred, metric="accuracy")
