@@ -1,0 +1,144 @@
+"""The classic baseline: TF-IDF word 1-2 grams + one logistic regression per label."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from scipy.special import expit
+from sklearn.exceptions import NotFittedError
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+FORMAT = 1
+SETTINGS_FILE = "settings.json"
+VOCABULARY_FILE = "vocabulary.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+# A label seen with a single class in training gets this fixed logit: probability ~1e-13 (or ~1).
+CONSTANT_LOGIT = 30.0
+# Below this many training texts a term seen once is kept; above it, terms must occur twice.
+MIN_DF_ROWS = 100
+
+# Tokenization settings shared by fit and load, so a loaded model transforms text identically.
+VECTORIZER_SETTINGS = {
+    "ngram_range": [1, 2],
+    "sublinear_tf": True,
+    "strip_accents": "unicode",
+    "lowercase": True,
+}
+
+
+class TfidfModel:
+    """TF-IDF features with one class-balanced logistic regression per label."""
+
+    def __init__(self, C: float = 4.0, max_features: int | None = 200_000):
+        self.C = C
+        self.max_features = max_features
+
+    def fit(self, texts: list[str], y: np.ndarray) -> TfidfModel:
+        """Fit on texts and a 0/1 label matrix y of shape (n_texts, n_labels)."""
+        y = _check_targets(texts, y)
+        min_df = 2 if len(texts) >= MIN_DF_ROWS else 1
+        self.vectorizer_ = _make_vectorizer(min_df=min_df, max_features=self.max_features)
+        features = self.vectorizer_.fit_transform(texts)
+        coef = np.zeros((y.shape[1], features.shape[1]), dtype=np.float32)
+        intercept = np.zeros(y.shape[1], dtype=np.float32)
+        for k in range(y.shape[1]):
+            coef[k], intercept[k] = self._fit_label(features, y[:, k])
+        self.coef_, self.intercept_ = coef, intercept
+        return self
+
+    def _fit_label(self, features, target: np.ndarray) -> tuple[np.ndarray, float]:
+        """Return (coef, intercept) for one label; a constant label gets a fixed logit."""
+        if target.min() == target.max():
+            sign = 1.0 if target[0] == 1 else -1.0
+            return np.zeros(features.shape[1], dtype=np.float32), sign * CONSTANT_LOGIT
+        clf = LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear")
+        clf.fit(features, target)
+        return clf.coef_[0], float(clf.intercept_[0])
+
+    def decision_function(self, texts: list[str]) -> np.ndarray:
+        """Logits of shape (n_texts, n_labels)."""
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("TfidfModel is not fitted; call fit() or TfidfModel.load() first")
+        features = self.vectorizer_.transform(list(texts))
+        return np.asarray(features @ self.coef_.T) + self.intercept_
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Independent per-label probabilities of shape (n_texts, n_labels), float32."""
+        return expit(self.decision_function(texts)).astype(np.float32)
+
+    def save(self, directory: Path) -> None:
+        """Write settings/vocabulary as JSON and idf/coef/intercept as safetensors; no pickle."""
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("TfidfModel is not fitted; nothing to save")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "format": FORMAT,
+            "C": self.C,
+            "max_features": self.max_features,
+            "min_df": self.vectorizer_.min_df,
+            "n_labels": int(self.coef_.shape[0]),
+            "vectorizer": VECTORIZER_SETTINGS,
+        }
+        vocabulary = {term: int(i) for term, i in self.vectorizer_.vocabulary_.items()}
+        _write_json(directory / SETTINGS_FILE, settings)
+        _write_json(directory / VOCABULARY_FILE, vocabulary)
+        weights = {
+            "idf": self.vectorizer_.idf_.astype(np.float64),
+            "coef": self.coef_,
+            "intercept": self.intercept_,
+        }
+        save_file(weights, str(directory / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, directory: Path) -> TfidfModel:
+        """Rebuild a fitted model from a folder written by save()."""
+        directory = Path(directory)
+        settings = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
+        if settings.get("format") != FORMAT:
+            raise ValueError(
+                f"{directory / SETTINGS_FILE}: format {settings.get('format')!r} is not "
+                f"supported (expected {FORMAT})"
+            )
+        if settings["vectorizer"] != VECTORIZER_SETTINGS:
+            raise ValueError(
+                f"{directory / SETTINGS_FILE}: vectorizer settings {settings['vectorizer']} "
+                f"differ from this version's {VECTORIZER_SETTINGS}"
+            )
+        vocabulary = json.loads((directory / VOCABULARY_FILE).read_text(encoding="utf-8"))
+        weights = load_file(str(directory / WEIGHTS_FILE))
+        model = cls(C=settings["C"], max_features=settings["max_features"])
+        model.vectorizer_ = _make_vectorizer(min_df=settings["min_df"], vocabulary=vocabulary)
+        model.vectorizer_.idf_ = weights["idf"]
+        model.coef_, model.intercept_ = weights["coef"], weights["intercept"]
+        return model
+
+
+def _make_vectorizer(
+    min_df: int, max_features: int | None = None, vocabulary: dict[str, int] | None = None
+) -> TfidfVectorizer:
+    """The one place the TF-IDF settings are turned into a vectorizer."""
+    settings = dict(VECTORIZER_SETTINGS, ngram_range=tuple(VECTORIZER_SETTINGS["ngram_range"]))
+    return TfidfVectorizer(
+        **settings, min_df=min_df, max_features=max_features, vocabulary=vocabulary
+    )
+
+
+def _check_targets(texts: list[str], y: np.ndarray) -> np.ndarray:
+    """Return y as an int array after checking its shape and that it holds only 0 and 1."""
+    y = np.asarray(y)
+    if y.ndim != 2 or y.shape[0] != len(texts):
+        raise ValueError(f"y has shape {y.shape}, expected ({len(texts)}, n_labels)")
+    if not np.isin(y, (0, 1)).all():
+        bad = y[~np.isin(y, (0, 1))][0].item()
+        raise ValueError(f"y holds the value {bad!r}, expected only 0 or 1")
+    return y.astype(np.int64)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
