@@ -1,0 +1,423 @@
+"""Read tables, resolve text and label columns, validate them, and split examples.
+
+Row numbers in error messages are 1-based data rows, counted the way a person counts them in
+the file: the first row after the header is row 1 (for a DataFrame, row 1 is its first row).
+A quoted CSV field that spans several lines still counts as one row.
+"""
+
+from __future__ import annotations
+
+import bz2
+import difflib
+import gzip
+import lzma
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
+COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
+SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
+
+
+class DataError(ValueError):
+    """A problem with the user's data, described in one line that names file, row and column."""
+
+
+@dataclass
+class Examples:
+    """Texts with their ids and (for training/evaluation) a 0/1 label matrix."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+    y: np.ndarray | None  # (n, len(labels)) float32, or None when labels were not read
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> Examples:
+        """A new Examples holding the rows at positions `idx`, in that order."""
+        idx = np.asarray(idx, dtype=int).reshape(-1)
+        return Examples(
+            ids=[self.ids[i] for i in idx],
+            texts=[self.texts[i] for i in idx],
+            labels=list(self.labels),
+            y=None if self.y is None else self.y[idx],
+            source=self.source,
+        )
+
+
+# ---------------------------------------------------------------- reading tables
+
+
+def table_format(path: str | Path) -> str:
+    """The format of `path` ('.csv', ...) from its extension, ignoring a compression suffix."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    fmt = suffixes[-1] if suffixes else ""
+    if fmt not in FORMATS or (fmt == ".parquet" and Path(path).suffix.lower() != ".parquet"):
+        supported = ", ".join(FORMATS) + " (csv/tsv/jsonl may end in " + ", ".join(COMPRESSIONS)
+        raise DataError(f"{Path(path).name}: unsupported file type; supported: {supported})")
+    return fmt
+
+
+def read_table(path: str | Path, str_cols: Iterable[str] = ("ID",)) -> pd.DataFrame:
+    """Read a whole table; columns named in `str_cols` are read as strings (ids keep leading 0s)."""
+    return next(iter_table(path, chunk_rows=None, str_cols=str_cols))
+
+
+def iter_table(
+    path: str | Path, chunk_rows: int | None = 10_000, str_cols: Iterable[str] = ("ID",)
+) -> Iterator[pd.DataFrame]:
+    """Stream a table in chunks of at most `chunk_rows` rows (None: one chunk).
+
+    Each chunk's index is the 0-based position of its rows in the whole file.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if not path.is_file():
+        raise DataError(f"{path.name}: file not found")
+    str_cols = list(str_cols)
+    try:
+        if fmt == ".parquet":
+            yield from _iter_parquet(path, chunk_rows, str_cols)
+        else:
+            yield from _iter_text_table(path, fmt, chunk_rows, str_cols)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path.name}: not UTF-8 text ({_where_not_utf8(path, err)})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path.name}: no rows (the file is empty)") from None
+    except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path.name}: cannot read as {fmt[1:]}: {first_line}") from None
+
+
+def _iter_text_table(
+    path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str]
+) -> Iterator[pd.DataFrame]:
+    dtype = {c: "str" for c in str_cols}
+    if fmt == ".jsonl":
+        reader = pd.read_json(path, lines=True, dtype=dtype, chunksize=chunk_rows)
+    else:
+        sep = "\t" if fmt == ".tsv" else ","
+        reader = pd.read_csv(path, sep=sep, dtype=dtype, encoding="utf-8", chunksize=chunk_rows)
+    if chunk_rows is None:  # pandas returned the whole table, not a reader
+        yield reader
+        return
+    start = 0
+    with reader:
+        for chunk in reader:
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+            start += len(chunk)
+            yield chunk
+
+
+def _iter_parquet(
+    path: Path, chunk_rows: int | None, str_cols: list[str]
+) -> Iterator[pd.DataFrame]:
+    file = pq.ParquetFile(path)
+    batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
+    start = 0
+    for batch in batches:
+        chunk = batch.to_pandas()
+        chunk.index = pd.RangeIndex(start, start + len(chunk))
+        start += len(chunk)
+        for col in set(str_cols) & set(chunk.columns):
+            chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
+        yield chunk
+
+
+def _where_not_utf8(path: Path, err: UnicodeDecodeError) -> str:
+    """Locate the first undecodable line, for the error message."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    if path.suffix.lower() == ".zip":
+        return f"byte 0x{err.object[err.start]:02x}; save the file as UTF-8"
+    with opener(path, "rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                byte = line[bad.start]
+                return f"line {line_no} of the file, byte 0x{byte:02x}; save the file as UTF-8"
+    return "save the file as UTF-8"
+
+
+# ---------------------------------------------------------------- columns and validation
+
+
+def _rows(positions: Iterable[int]) -> str:
+    """'3, 7, 12' (1-based), cut after SHOW_ROWS numbers."""
+    rows = [str(int(p) + 1) for p in positions]
+    return ", ".join(rows[:SHOW_ROWS]) + (", ..." if len(rows) > SHOW_ROWS else "")
+
+
+def _show(value: object) -> str:
+    """A cell value as the user would recognise it."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "empty"
+    if isinstance(value, str):
+        return "empty" if not value.strip() else repr(value)
+    return str(value)
+
+
+def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
+    """Raise DataError for the first of `cols` that `df` lacks, listing columns and a suggestion."""
+    present = [str(c) for c in df.columns]
+    for col in cols:
+        if col in df.columns:
+            continue
+        close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
+        lower = [c for c in present if c.lower() == col.lower()]
+        hint = f"; did you mean '{(lower or close)[0]}'?" if lower or close else ""
+        raise DataError(
+            f"{source}: column '{col}' not found; columns are: {', '.join(present)}{hint}"
+        )
+
+
+def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[str]:
+    """Join the text columns of each row with "\\n", in order; a row with no text is an error.
+
+    Empty or missing cells are skipped inside a row; a row whose text columns are all empty
+    raises DataError naming how many rows and which.
+    """
+    if not text_cols:
+        raise DataError(f"{source}: no text columns given")
+    require_columns(df, text_cols, source)
+    parts = [df[c].astype("str").where(df[c].notna(), "").str.strip() for c in text_cols]
+    texts = ["\n".join(p for p in row if p) for row in zip(*(p.tolist() for p in parts))]
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        cols = ", ".join(text_cols)
+        raise DataError(
+            f"{source}: {len(empty)} row(s) with empty or missing text in {cols}: "
+            f"row {_rows(empty)}"
+        )
+    return texts
+
+
+def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
+    """The id column as strings, or row numbers "0", "1", ... when the column is absent."""
+    if id_col not in df.columns:
+        return [str(i) for i in range(len(df))]
+    ids = df[id_col]
+    missing = np.flatnonzero(ids.isna().to_numpy() | (ids.astype("str").str.strip() == ""))
+    if len(missing):
+        raise DataError(f"{source} row {missing[0] + 1}: column '{id_col}' is empty")
+    ids = ids.astype("str").tolist()
+    _check_unique_ids(ids, id_col, source)
+    return ids
+
+
+def _check_unique_ids(ids: list[str], id_col: str, source: str) -> None:
+    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
+    if not dup.any():
+        return
+    first = ids[int(np.argmax(dup))]
+    rows = [i for i, v in enumerate(ids) if v == first]
+    n_ids = len({v for v, d in zip(ids, dup) if d})
+    raise DataError(
+        f"{source}: duplicate {id_col} '{first}' in rows {_rows(rows)} "
+        f"({n_ids} duplicated id(s) in all)"
+    )
+
+
+def _label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
+    """0/1 label columns -> float32 matrix; any other value (or an empty cell) is an error."""
+    require_columns(df, cols, source)
+    y = np.zeros((len(df), len(cols)), dtype=np.float32)
+    for j, col in enumerate(cols):
+        raw = df[col]
+        values = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+        bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
+        if len(bad):
+            more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
+            raise DataError(
+                f"{source} row {bad[0] + 1}: label '{col}' is {_show(raw.iloc[bad[0]])}, "
+                f"expected 0 or 1{more}"
+            )
+        y[:, j] = values
+    return y
+
+
+def _parse_label_lists(cells: pd.Series, sep: str) -> list[list[str]]:
+    """ "a|b" -> ["a", "b"]; an empty or missing cell means no labels."""
+    return [
+        [] if pd.isna(cell) else [p.strip() for p in str(cell).split(sep) if p.strip()]
+        for cell in cells
+    ]
+
+
+def _label_matrix_from_lists(
+    lists: list[list[str]], labels: list[str], column: str, source: str
+) -> np.ndarray:
+    """Label lists -> float32 matrix in `labels` order; labels outside `labels` are an error."""
+    index = {name: j for j, name in enumerate(labels)}
+    unknown = {}  # label -> first 0-based row where it appears
+    y = np.zeros((len(lists), len(labels)), dtype=np.float32)
+    for i, names in enumerate(lists):
+        for name in names:
+            if name in index:
+                y[i, index[name]] = 1.0
+            else:
+                unknown.setdefault(name, i)
+    if unknown:
+        shown = ", ".join(f"'{n}' (row {r + 1})" for n, r in list(unknown.items())[:SHOW_ROWS])
+        raise DataError(
+            f"{source}: column '{column}' has {len(unknown)} label(s) the model does not know: "
+            f"{shown}; known labels: {', '.join(labels)}"
+        )
+    return y
+
+
+def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str) -> None:
+    empty = [name for name, count in zip(labels, y.sum(axis=0)) if count == 0]
+    if empty:
+        names = ", ".join(f"'{n}'" for n in empty)
+        warnings.warn(f"{source}: label(s) with no positive example: {names}", stacklevel=3)
+
+
+# ---------------------------------------------------------------- examples
+
+
+def load_examples(
+    data: str | Path | pd.DataFrame,
+    text_cols: Sequence[str],
+    id_col: str = "ID",
+    label_cols: Sequence[str] | None = None,
+    labels_col: str | None = None,
+    label_sep: str = "|",
+    labels: Sequence[str] | None = None,
+    require_labels: bool = True,
+) -> Examples:
+    """Read and validate a table (path or DataFrame) into Examples.
+
+    Labels come either from 0/1 columns (`label_cols`; default: every column that is neither
+    the id nor a text column) or from one list column `labels_col` ("cs.AI|math.CO").
+    `labels` fixes the label order (a trained model's labels). With `require_labels=False`
+    labels are not read and `y` is None.
+    """
+    text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
+    if isinstance(data, pd.DataFrame):
+        df, source = data.reset_index(drop=True), "DataFrame"
+    else:
+        df, source = read_table(data, str_cols=[id_col, *text_cols]), Path(data).name
+    if len(df) == 0:
+        raise DataError(f"{source}: no data rows")
+    ids = _read_ids(df, id_col, source)
+    texts = join_texts(df, text_cols, source)
+    if not require_labels:
+        return Examples(ids, texts, list(labels or []), None, source)
+    if labels_col is not None:
+        names, y = _labels_from_list_column(df, labels_col, label_sep, labels, source)
+    else:
+        names = _label_column_names(df, id_col, text_cols, label_cols, labels, source)
+        y = _label_matrix_from_columns(df, names, source)
+    _warn_labels_without_positives(y, names, source)
+    return Examples(ids, texts, names, y, source)
+
+
+def _labels_from_list_column(
+    df: pd.DataFrame, column: str, sep: str, labels: Sequence[str] | None, source: str
+) -> tuple[list[str], np.ndarray]:
+    require_columns(df, [column], source)
+    lists = _parse_label_lists(df[column], sep)
+    names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
+    if not names:
+        raise DataError(f"{source}: column '{column}' holds no labels at all")
+    return names, _label_matrix_from_lists(lists, names, column, source)
+
+
+def _label_column_names(
+    df: pd.DataFrame,
+    id_col: str,
+    text_cols: list[str],
+    label_cols: Sequence[str] | None,
+    labels: Sequence[str] | None,
+    source: str,
+) -> list[str]:
+    """Which 0/1 columns hold labels: `labels` (model order), `label_cols`, or all the rest."""
+    if labels is not None:
+        return list(labels)
+    if label_cols is not None:
+        return list(label_cols)
+    names = [str(c) for c in df.columns if c != id_col and c not in text_cols]
+    if not names:
+        raise DataError(
+            f"{source}: no label columns (columns are: {', '.join(map(str, df.columns))}); "
+            "add 0/1 label columns or name a list column with labels_col"
+        )
+    return names
+
+
+# ---------------------------------------------------------------- splitting
+
+
+def split_examples(ex: Examples, val_frac: float, seed: int) -> tuple[Examples, Examples]:
+    """Split into (train, val) by iterative stratification, seeded and deterministic.
+
+    val gets round(n * val_frac) rows, at least one and at most n - 1; a label with two or
+    more positives is put on both sides whenever a swap of rows allows it.
+    """
+    if not 0.0 < val_frac < 1.0:
+        raise ValueError(f"val_frac must be between 0 and 1 (exclusive), got {val_frac!r}")
+    if ex.y is None:
+        raise ValueError("split_examples needs labelled examples (y is None)")
+    n = len(ex)
+    if n < 2:
+        raise DataError(f"{ex.source}: need at least 2 rows to split off validation, got {n}")
+    n_val = min(n - 1, max(1, round(n * val_frac)))
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
+    train, val = next(splitter.split(np.zeros(n), ex.y))
+    train, val = _resize(ex.y, list(train), list(val), n_val)
+    train, val = _cover_labels(ex.y, train, val)
+    return ex.subset(sorted(train)), ex.subset(sorted(val))
+
+
+def _resize(
+    y: np.ndarray, train: list[int], val: list[int], n_val: int
+) -> tuple[list[int], list[int]]:
+    """Move rows with the fewest labels across until val has exactly n_val rows.
+
+    Iterative stratification only approximates the requested size.
+    """
+    while len(val) != n_val:
+        src, dst = (val, train) if len(val) > n_val else (train, val)
+        row = min(src, key=lambda r: y[r].sum())
+        src.remove(row)
+        dst.append(row)
+    return train, val
+
+
+def _cover_labels(y: np.ndarray, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
+    """Swap rows so that every label with >= 2 positives has a positive on each side."""
+    for j in np.argsort(y.sum(axis=0), kind="stable"):
+        if y[:, j].sum() < 2:
+            continue
+        for src, dst in ((train, val), (val, train)):
+            if not y[dst, j].any():
+                _swap_in_positive(y, j, src, dst)
+    return train, val
+
+
+def _swap_in_positive(y: np.ndarray, j: int, src: list[int], dst: list[int]) -> None:
+    """Exchange a row with label j from src for a row of dst, losing no label on either side."""
+    src_counts, dst_counts = y[src].sum(axis=0), y[dst].sum(axis=0)
+    for a in sorted(src, key=lambda r: y[r].sum()):
+        if not y[a, j] or np.any((y[a] > 0) & (src_counts < 2)):
+            continue
+        for b in sorted(dst, key=lambda r: y[r].sum()):
+            # b leaves dst (a arrives), so no label may vanish from dst
+            if np.any((y[b] > 0) & (dst_counts + y[a] - y[b] < 1) & (dst_counts > 0)):
+                continue
+            src[src.index(a)], dst[dst.index(b)] = b, a
+            return

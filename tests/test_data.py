@@ -1,0 +1,352 @@
+"""Tests for mlabel.data: reading tables, validation messages, label forms, splitting."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlabel.data import (
+    DataError,
+    Examples,
+    iter_table,
+    join_texts,
+    load_examples,
+    read_table,
+    split_examples,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ID": ["007", "a2", "a3", "a4"],
+            "TITLE": ["t1", "t2", "t3", "t4"],
+            "ABSTRACT": ["b1", "b2", "b3", "b4"],
+            "Physics": [1, 0, 1, 0],
+            "Math": [0, 1, 1, 0],
+        }
+    )
+
+
+def write(df: pd.DataFrame, path: Path) -> Path:
+    """Write `df` in the format its file name asks for."""
+    name = path.name
+    if name.endswith(".parquet"):
+        df.to_parquet(path, index=False)
+    elif ".jsonl" in name:
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_csv(path, sep="\t" if ".tsv" in name else ",", index=False)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "t.csv",
+        "t.tsv",
+        "t.jsonl",
+        "t.parquet",
+        "t.csv.gz",
+        "t.tsv.bz2",
+        "t.jsonl.xz",
+        "t.csv.zip",
+        "t.jsonl.gz",
+    ],
+)
+def test_every_format_loads_the_same(tmp_path, name):
+    ex = load_examples(write(small_frame(), tmp_path / name), ["TITLE", "ABSTRACT"])
+    assert ex.ids == ["007", "a2", "a3", "a4"]
+    assert ex.texts == ["t1\nb1", "t2\nb2", "t3\nb3", "t4\nb4"]
+    assert ex.labels == ["Physics", "Math"]
+    assert ex.y.dtype == np.float32
+    np.testing.assert_array_equal(ex.y, [[1, 0], [0, 1], [1, 1], [0, 0]])
+    assert ex.source == name
+
+
+def test_read_table_keeps_id_strings(tmp_path):
+    df = pd.DataFrame({"ID": [7, 8], "TITLE": ["a", "b"], "x": [0, 1]})
+    for name in ("t.csv", "t.parquet", "t.jsonl"):
+        table = read_table(write(df, tmp_path / name))
+        assert table["ID"].tolist() == ["7", "8"]
+        assert pd.api.types.is_numeric_dtype(table["x"])
+
+
+def test_numeric_text_column_is_read_as_text(tmp_path):
+    path = write_text(tmp_path / "t.csv", "ID,TITLE,y\n01,0042,1\n02,7,0\n")
+    ex = load_examples(path, ["TITLE"])
+    assert ex.ids == ["01", "02"]
+    assert ex.texts == ["0042", "7"]
+
+
+def test_missing_id_column_uses_row_numbers(tmp_path):
+    df = small_frame().drop(columns="ID")
+    ex = load_examples(write(df, tmp_path / "t.csv"), ["TITLE"], label_cols=["Physics", "Math"])
+    assert ex.ids == ["0", "1", "2", "3"]
+
+
+def test_dataframe_input_counts_rows_by_position():
+    df = small_frame().set_index("ID", drop=False)
+    ex = load_examples(df, ["TITLE", "ABSTRACT"])
+    assert ex.source == "DataFrame" and ex.ids[0] == "007" and len(ex) == 4
+    df.loc["a3", "Math"] = 5
+    with pytest.raises(DataError, match=r"^DataFrame row 3: label 'Math' is 5"):
+        load_examples(df, ["TITLE", "ABSTRACT"])
+
+
+# ---------------------------------------------------------------- iter_table
+
+
+def test_iter_table_chunks_csv(tmp_path):
+    df = pd.DataFrame({"ID": [f"{i:03d}" for i in range(25)], "v": range(25)})
+    chunks = list(iter_table(write(df, tmp_path / "t.csv.gz"), chunk_rows=10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert chunks[2].index.tolist() == list(range(20, 25))
+    assert pd.concat(chunks)["ID"].tolist() == df["ID"].tolist()
+
+
+def test_iter_table_chunks_parquet(tmp_path):
+    df = pd.DataFrame({"ID": range(25), "v": range(25)})
+    chunks = list(iter_table(write(df, tmp_path / "t.parquet"), chunk_rows=10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert chunks[1].index.tolist() == list(range(10, 20))
+    assert chunks[0]["ID"].tolist()[:2] == ["0", "1"]
+
+
+def test_iter_table_chunks_jsonl(tmp_path):
+    df = pd.DataFrame({"ID": range(7), "v": range(7)})
+    chunks = list(iter_table(write(df, tmp_path / "t.jsonl"), chunk_rows=3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+
+
+# ---------------------------------------------------------------- label forms
+
+
+def test_label_list_column(tmp_path):
+    path = write_text(
+        tmp_path / "t.csv", "ID,TITLE,tags\n1,a,cs.AI|math.CO\n2,b,math.CO\n3,c, cs.LG | cs.AI\n"
+    )
+    ex = load_examples(path, ["TITLE"], labels_col="tags")
+    assert ex.labels == ["cs.AI", "cs.LG", "math.CO"]
+    np.testing.assert_array_equal(ex.y, [[1, 0, 1], [0, 0, 1], [1, 1, 0]])
+
+
+def test_label_list_with_27_labels_and_custom_separator(tmp_path):
+    names = [f"L{i:02d}" for i in range(27)]
+    rows = [";".join(names[i : i + 3]) for i in range(0, 27, 3)] * 2
+    df = pd.DataFrame({"TITLE": [f"t{i}" for i in range(len(rows))], "tags": rows})
+    ex = load_examples(
+        write(df, tmp_path / "t.parquet"), ["TITLE"], labels_col="tags", label_sep=";"
+    )
+    assert ex.labels == names
+    assert ex.y.shape == (18, 27)
+    assert (ex.y.sum(axis=0) == 2).all()
+
+
+def test_labels_fix_the_order(tmp_path):
+    path = write(small_frame(), tmp_path / "t.csv")
+    ex = load_examples(path, ["TITLE"], labels=["Math", "Physics"])
+    assert ex.labels == ["Math", "Physics"]
+    np.testing.assert_array_equal(ex.y[:, 0], [0, 1, 1, 0])
+    path = write_text(tmp_path / "l.csv", "TITLE,tags\na,x\nb,y|x\n")
+    with pytest.warns(UserWarning, match="'z'"):
+        ex = load_examples(path, ["TITLE"], labels_col="tags", labels=["y", "x", "z"])
+    np.testing.assert_array_equal(ex.y, [[0, 1, 0], [1, 1, 0]])
+
+
+def test_unknown_labels_in_list_form_are_named(tmp_path):
+    path = write_text(tmp_path / "test.csv", "TITLE,tags\na,x\nb,y|new\nc,other\n")
+    with pytest.raises(DataError) as err:
+        load_examples(path, ["TITLE"], labels_col="tags", labels=["x", "y"])
+    msg = str(err.value)
+    assert msg.startswith("test.csv:") and "'new' (row 2)" in msg and "'other' (row 3)" in msg
+    assert "\n" not in msg
+
+
+def test_missing_label_column_for_model_labels(tmp_path):
+    path = write(small_frame(), tmp_path / "test.csv")
+    with pytest.raises(DataError, match=r"test.csv: column 'Biology' not found.*Physics"):
+        load_examples(path, ["TITLE"], labels=["Physics", "Biology"])
+
+
+def test_prediction_ignores_labels(tmp_path):
+    df = small_frame()
+    df["Physics"] = ["junk", 2, None, 1]
+    ex = load_examples(write(df, tmp_path / "p.csv"), ["TITLE"], require_labels=False)
+    assert ex.y is None and ex.labels == [] and len(ex) == 4
+    ex = load_examples(df, ["TITLE"], labels=["Physics"], require_labels=False)
+    assert ex.labels == ["Physics"] and ex.y is None
+
+
+# ---------------------------------------------------------------- validation messages
+
+
+def test_missing_file():
+    with pytest.raises(DataError, match=r"^train.csv: file not found$"):
+        load_examples("/nonexistent/dir/train.csv", ["TITLE"])
+
+
+@pytest.mark.parametrize("name", ["train.xlsx", "train.parquet.gz", "train"])
+def test_unsupported_extension_lists_formats(tmp_path, name):
+    with pytest.raises(DataError, match=rf"^{name}: unsupported.*\.csv.*\.parquet"):
+        read_table(write_text(tmp_path / name, "x"))
+
+
+def test_not_utf8_says_where(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"ID,TITLE,y\n1,ok,1\n2,caf\xe9,0\n")
+    with pytest.raises(DataError, match=r"train.csv: not UTF-8.*line 3.*0xe9"):
+        load_examples(path, ["TITLE"])
+
+
+def test_unparseable_file(tmp_path):
+    path = tmp_path / "train.parquet"
+    path.write_bytes(b"this is not parquet")
+    with pytest.raises(DataError, match=r"^train.parquet: cannot read as parquet"):
+        read_table(path)
+
+
+def test_missing_column_suggests_closest(tmp_path):
+    path = write(small_frame(), tmp_path / "train.csv")
+    with pytest.raises(DataError) as err:
+        load_examples(path, ["TITEL"])
+    msg = str(err.value)
+    assert "train.csv: column 'TITEL' not found" in msg
+    assert "ID, TITLE, ABSTRACT, Physics, Math" in msg and "did you mean 'TITLE'" in msg
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("2", "2"), ("yes", "'yes'"), ("", "empty"), ("0.5", "0.5")]
+)
+def test_bad_label_value_names_file_row_column_value(tmp_path, value, shown):
+    lines = ["ID,TITLE,Physics"] + [f"{i},t{i},{i % 2}" for i in range(5)]
+    lines[3] = f"2,t2,{value}"  # data row 3
+    path = write_text(tmp_path / "train.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        load_examples(path, ["TITLE"])
+    assert str(err.value) == f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1"
+
+
+def test_bad_label_counts_other_bad_rows():
+    df = pd.DataFrame({"TITLE": list("abcd"), "Physics": [0, 2, 3, 1]})
+    with pytest.raises(DataError, match=r"row 2: label 'Physics' is 2.*\(2 bad values"):
+        load_examples(df, ["TITLE"])
+
+
+def test_empty_text_lists_rows(tmp_path):
+    titles = ["a", "", "b"] + ["c"] * 10 + [""] * 11
+    df = pd.DataFrame({"TITLE": titles, "ABSTRACT": [None] * len(titles), "y": 1})
+    with pytest.raises(DataError) as err:
+        load_examples(write(df, tmp_path / "train.csv"), ["TITLE", "ABSTRACT"])
+    msg = str(err.value)
+    assert msg.startswith("train.csv: 12 row(s) with empty or missing text in TITLE, ABSTRACT")
+    assert "row 2, 14, 15, 16, 17, 18, 19, 20, 21, 22, ..." in msg
+
+
+def test_partly_missing_text_is_kept():
+    df = pd.DataFrame({"TITLE": ["a", None], "ABSTRACT": ["x", "y"]})
+    assert join_texts(df, ["TITLE", "ABSTRACT"], "DataFrame") == ["a\nx", "y"]
+
+
+def test_duplicate_ids(tmp_path):
+    df = small_frame()
+    df.loc[3, "ID"] = "a2"
+    with pytest.raises(DataError, match=r"train.csv: duplicate ID 'a2' in rows 2, 4"):
+        load_examples(write(df, tmp_path / "train.csv"), ["TITLE"])
+
+
+def test_empty_id(tmp_path):
+    path = write_text(tmp_path / "train.csv", "ID,TITLE,y\n1,a,1\n,b,0\n")
+    with pytest.raises(DataError, match=r"train.csv row 2: column 'ID' is empty"):
+        load_examples(path, ["TITLE"])
+
+
+def test_no_rows(tmp_path):
+    with pytest.raises(DataError, match=r"train.csv: no data rows"):
+        load_examples(write_text(tmp_path / "train.csv", "ID,TITLE,y\n"), ["TITLE"])
+    with pytest.raises(DataError, match=r"train.csv: no rows"):
+        load_examples(write_text(tmp_path / "train.csv", ""), ["TITLE"])
+
+
+def test_label_without_positive_warns(tmp_path):
+    df = small_frame()
+    df["Biology"] = 0
+    with pytest.warns(
+        UserWarning, match=r"train.csv: label\(s\) with no positive example: 'Biology'"
+    ):
+        load_examples(write(df, tmp_path / "train.csv"), ["TITLE", "ABSTRACT"])
+
+
+# ---------------------------------------------------------------- subset and split
+
+
+def labelled(n: int, n_labels: int, seed: int = 0) -> Examples:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, n_labels)) < 0.3).astype(np.float32)
+    y[:2, -1], y[2:, -1] = 1, 0  # a rare label with exactly two positives
+    ids = [str(i) for i in range(n)]
+    return Examples(ids, [f"text {i}" for i in ids], [f"L{j}" for j in range(n_labels)], y, "t")
+
+
+def test_subset_selects_rows():
+    ex = labelled(10, 3)
+    sub = ex.subset(np.array([4, 1]))
+    assert sub.ids == ["4", "1"] and sub.texts == ["text 4", "text 1"]
+    np.testing.assert_array_equal(sub.y, ex.y[[4, 1]])
+    assert ex.subset([0]).labels == ex.labels and len(ex.subset([])) == 0
+
+
+def test_split_is_deterministic_and_sized():
+    ex = labelled(100, 5)
+    train, val = split_examples(ex, 0.2, seed=3)
+    again_train, again_val = split_examples(ex, 0.2, seed=3)
+    assert (len(train), len(val)) == (80, 20)
+    assert val.ids == again_val.ids and train.ids == again_train.ids
+    assert sorted(train.ids + val.ids, key=int) == ex.ids
+    assert split_examples(ex, 0.2, seed=4)[1].ids != val.ids
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_puts_every_repeated_label_on_both_sides(seed):
+    ex = labelled(30, 6, seed=seed)
+    train, val = split_examples(ex, 0.2, seed=seed)
+    for j in np.flatnonzero(ex.y.sum(axis=0) >= 2):
+        assert train.y[:, j].any() and val.y[:, j].any(), ex.labels[j]
+    assert len(val) == 6
+
+
+def test_split_tiny_data():
+    ex = labelled(2, 2)
+    train, val = split_examples(ex, 0.01, seed=0)
+    assert len(train) == len(val) == 1
+    train, val = split_examples(labelled(3, 2), 0.99, seed=0)
+    assert (len(train), len(val)) == (1, 2)
+    with pytest.raises(DataError, match="at least 2 rows"):
+        split_examples(ex.subset([0]), 0.5, seed=0)
+
+
+@pytest.mark.parametrize("frac", [0, 1, -0.1, 1.5])
+def test_split_rejects_bad_fraction(frac):
+    with pytest.raises(ValueError, match=f"val_frac.*got {frac}"):
+        split_examples(labelled(10, 2), frac, seed=0)
+
+
+# ---------------------------------------------------------------- the shipped data
+
+
+def test_shipped_arxiv_data():
+    ex = load_examples(REPO / "data" / "arxiv_topics.csv.gz", ["TITLE", "ABSTRACT"])
+    assert len(ex) == 3907 and ex.y.shape == (3907, 6)
+    assert ex.labels[:3] == ["Computer Science", "Physics", "Mathematics"]
+    assert ex.ids[0] == "arxiv-2505.24861"
