@@ -1,0 +1,5 @@
+import sys
+
+from mlabel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""Atomic checkpoints (safetensors + JSON, never pickle) and exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mlabel.model import refuse_pickles
+
+STATE_FILE = "state.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or unsafe."""
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state as tensors (safetensors) plus the structure (JSON)."""
+    tensors, scalars = {}, {}
+    for pid, slots in state["state"].items():
+        for name, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *meta["scalars"].items()]:
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return states
+
+
+def set_rng_state(states: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(states["torch"])
+    cuda = [states[k] for k in sorted(states) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    directory: Path,
+    name: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict[str, Any],
+) -> Path:
+    """Write to a temporary folder, fsync every file, then rename: a crash never leaves a half checkpoint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp, final = directory / f".tmp-{name}", directory / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    weights = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
+    save_file(weights, str(tmp / "model.safetensors"))
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
+    sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    (tmp / "scheduler.json").write_text(json.dumps(sched))
+    save_file(rng_state(), str(tmp / "rng.safetensors"))
+    (tmp / STATE_FILE).write_text(json.dumps(state))  # written last: marks the folder complete
+    for path in tmp.iterdir():
+        _fsync(path)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync(directory)
+    return final
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (by global step)."""
+    if not directory.is_dir():
+        return []
+    done = [
+        p for p in directory.iterdir() if not p.name.startswith(".") and (p / STATE_FILE).is_file()
+    ]
+    return sorted(done, key=lambda p: json.loads((p / STATE_FILE).read_text())["global_step"])
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG; return the trainer state."""
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"{path}: incomplete checkpoint ({STATE_FILE} missing)")
+    refuse_pickles(path)
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    opt_meta = json.loads((path / "optimizer.json").read_text())
+    optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), opt_meta)
+    )
+    sched = json.loads((path / "scheduler.json").read_text())
+    scheduler.load_state_dict({**scheduler.state_dict(), **sched})
+    set_rng_state(load_file(str(path / "rng.safetensors")))
+    return json.loads((path / STATE_FILE).read_text())
+
+
+def prune_checkpoints(directory: Path, keep: int, best: str | None) -> None:
+    """Keep the newest `keep` checkpoints and the best one."""
+    done = list_checkpoints(directory)
+    for path in done[:-keep]:
+        if path.name != best:
+            shutil.rmtree(path)

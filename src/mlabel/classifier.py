@@ -1,0 +1,103 @@
+"""The scikit-learn style front door: `Classifier(...).fit(data).predict(texts)`."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlabel.config import TrainConfig, from_dict
+from mlabel.data import Examples, join_texts, load_examples, split_examples
+from mlabel.predict import Predictor
+
+
+def prepare_data(cfg: TrainConfig, data: Any, val: Any = None) -> tuple[Examples, Examples | None]:
+    """Read and validate the training table and its validation split (file, fraction, or none)."""
+    columns = dict(
+        text_cols=cfg.text_cols,
+        id_col=cfg.id_col,
+        label_cols=cfg.label_cols,
+        labels_col=cfg.labels_col,
+        label_sep=cfg.label_sep,
+    )
+    train_ex = load_examples(data, **columns)
+    val = val if val is not None else cfg.val
+    if cfg.all_data:
+        return train_ex, None
+    if val is not None:
+        return train_ex, load_examples(val, **columns, labels=train_ex.labels)
+    return split_examples(train_ex, cfg.val_frac, cfg.seed)
+
+
+def fit_model(
+    cfg: TrainConfig,
+    data: Any,
+    out: str | Path,
+    val: Any = None,
+    resume: bool = False,
+    callbacks=(),
+):
+    """Train the model `cfg.model` names (an encoder, or `tfidf`) into `out/model`."""
+    from mlabel.training import train, train_tfidf
+
+    train_ex, val_ex = prepare_data(cfg, data, val)
+    if cfg.model == "tfidf":
+        return train_tfidf(cfg, train_ex, val_ex, out)
+    return train(cfg, train_ex, val_ex, out, resume=resume, callbacks=callbacks)
+
+
+class Classifier:
+    """Multi-label text classifier. Constructor arguments are `TrainConfig` settings."""
+
+    def __init__(self, model: str = "default", **settings: Any):
+        self.model = model
+        self.settings = settings
+
+    def fit(
+        self, data: Any, val: Any = None, out: str | Path | None = None, resume: bool = False
+    ) -> Classifier:
+        """Train on a table (path or DataFrame); the model folder lands in `out/model`."""
+        cfg = from_dict({"model": self.model, **self.settings})
+        out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="mlabel-"))
+        result = fit_model(cfg, data, out, val=val, resume=resume)
+        self.history_ = result.history
+        self._use(Predictor(result.model_dir))
+        return self
+
+    def _use(self, predictor: Predictor) -> None:
+        self.predictor_ = predictor
+        self.labels_ = predictor.labels
+        self.thresholds_ = predictor.thresholds
+        self.model_dir_ = predictor.model_dir
+
+    def _texts(self, texts: Any) -> list[str]:
+        if isinstance(texts, pd.DataFrame):
+            return join_texts(texts, self.predictor_.text_cols, "DataFrame")
+        if isinstance(texts, str):
+            raise TypeError("expected a list of texts, got one string; wrap it in a list")
+        return list(texts)
+
+    def predict_proba(self, texts: Any) -> np.ndarray:
+        """(n, n_labels) probabilities; `texts` is a list of strings or a DataFrame with the text columns."""
+        return self.predictor_.predict_proba(self._texts(texts))
+
+    def predict(self, texts: Any, threshold: float | None = None) -> list[list[str]]:
+        """Label lists per text, using the stored thresholds unless `threshold` overrides them."""
+        return self.predictor_.predict(self._texts(texts), threshold)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        if directory.resolve() != self.model_dir_.resolve():
+            shutil.copytree(self.model_dir_, directory, dirs_exist_ok=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, engine: str = "auto") -> Classifier:
+        predictor = Predictor(directory, engine)
+        clf = cls(predictor.info["config"].get("model", "default"))
+        clf._use(predictor)
+        return clf

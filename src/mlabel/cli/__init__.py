@@ -1,0 +1,54 @@
+"""The command line: `mlabel inspect | train | tune | evaluate | predict | export | serve`.
+
+Each subcommand is a module with `add_parser(subparsers)` and `run(args) -> int`; all work is
+done by library functions, so everything the CLI does, Python code can do too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from mlabel.checkpoint import CheckpointError
+from mlabel.config import ConfigError
+from mlabel.data import DataError
+from mlabel.model import ModelError
+
+COMMANDS = ("train", "evaluate", "predict")
+USER_ERRORS = (DataError, ConfigError, ModelError, CheckpointError, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlabel", description="Multi-label text classification.")
+    parser.add_argument("--version", action="version", version=f"mlabel {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"mlabel.cli.{name}_cmd")
+        module.add_parser(sub).set_defaults(run=module.run)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("mlabel")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors print one line and exit 2, without a traceback."""
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return args.run(args) or 0
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)

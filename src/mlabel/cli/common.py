@@ -1,0 +1,83 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+
+from mlabel.config import TrainConfig
+
+HELP = {
+    "model": "encoder name or path, `default` (embedded all-MiniLM-L6-v2) or `tfidf` (baseline)",
+    "text_cols": "text columns, joined in this order",
+    "id_col": "id column (default ID; else the row number)",
+    "label_cols": "0/1 label columns (default: every column that is not id or text)",
+    "labels_col": "one column holding label lists, e.g. 'cs.AI|math.CO'",
+    "val_frac": "validation share, split by iterative multi-label stratification",
+    "val": "validation file instead of a split",
+    "all_data": "train on every row for the set number of epochs (no validation, no early stopping)",
+    "pos_weight": "`auto`: weight positives by sqrt(negatives/positives) per label",
+    "thresholds": "fixed:X | global | per-label | shrunk (tuned on the validation split)",
+    "thresholds_from": "take thresholds from this model folder (for --all-data)",
+    "ensemble": "`tfidf`: average with a TF-IDF model trained alongside",
+    "long": "truncate, or chunk long texts into overlapping windows",
+    "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
+    "precision": "auto (bf16 where the hardware is fast), fp32, bf16, fp16 (GPU)",
+    "track": "mlflow or tensorboard",
+}
+
+
+def _arg_type(hint: typing.Any):
+    """The element type argparse should parse, and whether the option takes a list."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return _arg_type(args[0])
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One option per TrainConfig field; only options given on the command line are set."""
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in skip:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        kind, many = _arg_type(hints[field.name])
+        help_text = HELP.get(field.name, "")
+        if kind is bool:
+            parser.add_argument(
+                flag, action="store_true", default=argparse.SUPPRESS, help=help_text
+            )
+        else:
+            parser.add_argument(
+                flag,
+                type=kind,
+                nargs="+" if many else None,
+                default=argparse.SUPPRESS,
+                help=f"{help_text} (default: {_default(field)})".strip(),
+                metavar=field.name.upper(),
+            )
+
+
+def _default(field: dataclasses.Field) -> typing.Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return " ".join(field.default_factory())
+    return field.default
+
+
+def config_values(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings given as options."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    from mlabel.predict import ENGINES
+
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="auto", help="inference engine (default: auto)"
+    )

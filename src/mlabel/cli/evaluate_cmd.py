@@ -1,0 +1,31 @@
+"""`mlabel evaluate MODEL_DIR DATA [--json] [--report DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mlabel.cli.common import add_engine_option
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("evaluate", help="score a model folder on a labelled table")
+    p.add_argument("model_dir")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--threshold", type=float, help="one threshold for every label instead of the stored ones"
+    )
+    add_engine_option(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlabel.evaluation import evaluate_model, format_evaluation
+
+    result = evaluate_model(args.model_dir, args.data, engine=args.engine, threshold=args.threshold)
+    if args.json:
+        print(json.dumps(result.metrics, indent=2))
+    else:
+        print(format_evaluation(result))
+    return 0

@@ -1,0 +1,48 @@
+"""`mlabel predict MODEL_DIR DATA -o OUT.csv` or `mlabel predict MODEL_DIR --text "..."`."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlabel.cli.common import add_engine_option
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("predict", help="tag a table (streamed in chunks) or one text")
+    p.add_argument("model_dir")
+    p.add_argument("data", nargs="?", help="table to tag (needs the model's text columns)")
+    p.add_argument("-o", "--output", help="output .csv, .jsonl or .parquet (default: print)")
+    p.add_argument("--text", help="tag one text and print tags and probabilities")
+    p.add_argument("--proba", action="store_true", help="write probabilities instead of 0/1")
+    p.add_argument("--threshold", type=float, help="one threshold for every label")
+    p.add_argument("--id-col", default="ID", help="id column (default ID; else the row number)")
+    p.add_argument("--chunk-rows", type=int, default=5000, help="rows read and written at a time")
+    add_engine_option(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlabel.predict import load_predictor, predict_file
+
+    if (args.text is None) == (args.data is None):
+        raise SystemExit("mlabel predict: give DATA or --text, not both")
+    predictor = load_predictor(args.model_dir, args.engine)
+    if args.text is not None:
+        probs = predictor.predict_proba([args.text])[0]
+        cut = predictor.thresholds if args.threshold is None else [args.threshold] * len(probs)
+        for label, p, t in sorted(zip(predictor.labels, probs, cut), key=lambda r: -r[1]):
+            print(f"{'*' if p >= t else ' '} {label:<32} {p:.3f}")
+        return 0
+    if not args.output:
+        raise SystemExit("mlabel predict: give -o OUT.csv|.jsonl|.parquet for a table")
+    n = predict_file(
+        predictor,
+        args.data,
+        args.output,
+        proba=args.proba,
+        threshold=args.threshold,
+        id_col=args.id_col,
+        chunk_rows=args.chunk_rows,
+    )
+    print(f"wrote {n} rows to {args.output} (engine {predictor.engine})")
+    return 0

@@ -1,0 +1,38 @@
+"""`mlabel train DATA --text-cols ... --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlabel.cli.common import add_config_options, config_values
+from mlabel.config import from_dict, load_config
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a model folder from a labelled table")
+    p.add_argument("data", help="CSV, TSV, JSONL or Parquet file (compressed CSV too)")
+    p.add_argument("--out", "-o", default="runs/latest", help="run folder (default: runs/latest)")
+    p.add_argument("--config", help="YAML or TOML file of settings (options given here win)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the last complete checkpoint"
+    )
+    add_config_options(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlabel.classifier import fit_model
+    from mlabel.tracking import tracking_callbacks
+
+    values = load_config(args.config) if args.config else {}
+    cfg = from_dict({**values, **config_values(args)}, source=args.config or "options")
+    callbacks = tracking_callbacks(cfg, args.out)
+    result = fit_model(cfg, args.data, args.out, resume=args.resume, callbacks=callbacks)
+    metrics = result.metrics
+    if metrics:
+        print(
+            f"best epoch {result.best_epoch}: micro-F1 {metrics['micro_f1']:.4f}, "
+            f"macro-F1 {metrics['macro_f1']:.4f} (validation, tuned thresholds)"
+        )
+    print(f"model saved to {result.model_dir}")
+    return 0

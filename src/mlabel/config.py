@@ -1,0 +1,150 @@
+"""One dataclass holds every training setting; config files (YAML or TOML) use the same keys."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+POOLINGS = ("mean", "cls")
+OPTIMIZERS = ("adamw", "adam")
+LOSSES = ("bce", "focal")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LONG_MODES = ("truncate", "chunk")
+LONG_POOLS = ("max", "mean")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or out of range."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Defaults are the measured default recipe (see README)."""
+
+    model: str = "default"
+    text_cols: list[str] = field(default_factory=lambda: ["text"])
+    id_col: str = "ID"
+    label_cols: list[str] | None = None
+    labels_col: str | None = None
+    label_sep: str = "|"
+    val_frac: float = 0.1
+    val: str | None = None
+    all_data: bool = False
+    max_len: int = 256
+    pooling: str = "mean"
+    dropout: float = 0.1
+    epochs: int = 6
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 8e-5
+    head_lr: float | None = None
+    layer_decay: float = 1.0
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    max_grad_norm: float = 1.0
+    optimizer: str = "adamw"
+    loss: str = "bce"
+    focal_gamma: float = 2.0
+    pos_weight: str = "none"
+    patience: int = 2
+    thresholds: str = "fixed:0.5"
+    thresholds_from: str | None = None
+    ensemble: str | None = None
+    long: str = "truncate"
+    stride: int = 64
+    long_pool: str = "max"
+    precision: str = "auto"
+    seed: int = 42
+    threads: int | None = None
+    save_steps: int | None = None
+    keep: int = 2
+    track: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.text_cols, str):
+            self.text_cols = [self.text_cols]
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("long", self.long, LONG_MODES)
+        _check_choice("long_pool", self.long_pool, LONG_POOLS)
+        _check_choice("pos_weight", self.pos_weight, ("none", "auto"))
+        _check_choice("ensemble", self.ensemble, (None, "tfidf"))
+        _check_choice("track", self.track, (None, "mlflow", "tensorboard"))
+        _check_range("val_frac", self.val_frac, 0.0, 1.0, open_ends=True)
+        _check_range("dropout", self.dropout, 0.0, 1.0, open_ends=False)
+        _check_range("layer_decay", self.layer_decay, 0.0, 1.0, open_ends=False)
+        _check_range("warmup", self.warmup, 0.0, 1.0, open_ends=False)
+        for name in ("epochs", "batch_size", "grad_accum", "max_len", "keep"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} is {getattr(self, name)}, expected 1 or more")
+        if self.lr <= 0:
+            raise ConfigError(f"lr is {self.lr}, expected a positive number")
+        if self.max_len < 8:
+            raise ConfigError(f"max_len is {self.max_len}, expected 8 or more")
+        if self.long == "chunk" and not 0 <= self.stride < self.max_len // 2:
+            raise ConfigError(
+                f"stride is {self.stride}, expected 0 to max_len/2 ({self.max_len // 2})"
+            )
+        if self.label_cols and self.labels_col:
+            raise ConfigError("give label_cols or labels_col, not both")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some settings changed, validated like the original."""
+        return from_dict({**self.to_dict(), **changes})
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} is {value!r}, expected one of {', '.join(map(str, choices))}")
+
+
+def _check_range(name: str, value: float, low: float, high: float, open_ends: bool) -> None:
+    inside = low < value < high if open_ends else low <= value <= high
+    if not inside:
+        raise ConfigError(f"{name} is {value}, expected {low} to {high}")
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a TrainConfig, rejecting unknown keys by name with the closest known key."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"{source}: unknown setting {', '.join(hints)}")
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read the settings in a YAML or TOML file (keys checked by `from_dict`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path.name}: not valid {path.suffix.lstrip('.')}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path.name}: expected a mapping of settings at the top level")
+    from_dict(values, source=path.name)  # reject unknown keys early, by file name
+    return values
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

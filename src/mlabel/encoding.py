@@ -1,0 +1,110 @@
+"""Tokenization once per dataset, length-grouped batches and dynamic padding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{path}: mlabel needs a fast (Rust) tokenizer")
+    tokenizer.padding_side = "right"  # `collate` cuts rows on the right
+    return tokenizer
+
+
+@dataclass
+class Encoded:
+    """Padded token ids, one row per window; `owner[i]` is the text that window i came from."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    owner: np.ndarray
+    n_texts: int
+    n_truncated: int
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_len: int,
+    chunk: bool = False,
+    stride: int = 64,
+) -> Encoded:
+    """Tokenize in one batched call; with `chunk`, long texts become overlapping windows."""
+    out = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_len,
+        stride=stride if chunk else 0,
+        return_overflowing_tokens=True,
+        return_token_type_ids=False,
+        padding="longest",
+        return_tensors="np",
+    )
+    owner = np.asarray(out["overflow_to_sample_mapping"], dtype=np.int64)
+    first = np.ones(len(owner), dtype=bool)
+    first[1:] = owner[1:] != owner[:-1]
+    n_truncated = int(len(np.unique(owner[~first])))
+    ids = out["input_ids"].astype(np.int64)
+    lengths = out["attention_mask"].sum(axis=1).astype(np.int64)
+    if not chunk:
+        ids, lengths, owner = ids[first], lengths[first], owner[first]
+    return Encoded(ids, lengths, owner, n_texts=len(texts), n_truncated=n_truncated)
+
+
+def training_batches(
+    lengths: np.ndarray, batch_size: int, generator: torch.Generator, group: int = 64
+) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort within pools of `group` batches, shuffle batches."""
+    order = torch.randperm(len(lengths), generator=generator).numpy()
+    pool = batch_size * group
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
+
+
+def inference_batches(
+    lengths: np.ndarray, max_tokens: int, max_batch: int = 128
+) -> list[np.ndarray]:
+    """Batches of length-sorted rows holding at most `max_tokens` padded tokens each."""
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = max(1, min(max_batch, max_tokens // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+def collate(encoded: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """The selected rows cut to their longest member (dynamic padding), with the attention mask."""
+    width = int(encoded.lengths[rows].max())
+    input_ids = encoded.ids[rows, :width]
+    mask = np.arange(width)[None, :] < encoded.lengths[rows][:, None]
+    return {
+        "input_ids": torch.from_numpy(np.ascontiguousarray(input_ids)),
+        "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+    }
+
+
+def pool_windows(window_probs: np.ndarray, owner: np.ndarray, n_texts: int, how: str) -> np.ndarray:
+    """Combine per-window probabilities into one row per text (`max` or `mean`)."""
+    if len(owner) == n_texts:
+        return window_probs
+    out = np.zeros((n_texts, window_probs.shape[1]), dtype=window_probs.dtype)
+    if how == "max":
+        np.maximum.at(out, owner, window_probs)
+    else:
+        np.add.at(out, owner, window_probs)
+        out /= np.bincount(owner, minlength=n_texts)[:, None]
+    return out

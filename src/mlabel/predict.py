@@ -1,0 +1,149 @@
+"""The prediction engine: one tokenization pass, length-sorted batches, input order restored."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlabel.encoding import (
+    Encoded,
+    collate,
+    encode,
+    inference_batches,
+    load_tokenizer,
+    pool_windows,
+)
+from mlabel.model import EncoderClassifier, ModelError, read_meta
+from mlabel.runtime import autocast_dtype, cpu_has_fast_bf16
+
+MAX_TOKENS = 8192  # padded tokens per inference batch
+ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")
+
+
+def batched_logits(
+    model: torch.nn.Module,
+    encoded: Encoded,
+    rows: np.ndarray | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device = torch.device("cpu"),
+) -> np.ndarray:
+    """Logits for the selected windows (all by default), in their original order."""
+    rows = np.arange(len(encoded.lengths)) if rows is None else rows
+    out = np.zeros((len(rows), model.head.out_features), dtype=np.float32)
+    autocast = (
+        torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        for batch in inference_batches(encoded.lengths[rows], MAX_TOKENS):
+            inputs = {k: v.to(device) for k, v in collate(encoded, rows[batch]).items()}
+            out[batch] = model(**inputs).float().cpu().numpy()
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Predictor:
+    """Probabilities for raw texts from a saved model folder, with the engine of choice."""
+
+    def __init__(self, model_dir: str | Path, engine: str = "auto"):
+        self.model_dir = Path(model_dir)
+        self.info: dict[str, Any] = read_meta(self.model_dir)
+        self.labels: list[str] = self.info["labels"]
+        self.thresholds = np.asarray(self.info["thresholds"], dtype=np.float32)
+        self.text_cols: list[str] = self.info["text_cols"]
+        self.max_len: int = self.info.get("max_len", 0)
+        self.engine = self._pick_engine(engine)
+        self._tfidf = self._load_tfidf()
+        self._model = None
+        self._tokenizer = None
+        if self.info["kind"] == "transformer":
+            self._tokenizer = load_tokenizer(str(self.model_dir))
+            self._model = EncoderClassifier.load(
+                self.model_dir, self.info["pooling"], len(self.labels)
+            )
+
+    def _pick_engine(self, engine: str) -> str:
+        if engine not in ENGINES:
+            raise ModelError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        if self.info["kind"] != "transformer":
+            return "tfidf"
+        if engine == "auto":
+            return "bf16" if cpu_has_fast_bf16() else "torch"
+        if engine.startswith("onnx"):
+            raise ModelError(f"engine {engine!r} needs `mlabel export {self.model_dir} --onnx`")
+        return engine
+
+    def _load_tfidf(self):
+        if self.info["kind"] != "tfidf" and not self.info.get("ensemble"):
+            return None
+        from mlabel.baseline import TfidfModel
+
+        return TfidfModel.load(self.model_dir / "tfidf")
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """An (n, labels) array of probabilities; rows need not sum to 1."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self._model is None:
+            return self._tfidf.predict_proba(texts).astype(np.float32)
+        probs = self._encoder_proba(texts)
+        if self._tfidf is not None:
+            weight = self.info["ensemble"]["weight"]
+            probs = (1 - weight) * probs + weight * self._tfidf.predict_proba(texts)
+        return probs.astype(np.float32)
+
+    def _encoder_proba(self, texts: list[str]) -> np.ndarray:
+        chunk = self.info.get("long", "truncate") == "chunk"
+        enc = encode(self._tokenizer, texts, self.max_len, chunk, self.info.get("stride", 64))
+        dtype = autocast_dtype("bf16" if self.engine == "bf16" else "fp32", torch.device("cpu"))
+        window_probs = sigmoid(batched_logits(self._model, enc, dtype=dtype))
+        return pool_windows(window_probs, enc.owner, len(texts), self.info.get("long_pool", "max"))
+
+    def predict(self, texts: list[str], threshold: float | None = None) -> list[list[str]]:
+        """Label lists, using the stored thresholds unless `threshold` overrides them."""
+        cut = self.thresholds if threshold is None else threshold
+        hits = self.predict_proba(texts) >= cut
+        return [[label for label, on in zip(self.labels, row) if on] for row in hits]
+
+
+def load_predictor(model_dir: str | Path, engine: str = "auto") -> Predictor:
+    return Predictor(model_dir, engine)
+
+
+def predict_file(
+    predictor: Predictor,
+    src: str | Path,
+    dst: str | Path,
+    proba: bool = False,
+    threshold: float | None = None,
+    id_col: str = "ID",
+    chunk_rows: int = 5000,
+) -> int:
+    """Read, classify and write a table chunk by chunk (memory does not grow with rows)."""
+    from mlabel.data import iter_table, join_texts
+    from mlabel.output import TableWriter
+
+    cut = predictor.thresholds if threshold is None else threshold
+    n = 0
+    with TableWriter(dst) as writer:
+        for chunk in iter_table(
+            src, chunk_rows=chunk_rows, str_cols=[id_col, *predictor.text_cols]
+        ):
+            texts = join_texts(chunk, predictor.text_cols, Path(src).name)
+            probs = predictor.predict_proba(texts)
+            ids = (
+                chunk[id_col].astype(str).tolist()
+                if id_col in chunk
+                else [str(i) for i in chunk.index]
+            )
+            values = probs if proba else (probs >= cut).astype(np.int8)
+            writer.write(ids, id_col, predictor.labels, values)
+            n += len(ids)
+    return n

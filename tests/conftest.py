@@ -1,0 +1,101 @@
+"""Shared fixtures: a tiny randomly initialised BERT (built once per session) and small real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
+
+from mlabel.model import resolve_encoder  # noqa: E402
+
+torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "arxiv_topics.csv.gz"
+LABELS = [
+    "Computer Science",
+    "Physics",
+    "Mathematics",
+    "Statistics",
+    "Quantitative Biology",
+    "Quantitative Finance",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with the default model's vocabulary, saved as an HF folder."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=512,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    AutoTokenizer.from_pretrained(resolve_encoder("default")).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def arxiv() -> pd.DataFrame:
+    return pd.read_csv(DATA, dtype={"ID": str})
+
+
+@pytest.fixture(scope="session")
+def small_csv(arxiv, tmp_path_factory) -> Path:
+    """160 real abstracts, with every label present."""
+    rows = pd.concat([arxiv[arxiv[label] == 1].head(12) for label in LABELS] + [arxiv.head(100)])
+    rows = rows.drop_duplicates("ID").head(160)
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    rows.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def tiny_settings(tiny_encoder) -> dict:
+    """Training settings that make a run take seconds."""
+    return dict(
+        model=tiny_encoder,
+        text_cols=["TITLE", "ABSTRACT"],
+        max_len=64,
+        epochs=2,
+        batch_size=16,
+        lr=1e-3,
+        val_frac=0.25,
+        threads=2,
+        seed=1,
+        precision="fp32",
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tiny_encoder, small_csv, tmp_path_factory) -> Path:
+    """A tiny model folder trained once per session (read-only for tests)."""
+    from mlabel.classifier import fit_model
+    from mlabel.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        model=tiny_encoder,
+        text_cols=["TITLE", "ABSTRACT"],
+        max_len=64,
+        epochs=2,
+        batch_size=16,
+        lr=1e-3,
+        val_frac=0.25,
+        threads=2,
+        seed=1,
+        precision="fp32",
+    )
+    return fit_model(cfg, small_csv, out).model_dir
