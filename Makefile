@@ -22,8 +22,16 @@ $(VENV)/.dev: $(VENV)/.installed
 install: $(VENV)/.installed
 dev: $(VENV)/.dev
 
+DEMO := runs/demo
+
+# The main job on the embedded default: split the shipped arXiv data 80/20, train, evaluate on the
+# unseen 20%, write a submission file and show a few predictions.
 demo: install
-	$(BIN)/python -m mlabel demo
+	$(BIN)/python examples/split_data.py data/arxiv_topics.csv.gz $(DEMO)/data
+	$(BIN)/mlabel train $(DEMO)/data/train.csv --text-cols TITLE ABSTRACT --epochs 1 --max-len 128 --out $(DEMO)
+	$(BIN)/mlabel evaluate $(DEMO)/model $(DEMO)/data/test.csv
+	$(BIN)/mlabel predict $(DEMO)/model $(DEMO)/data/test.csv -o $(DEMO)/predictions.csv
+	$(BIN)/mlabel predict $(DEMO)/model $(DEMO)/data/test.csv --limit 3
 
 test: dev
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest

@@ -11,7 +11,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="tag a table (streamed in chunks) or one text")
     p.add_argument("model_dir")
     p.add_argument("data", nargs="?", help="table to tag (needs the model's text columns)")
-    p.add_argument("-o", "--output", help="output .csv, .jsonl or .parquet (default: print)")
+    p.add_argument(
+        "-o", "--output", help="output .csv, .jsonl or .parquet (without it: print --limit rows)"
+    )
+    p.add_argument(
+        "--limit", type=int, default=5, help="rows to print when there is no -o (default 5)"
+    )
     p.add_argument("--text", help="tag one text and print tags and probabilities")
     p.add_argument("--proba", action="store_true", help="write probabilities instead of 0/1")
     p.add_argument("--threshold", type=float, help="one threshold for every label")
@@ -28,13 +33,14 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("mlabel predict: give DATA or --text, not both")
     predictor = load_predictor(args.model_dir, args.engine)
     if args.text is not None:
-        probs = predictor.predict_proba([args.text])[0]
-        cut = predictor.thresholds if args.threshold is None else [args.threshold] * len(probs)
-        for label, p, t in sorted(zip(predictor.labels, probs, cut), key=lambda r: -r[1]):
-            print(f"{'*' if p >= t else ' '} {label:<32} {p:.3f}")
+        _show(predictor, ["text"], [args.text], args.threshold)
         return 0
     if not args.output:
-        raise SystemExit("mlabel predict: give -o OUT.csv|.jsonl|.parquet for a table")
+        from mlabel.data import load_examples
+
+        rows = load_examples(args.data, predictor.text_cols, args.id_col, require_labels=False)
+        _show(predictor, rows.ids[: args.limit], rows.texts[: args.limit], args.threshold)
+        return 0
     n = predict_file(
         predictor,
         args.data,
@@ -46,3 +52,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {n} rows to {args.output} (engine {predictor.engine})")
     return 0
+
+
+def _show(predictor, ids: list[str], texts: list[str], threshold: float | None) -> None:
+    """Print each text's tags and every label's probability (tags marked with *)."""
+    cut = predictor.thresholds if threshold is None else [threshold] * len(predictor.labels)
+    for row_id, text, probs in zip(ids, texts, predictor.predict_proba(texts)):
+        tags = [label for label, p, t in zip(predictor.labels, probs, cut) if p >= t]
+        print(f"{row_id}: {text.splitlines()[0][:90]}")
+        print(f"  tags: {', '.join(tags) or '(none)'}")
+        for label, p, t in sorted(zip(predictor.labels, probs, cut), key=lambda r: -r[1]):
+            print(f"   {'*' if p >= t else ' '} {label:<30} {p:.3f}")
