@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,8 @@ class TrainConfig:
     track: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.text_cols, str):
-            self.text_cols = [self.text_cols]
+        for name, hint in typing.get_type_hints(TrainConfig).items():
+            setattr(self, name, _check_type(name, getattr(self, name), hint))
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("loss", self.loss, LOSSES)
@@ -103,6 +104,30 @@ class TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
 
+def _check_type(name: str, value: Any, hint: Any) -> Any:
+    """The value as its field's type; numbers written as text (YAML reads `1e-4` so) convert."""
+    if typing.get_origin(hint) is not list and typing.get_args(hint):  # `X | None`
+        if value is None:
+            return None
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) is list:
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list | tuple) and items and all(isinstance(v, str) for v in items):
+            return list(items)
+        raise ConfigError(f"{name} is {value!r}, expected a list of column names")
+    if hint is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{name} is {value!r}, expected {_TYPE_NAMES[hint]}")
+
+
+_TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{name} is {value!r}, expected one of {', '.join(map(str, choices))}")
@@ -126,7 +151,7 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
         raise ConfigError(f"{source}: unknown setting {', '.join(hints)}")
     try:
         return TrainConfig(**values)
-    except TypeError as exc:
+    except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
 

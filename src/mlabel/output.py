@@ -45,6 +45,8 @@ class TableWriter:
             self._parquet.write_table(table)
         self._first = False
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self._parquet is not None:
             self._parquet.close()
+        if exc_type is not None:  # a half-written table would look complete
+            self.path.unlink(missing_ok=True)

@@ -12,12 +12,13 @@ import sys
 import warnings
 
 from mlabel.checkpoint import CheckpointError
+from mlabel.cli.common import UsageError
 from mlabel.config import ConfigError
 from mlabel.data import DataError
 from mlabel.model import ModelError
 
 COMMANDS = ("train", "evaluate", "predict")
-USER_ERRORS = (DataError, ConfigError, ModelError, CheckpointError, FileNotFoundError)
+USER_ERRORS = (DataError, ConfigError, ModelError, CheckpointError, UsageError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,11 @@ import typing
 
 from mlabel.config import TrainConfig
 
+
+class UsageError(ValueError):
+    """Arguments that do not fit together."""
+
+
 HELP = {
     "model": "encoder name or path, `default` (embedded all-MiniLM-L6-v2) or `tfidf` (baseline)",
     "text_cols": "text columns, joined in this order",

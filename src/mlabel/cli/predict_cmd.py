@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlabel.cli.common import add_engine_option
+from mlabel.cli.common import UsageError, add_engine_option
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from mlabel.predict import load_predictor, predict_file
 
     if (args.text is None) == (args.data is None):
-        raise SystemExit("mlabel predict: give DATA or --text, not both")
+        raise UsageError("predict: give DATA or --text (one of them)")
     predictor = load_predictor(args.model_dir, args.engine)
     if args.text is not None:
         _show(predictor, ["text"], [args.text], args.threshold)

@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from mlabel.classifier import fit_model
     from mlabel.tracking import tracking_callbacks
 
-    values = load_config(args.config) if args.config else {}
-    cfg = from_dict({**values, **config_values(args)}, source=args.config or "options")
+    values = load_config(args.config) if args.config else {}  # checked on its own, by file name
+    cfg = from_dict({**values, **config_values(args)}, source="options")
     callbacks = tracking_callbacks(cfg, args.out)
     result = fit_model(cfg, args.data, args.out, resume=args.resume, callbacks=callbacks)
     metrics = result.metrics

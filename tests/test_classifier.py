@@ -1,0 +1,114 @@
+"""The scikit-learn style API, with both label forms (0/1 columns and one list column)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlabel import Classifier, DataError
+from mlabel.cli import main
+
+TAGS = [f"topic-{i:02d}" for i in range(28)]
+
+
+def synthetic_tags(n: int = 140, seed: int = 0) -> pd.DataFrame:
+    """Texts made of label words plus noise; every label on at least n/28 rows."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        tags = {TAGS[i % len(TAGS)], *rng.choice(TAGS, size=rng.integers(0, 3))}
+        words = [t.replace("-", " ") for t in sorted(tags)] + list(rng.choice(["the", "a"], 5))
+        rows.append({"doc": f"d{i}", "body": " ".join(words), "tags": "|".join(sorted(tags))})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def list_data() -> pd.DataFrame:
+    return synthetic_tags()
+
+
+@pytest.fixture(scope="module")
+def list_clf(tiny_encoder, list_data, tmp_path_factory) -> Classifier:
+    settings = dict(text_cols=["body"], id_col="doc", labels_col="tags", max_len=32, epochs=1)
+    settings.update(batch_size=16, lr=1e-3, threads=2, seed=1, precision="fp32", val_frac=0.25)
+    out = tmp_path_factory.mktemp("list-run")
+    clf = Classifier(model=tiny_encoder, **settings)
+    assert clf.fit(list_data, out=out) is clf
+    return clf
+
+
+@pytest.fixture(scope="module")
+def tiny_clf(trained_tiny) -> Classifier:
+    return Classifier.load(trained_tiny)
+
+
+def test_learned_state(list_clf):
+    assert list_clf.labels_ == TAGS  # sorted label names from the list column
+    assert list_clf.thresholds_.shape == (len(TAGS),)
+    assert len(list_clf.history_) == 1
+
+
+def test_predict_proba_and_predict_agree(list_clf, list_data):
+    texts = list_data["body"].tolist()[:20]
+    probs = list_clf.predict_proba(texts)
+    assert probs.shape == (20, len(TAGS)) and probs.dtype == np.float32
+    assert ((probs >= 0) & (probs <= 1)).all()
+    expected = [[t for t, p, c in zip(TAGS, row, list_clf.thresholds_) if p >= c] for row in probs]
+    assert list_clf.predict(texts) == expected
+    assert list_clf.predict(texts, threshold=0.0) == [TAGS] * 20
+
+
+def test_predict_a_dataframe(tiny_clf, arxiv):
+    rows = arxiv.head(6)
+    texts = (rows["TITLE"] + "\n" + rows["ABSTRACT"]).tolist()
+    np.testing.assert_allclose(tiny_clf.predict_proba(rows), tiny_clf.predict_proba(texts))
+    assert tiny_clf.predict(rows) == tiny_clf.predict(texts)
+
+
+def test_dataframe_without_text_columns(tiny_clf):
+    with pytest.raises(DataError, match="column 'ABSTRACT' not found"):
+        tiny_clf.predict(pd.DataFrame({"TITLE": ["x"]}))
+
+
+def test_one_string_is_a_type_error(tiny_clf):
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        tiny_clf.predict("a single text")
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        tiny_clf.predict_proba("a single text")
+
+
+def test_empty_input(tiny_clf):
+    assert tiny_clf.predict_proba([]).shape == (0, len(tiny_clf.labels_))
+    assert tiny_clf.predict([]) == []
+
+
+@pytest.mark.parametrize("which", ["tiny_clf", "list_clf"])
+def test_save_load_round_trip(request, which, arxiv, tmp_path):
+    clf = request.getfixturevalue(which)
+    texts = arxiv["ABSTRACT"].head(8).tolist()
+    assert clf.save(tmp_path / "copy") == tmp_path / "copy"
+    loaded = Classifier.load(tmp_path / "copy")
+    np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
+    assert loaded.labels_ == clf.labels_
+    np.testing.assert_array_equal(loaded.thresholds_, clf.thresholds_)
+
+
+def test_list_model_predicts_and_evaluates_from_files(list_clf, list_data, tmp_path, capsys):
+    data = tmp_path / "tags.csv"
+    list_data.to_csv(data, index=False)
+    model = str(list_clf.model_dir_)
+    assert (
+        main(["predict", model, str(data), "--id-col", "doc", "-o", str(tmp_path / "p.csv")]) == 0
+    )
+    out = pd.read_csv(tmp_path / "p.csv", dtype={"doc": str})
+    assert list(out.columns) == ["doc", *TAGS]
+    assert out["doc"].tolist() == list_data["doc"].tolist()
+    capsys.readouterr()
+    assert main(["evaluate", model, str(data), "--json"]) == 0
+    assert "micro_f1" in capsys.readouterr().out
+
+
+def test_bad_setting_fails_at_fit(tiny_encoder, list_data):
+    with pytest.raises(ValueError, match="dropout is 2.0"):
+        Classifier(model=tiny_encoder, text_cols=["body"], dropout=2).fit(list_data)

@@ -1,0 +1,179 @@
+"""Every CLI command end to end, through `main([...])`, on the tiny model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import LABELS
+
+from mlabel.cli import main
+from mlabel.data import read_table
+
+
+@pytest.fixture(scope="module")
+def run(tiny_encoder, small_csv, tmp_path_factory):
+    """`mlabel train` with a config file whose epochs the command line overrides."""
+    out = tmp_path_factory.mktemp("cli-run")
+    config = out / "recipe.yaml"
+    config.write_text("epochs: 3\nbatch_size: 8\nseed: 3\nprecision: fp32\nval_frac: 0.25\n")
+    argv = ["train", str(small_csv), "--text-cols", "TITLE", "ABSTRACT", "--model", tiny_encoder]
+    argv += ["--epochs", "1", "--max-len", "32", "--threads", "2", "--config", str(config)]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main([*argv, "--out", str(out / "run")]) == 0
+    return out / "run", stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def rows(arxiv, tmp_path_factory):
+    """30 rows in a shuffled order, with the labels and an extra column the model never saw."""
+    table = arxiv.sample(30, random_state=0).assign(extra="ignored")
+    path = tmp_path_factory.mktemp("predict") / "rows.csv"
+    table.to_csv(path, index=False)
+    return path, table
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code: int, err: str, *phrases: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(p in lines[0] for p in phrases), lines[0]
+
+
+def test_train_writes_a_run_folder(run):
+    run_dir, stdout = run
+    assert f"model saved to {run_dir / 'model'}" in stdout
+    assert "micro-F1" in stdout
+    assert (run_dir / "model" / "mlabel.json").is_file()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["epochs"] == 1  # the command line wins over the config file
+    assert saved["batch_size"] == 8 and saved["seed"] == 3  # the file wins over defaults
+    assert saved["text_cols"] == ["TITLE", "ABSTRACT"] and saved["max_len"] == 32
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    meta = json.loads((run_dir / "model" / "mlabel.json").read_text())
+    assert meta["labels"] == LABELS
+
+
+def test_evaluate_text_and_json(run, small_csv, capsys):
+    code, out, _ = cli(capsys, "evaluate", run[0] / "model", small_csv)
+    assert code == 0 and "micro-F1" in out and "Physics" in out
+    code, out, _ = cli(capsys, "evaluate", run[0] / "model", small_csv, "--json")
+    metrics = json.loads(out)
+    assert code == 0 and 0 <= metrics["micro_f1"] <= 1
+    assert set(metrics["per_label"]) == set(LABELS)
+
+
+def test_predict_csv(run, rows, tmp_path, capsys):
+    path, table = rows
+    code, out, _ = cli(capsys, "predict", run[0] / "model", path, "-o", tmp_path / "p.csv")
+    assert code == 0 and "wrote 30 rows" in out
+    pred = pd.read_csv(tmp_path / "p.csv", dtype={"ID": str})
+    assert list(pred.columns) == ["ID", *LABELS]
+    assert pred["ID"].tolist() == table["ID"].tolist()
+    assert set(np.unique(pred[LABELS].to_numpy())) <= {0, 1}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_predict_other_formats_match_csv(run, rows, tmp_path, capsys, suffix):
+    model = run[0] / "model"
+    assert cli(capsys, "predict", model, rows[0], "-o", tmp_path / "p.csv")[0] == 0
+    assert cli(capsys, "predict", model, rows[0], "-o", tmp_path / f"p{suffix}")[0] == 0
+    expected = read_table(tmp_path / "p.csv")
+    pd.testing.assert_frame_equal(read_table(tmp_path / f"p{suffix}"), expected, check_dtype=False)
+
+
+def test_predict_proba(run, rows, tmp_path, capsys):
+    out = tmp_path / "p.parquet"
+    assert cli(capsys, "predict", run[0] / "model", rows[0], "--proba", "-o", out)[0] == 0
+    values = read_table(out)[LABELS].to_numpy()
+    assert values.dtype.kind == "f" and ((values >= 0) & (values <= 1)).all()
+    assert len(np.unique(values)) > 2
+
+
+def test_predict_without_id_column_uses_row_numbers(run, rows, tmp_path, capsys):
+    rows[1].drop(columns="ID").to_csv(tmp_path / "no_id.csv", index=False)
+    code, _, _ = cli(
+        capsys, "predict", run[0] / "model", tmp_path / "no_id.csv", "-o", tmp_path / "p.csv"
+    )
+    assert code == 0
+    assert pd.read_csv(tmp_path / "p.csv")["ID"].tolist() == list(range(30))
+
+
+def test_predict_one_text(run, capsys):
+    code, out, _ = cli(capsys, "predict", run[0] / "model", "--text", "Quantum spin chains")
+    assert code == 0
+    assert "tags:" in out and all(label in out for label in LABELS)
+
+
+def test_predict_prints_a_few_rows_without_output(run, rows, capsys):
+    code, out, _ = cli(capsys, "predict", run[0] / "model", rows[0], "--limit", "2")
+    assert code == 0 and out.count("tags:") == 2
+
+
+@pytest.mark.parametrize(
+    "make, phrases",
+    [
+        (lambda t, d: d / "missing.csv", ["missing.csv: file not found"]),
+        (
+            lambda t, d: t.rename(columns={"ABSTRACT": "abstract"}),
+            ["column 'ABSTRACT' not found", "did you mean 'abstract'?"],
+        ),
+        (lambda t, d: d / "notes.txt", ["notes.txt: unsupported file type"]),
+    ],
+)
+def test_predict_data_errors(run, rows, tmp_path, capsys, make, phrases):
+    data = make(rows[1], tmp_path)
+    if isinstance(data, pd.DataFrame):
+        data.to_csv(tmp_path / "bad.csv", index=False)
+        data = tmp_path / "bad.csv"
+    code, _, err = cli(capsys, "predict", run[0] / "model", data, "-o", tmp_path / "p.csv")
+    assert_user_error(code, err, *phrases)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_bad_label_value(run, rows, tmp_path, capsys, tiny_encoder):
+    table = rows[1].copy()
+    table.iloc[3, table.columns.get_loc("Physics")] = 2
+    table.to_csv(tmp_path / "bad.csv", index=False)
+    code, _, err = cli(capsys, "evaluate", run[0] / "model", tmp_path / "bad.csv")
+    assert_user_error(code, err, "bad.csv row 4: label 'Physics' is 2, expected 0 or 1")
+    code, _, err = cli(capsys, "train", tmp_path / "bad.csv", "--text-cols", "TITLE", "ABSTRACT",
+                       "--model", tiny_encoder, "--out", tmp_path / "run")  # fmt: skip
+    assert_user_error(code, err, "label 'Physics' is 2")
+
+
+def test_usage_errors(run, capsys, tmp_path):
+    code, _, err = cli(capsys, "predict", run[0] / "model")
+    assert_user_error(code, err, "give DATA or --text")
+    code, _, err = cli(capsys, "evaluate", tmp_path, "x.csv")
+    assert_user_error(code, err, "not an mlabel model folder")
+
+
+def test_train_bad_config_file(small_csv, tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("epochz: 2\n")
+    code, _, err = cli(capsys, "train", small_csv, "--config", tmp_path / "bad.yaml")
+    assert_user_error(code, err, "bad.yaml: unknown setting 'epochz' (did you mean 'epochs'?)")
+    code, _, err = cli(capsys, "train", small_csv, "--dropout", "3")
+    assert_user_error(code, err, "options: dropout is 3.0, expected 0.0 to 1.0")
+
+
+def test_python_m_mlabel_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "mlabel", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0
+    assert all(cmd in done.stdout for cmd in ("train", "evaluate", "predict"))

@@ -1,0 +1,126 @@
+"""Tokenization, length-grouped batches, dynamic padding and window pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlabel.encoding import (
+    collate,
+    encode,
+    inference_batches,
+    load_tokenizer,
+    pool_windows,
+    training_batches,
+)
+
+TEXTS = ["short one", "a somewhat longer text with more words in it", "mid size text here", "x"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_encoder):
+    return load_tokenizer(tiny_encoder)
+
+
+class CountingTokenizer:
+    """Passes calls through to a tokenizer and records them."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.tokenizer(*args, **kwargs)
+
+
+def test_one_batched_tokenizer_call(tokenizer):
+    counting = CountingTokenizer(tokenizer)
+    enc = encode(counting, TEXTS * 50, max_len=16)
+    assert counting.calls == 1
+    assert enc.n_texts == 200 and len(enc.ids) == 200
+
+
+def test_encode_truncates_and_keeps_lengths(tokenizer):
+    long = " ".join(["word"] * 100)
+    enc = encode(tokenizer, ["hi", long], max_len=16)
+    assert enc.ids.shape == (2, 16)
+    assert enc.lengths.tolist() == [3, 16]  # [CLS] hi [SEP]
+    assert enc.owner.tolist() == [0, 1]
+    assert enc.n_truncated == 1
+    assert enc.ids[0, 3:].tolist() == [tokenizer.pad_token_id] * 13
+
+
+def test_chunk_mode_makes_overlapping_windows(tokenizer):
+    words = [f"w{i}" for i in range(60)]
+    long = " ".join(words)
+    enc = encode(tokenizer, ["short", long, "also short"], max_len=32, chunk=True, stride=8)
+    owners = enc.owner.tolist()
+    assert owners[0] == 0 and owners[-1] == 2
+    windows = [i for i, o in enumerate(owners) if o == 1]
+    assert len(windows) >= 3 and owners == sorted(owners)
+    assert enc.n_truncated == 1
+    first = enc.ids[windows[0], 1 : enc.lengths[windows[0]] - 1].tolist()
+    second = enc.ids[windows[1], 1 : enc.lengths[windows[1]] - 1].tolist()
+    assert first[-8:] == second[:8]  # consecutive windows share `stride` tokens
+    assert (enc.lengths <= 32).all()
+
+
+def test_training_batches_cover_every_row_once_and_are_seeded():
+    lengths = np.random.default_rng(0).integers(3, 200, size=1000)
+    first = training_batches(lengths, 16, torch.Generator().manual_seed(7), group=4)
+    again = training_batches(lengths, 16, torch.Generator().manual_seed(7), group=4)
+    other = training_batches(lengths, 16, torch.Generator().manual_seed(8), group=4)
+    rows = np.concatenate(first)
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert all(len(b) <= 16 for b in first)
+    assert [b.tolist() for b in first] == [b.tolist() for b in again]
+    assert [b.tolist() for b in first] != [b.tolist() for b in other]
+
+
+def test_training_batches_group_similar_lengths():
+    lengths = np.random.default_rng(1).integers(3, 500, size=2048)
+    batches = training_batches(lengths, 16, torch.Generator().manual_seed(0), group=64)
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = np.random.default_rng(2).permutation(2048).reshape(-1, 16)
+    padded_random = sum(len(b) * lengths[b].max() for b in shuffled)
+    assert padded < 0.7 * padded_random
+
+
+def test_inference_batches_respect_token_budget():
+    lengths = np.random.default_rng(3).integers(1, 300, size=500)
+    batches = inference_batches(lengths, max_tokens=1024, max_batch=64)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    for batch in batches:
+        assert len(batch) <= 64
+        assert len(batch) * lengths[batch].max() <= 1024
+
+
+def test_inference_batch_of_one_when_a_row_exceeds_the_budget():
+    batches = inference_batches(np.array([5000, 10, 10]), max_tokens=1024)
+    assert [b.tolist() for b in batches] == [[0], [1, 2]]
+
+
+def test_collate_pads_to_batch_max(tokenizer):
+    enc = encode(tokenizer, TEXTS, max_len=32)
+    rows = np.array([0, 3])
+    batch = collate(enc, rows)
+    width = int(enc.lengths[rows].max())
+    assert width < enc.ids.shape[1]
+    assert batch["input_ids"].shape == (2, width)
+    assert batch["attention_mask"].sum(1).tolist() == enc.lengths[rows].tolist()
+    assert batch["input_ids"].dtype == torch.int64
+
+
+def test_pool_windows_max_and_mean():
+    probs = np.array([[0.1, 0.9], [0.5, 0.2], [0.3, 0.4], [0.7, 0.0]], dtype=np.float32)
+    owner = np.array([0, 1, 1, 2])
+    np.testing.assert_allclose(
+        pool_windows(probs, owner, 3, "max"), [[0.1, 0.9], [0.5, 0.4], [0.7, 0.0]]
+    )
+    np.testing.assert_allclose(
+        pool_windows(probs, owner, 3, "mean"), [[0.1, 0.9], [0.4, 0.3], [0.7, 0.0]]
+    )
+    one_each = pool_windows(probs[:3], np.arange(3), 3, "mean")
+    np.testing.assert_array_equal(one_each, probs[:3])

@@ -1,0 +1,67 @@
+"""The encoder classifier: pooling, and a model folder that saves and loads symmetrically."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from mlabel.encoding import collate, encode, load_tokenizer
+from mlabel.model import EncoderClassifier, ModelError, pool, read_meta, refuse_pickles
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_encoder):
+    enc = encode(load_tokenizer(tiny_encoder), ["a short text", "a longer text " * 5], 32)
+    return collate(enc, [0, 1])
+
+
+def test_pool_mean_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_save_load_round_trip(tiny_encoder, batch, tmp_path, pooling):
+    torch.manual_seed(0)
+    model = EncoderClassifier.from_encoder(tiny_encoder, 5, pooling=pooling).eval()
+    with torch.no_grad():
+        before = model(**batch)
+    assert before.shape == (2, 5)
+    model.save(tmp_path)
+    loaded = EncoderClassifier.load(tmp_path, pooling, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch), before, atol=1e-6, rtol=0)
+    assert not loaded.training
+
+
+def test_folder_opens_with_transformers(tiny_encoder, tmp_path):
+    EncoderClassifier.from_encoder(tiny_encoder, 3).save(tmp_path)
+    encoder = AutoModel.from_pretrained(tmp_path)
+    assert encoder.config.hidden_size == 32
+    assert (tmp_path / "model.safetensors").is_file()
+    assert (tmp_path / "head.safetensors").is_file()
+
+
+def test_pooling_changes_the_output(tiny_encoder, batch):
+    torch.manual_seed(0)
+    mean = EncoderClassifier.from_encoder(tiny_encoder, 3, pooling="mean").eval()
+    cls = EncoderClassifier(mean.encoder, 3, "cls", 0.0).eval()
+    cls.head.load_state_dict(mean.head.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(mean(**batch), cls(**batch))
+
+
+def test_refuses_pickles(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not really")
+    with pytest.raises(ModelError, match="refusing to load pickle files"):
+        refuse_pickles(tmp_path)
+
+
+def test_missing_encoder_and_folder(tmp_path):
+    with pytest.raises(ModelError, match="cannot load encoder"):
+        EncoderClassifier.from_encoder(str(tmp_path / "nope"), 3)
+    with pytest.raises(ModelError, match="not an mlabel model folder"):
+        read_meta(tmp_path)
