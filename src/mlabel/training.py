@@ -22,7 +22,7 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from mlabel import checkpoint as ckpt
-from mlabel.config import TrainConfig, save_config
+from mlabel.config import ConfigError, TrainConfig, save_config
 from mlabel.data import Examples
 from mlabel.encoding import Encoded, collate, encode, load_tokenizer, pool_windows, training_batches
 from mlabel.metrics import apply_thresholds, multilabel_metrics, tune_thresholds
@@ -68,6 +68,7 @@ def train(
     """Fine-tune an encoder classifier; the best epoch ends in `out_dir/model`."""
     rt = setup(cfg.threads)
     out = Path(out_dir)
+    _threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training, not after
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(resolve_encoder(cfg.model))
     tr = _encode(tokenizer, train_ex, cfg, rt, "train")
@@ -88,14 +89,15 @@ def train(
         "best": -1.0,
         "best_epoch": 0,
         "bad_epochs": 0,
+        "epoch_loss": [0.0, 0.0],
         "history": [],
     }
     if resume:
         state = _resume(out, model, optimizer, scheduler, state, rt)
-    elif rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text("")
     if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        # metrics.jsonl is the checkpoint's history: epochs logged after it are run again
+        _write_history(out, state["history"])
         save_config(cfg, out / "config.yaml")
     dtype = autocast_dtype(cfg.precision, rt.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -119,7 +121,7 @@ def train(
         else:
             improved, probs = True, None
         record["seconds"] = time.perf_counter() - t0
-        state.update(epoch=epoch, batch=0)
+        state.update(epoch=epoch, batch=0, epoch_loss=[0.0, 0.0])
         state["history"].append(record)
         if improved:
             state.update(best=record.get("micro_f1", 0.0), best_epoch=epoch, bad_epochs=0)
@@ -251,7 +253,8 @@ def _train_epoch(
     generator = torch.Generator().manual_seed(cfg.seed * 1_000 + epoch)
     batches = training_batches(tr.encoded.lengths, cfg.batch_size, generator)
     net.train()
-    loss_sum = torch.zeros(2, dtype=torch.float64)  # (summed loss, elements) of this rank
+    # (summed loss, elements) of this rank; rank 0 carries what a resumed epoch summed before
+    loss_sum = torch.tensor(state["epoch_loss"] if rt.is_main else [0.0, 0.0], dtype=torch.float64)
     skip = state["batch"]
     steps = [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
     bar = tqdm(
@@ -261,7 +264,7 @@ def _train_epoch(
         disable=not rt.is_main,
         unit="batch",
     )
-    done, t0 = skip, time.perf_counter()
+    done, t0 = 0, time.perf_counter()
     for group in steps:
         if done < skip:  # resuming mid-epoch: these batches were trained before the checkpoint
             done += len(group)
@@ -279,21 +282,26 @@ def _train_epoch(
         state["batch"] = done
         rate = (done - skip) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
-        if (
-            cfg.save_steps
-            and state["global_step"] % cfg.save_steps == 0
-            and done < len(batches)
-            and rt.is_main
-        ):
-            name = f"step-{state['global_step']:07d}"
-            ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state)
-            ckpt.prune_checkpoints(
-                out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}"
-            )
+        if cfg.save_steps and state["global_step"] % cfg.save_steps == 0 and done < len(batches):
+            state["epoch_loss"] = _global_sum(loss_sum, rt)
+            if rt.is_main:
+                name = f"step-{state['global_step']:07d}"
+                ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state)
+                ckpt.prune_checkpoints(
+                    out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}"
+                )
     bar.close()
-    if rt.distributed:
-        dist.all_reduce(loss_sum)
-    return float(loss_sum[0] / max(loss_sum[1], 1))
+    loss, elements = _global_sum(loss_sum, rt)
+    return loss / max(elements, 1)
+
+
+def _global_sum(values: torch.Tensor, rt: Runtime) -> list[float]:
+    """The sum over ranks, leaving `values` as it is."""
+    if not rt.distributed:
+        return values.tolist()
+    total = values.clone().to(rt.device)  # NCCL reduces only GPU tensors
+    dist.all_reduce(total)
+    return total.cpu().tolist()
 
 
 def _micro_step(net, tr: _Data, rows, step_rows, rt, loss_fn, dtype, scaler, loss_sum) -> float:
@@ -357,16 +365,19 @@ def _stopped(state: dict, cfg: TrainConfig, va: _Data | None) -> bool:
 
 
 def _resume(out: Path, model, optimizer, scheduler, state: dict, rt: Runtime) -> dict:
+    """The trainer state of the newest complete checkpoint, with model, optimizer and RNG restored."""
     found = ckpt.list_checkpoints(out / "checkpoints")
     if not found:
         if rt.is_main:
             console.print(f"no complete checkpoint in {out / 'checkpoints'}; starting from scratch")
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.jsonl").write_text("")
         return state
     if rt.is_main:
         console.print(f"resuming from {found[-1]}")
-    return ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)
+    return {**state, **ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)}
+
+
+def _write_history(out: Path, history: list[dict]) -> None:
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
 def _log_epoch(out: Path, record: dict, cfg: TrainConfig) -> None:
@@ -448,6 +459,7 @@ def finalize_thresholds(
 ) -> dict:
     """Thresholds, their source, the optional TF-IDF ensemble and the validation metrics for mlabel.json."""
     update: dict[str, Any] = {}
+    source = _threshold_source(cfg, train_ex.labels, val_ex is not None)
     if cfg.ensemble == "tfidf":
         from mlabel.baseline import TfidfModel
 
@@ -456,21 +468,12 @@ def finalize_thresholds(
         update["ensemble"] = {"kind": "tfidf", "weight": 0.5}
         if val_ex is not None:
             probs = 0.5 * probs + 0.5 * tfidf.predict_proba(val_ex.texts)
-    if cfg.thresholds_from:
-        source = read_meta(cfg.thresholds_from)
-        if source["labels"] != train_ex.labels:
-            raise ValueError(
-                f"thresholds_from {cfg.thresholds_from}: its labels differ from this data's"
-            )
+    if source is not None:
         thresholds = np.asarray(source["thresholds"])
         update.update(
             threshold_method=source["threshold_method"], threshold_source=str(cfg.thresholds_from)
         )
     elif val_ex is None:
-        if not cfg.thresholds.startswith("fixed"):
-            raise ValueError(
-                f"thresholds {cfg.thresholds!r} need a validation split; pass thresholds_from"
-            )
         thresholds = tune_thresholds(
             np.zeros((1, len(train_ex.labels))), np.zeros((1, len(train_ex.labels))), cfg.thresholds
         )
@@ -484,6 +487,24 @@ def finalize_thresholds(
             val_ex.y, apply_thresholds(probs, thresholds), train_ex.labels
         )
     return update
+
+
+def _threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> dict | None:
+    """The model folder `thresholds_from` names (its mlabel.json), checked against this run."""
+    if cfg.thresholds_from:
+        source = read_meta(cfg.thresholds_from)
+        if source["labels"] != labels:
+            raise ConfigError(
+                f"thresholds_from {cfg.thresholds_from}: its labels {source['labels']} differ "
+                f"from this data's {labels}"
+            )
+        return source
+    if not has_val and not cfg.thresholds.startswith("fixed"):
+        raise ConfigError(
+            f"thresholds {cfg.thresholds!r} are tuned on a validation split and this run has "
+            "none (all_data); pass thresholds_from=<a trained model folder> or a fixed threshold"
+        )
+    return None
 
 
 def train_tfidf(

@@ -1,0 +1,369 @@
+"""The training loop on a tiny BERT: logs, losses, early stopping, checkpoints, thresholds and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel
+
+from mlabel import checkpoint as ckpt
+from mlabel import training
+from mlabel.config import ConfigError, TrainConfig, from_dict, load_config
+from mlabel.data import Examples, load_examples, split_examples
+from mlabel.model import EncoderClassifier, read_meta
+from mlabel.predict import load_predictor
+
+TEXT_COLS = ["TITLE", "ABSTRACT"]
+TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to differ between runs
+
+
+class Interrupt(Exception):
+    """Stands in for a crash or a kill."""
+
+
+def _config(encoder: str, **changes) -> TrainConfig:
+    settings = dict(
+        model=encoder,
+        text_cols=TEXT_COLS,
+        max_len=32,
+        epochs=1,
+        batch_size=16,
+        lr=3e-3,
+        pos_weight="none",
+        threads=2,
+        seed=1,
+        precision="fp32",
+    )
+    return TrainConfig(**{**settings, **changes})
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in TIMING} for record in history]
+
+
+def _bce(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = probs.astype(np.float64)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def _checkpoints(out: Path) -> set[str]:
+    return {p.name for p in ckpt.list_checkpoints(out / "checkpoints")}
+
+
+@pytest.fixture(scope="module")
+def split(small_csv) -> tuple[Examples, Examples]:
+    """64 training texts (4 steps of 16 an epoch) and 35 validation texts."""
+    train_ex, val_ex = split_examples(load_examples(small_csv, TEXT_COLS), 0.25, seed=1)
+    return train_ex.subset(range(64)), val_ex
+
+
+@pytest.fixture(scope="module")
+def resume_cfg(tiny_encoder) -> TrainConfig:
+    """Two epochs of 4 steps; step checkpoints every 3 steps land inside epochs."""
+    return _config(tiny_encoder, epochs=2, save_steps=3, keep=20, thresholds="per-label")
+
+
+@pytest.fixture(scope="module")
+def reference(resume_cfg, split, tmp_path_factory) -> dict:
+    """One uninterrupted run, recording the shape of every epoch's validation probabilities."""
+    out = tmp_path_factory.mktemp("reference")
+    shapes = []
+
+    def evaluate(*args, **kwargs):
+        probs, loss = original(*args, **kwargs)
+        shapes.append(probs.shape)
+        return probs, loss
+
+    original = training._evaluate
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "_evaluate", evaluate)
+        result = training.train(resume_cfg, *split, out)
+    return {"out": out, "result": result, "shapes": shapes}
+
+
+@pytest.fixture(scope="module")
+def no_dropout_encoder(tiny_encoder, tmp_path_factory) -> str:
+    """The tiny encoder without dropout, so training-mode and inference outputs agree."""
+    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    shutil.copytree(tiny_encoder, path, dirs_exist_ok=True)
+    config = json.loads((path / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def frozen(no_dropout_encoder, split, tmp_path_factory) -> dict:
+    """A learning rate too small to change anything: validation F1 cannot improve.
+
+    One example more than a batch makes the last batch a single text, so a mean of batch
+    means would differ clearly from the mean over all examples.
+    """
+    out = tmp_path_factory.mktemp("frozen")
+    cfg = _config(
+        no_dropout_encoder,
+        epochs=6,
+        patience=2,
+        keep=1,
+        lr=1e-12,
+        dropout=0.0,
+        batch_size=len(split[0]) - 1,
+        thresholds="global",
+    )
+    return {"out": out, "cfg": cfg, "result": training.train(cfg, *split, out)}
+
+
+@pytest.fixture(scope="module")
+def accumulated(tiny_encoder, split, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("accumulated")
+    cfg = _config(tiny_encoder, batch_size=8, grad_accum=2, pos_weight="auto", thresholds="shrunk")
+    return {"out": out, "cfg": cfg, "result": training.train(cfg, *split, out)}
+
+
+# ---------------------------------------------------------------- logs and the model folder
+
+
+def test_metrics_jsonl_has_one_line_per_epoch(reference):
+    history = _history(reference["out"])
+    assert [r["epoch"] for r in history] == [1, 2]
+    for record in history:
+        assert {"train_loss", "val_loss", "micro_f1", "macro_f1"} <= record.keys()
+        assert all(math.isfinite(record[k]) for k in ("train_loss", "val_loss"))
+    assert _without_timing(history) == _without_timing(reference["result"].history)
+
+
+def test_config_yaml_is_the_resolved_config(reference, resume_cfg):
+    assert from_dict(load_config(reference["out"] / "config.yaml")) == resume_cfg
+
+
+def test_model_folder_opens_with_transformers(reference, split):
+    model_dir = reference["out"] / "model"
+    encoder = AutoModel.from_pretrained(model_dir)
+    assert encoder.config.hidden_size == 32
+    meta = read_meta(model_dir)
+    assert meta["labels"] == split[0].labels
+    assert len(meta["thresholds"]) == len(split[0].labels)
+    assert meta["max_len"] == 32
+    assert meta["text_cols"] == TEXT_COLS
+    assert meta["pooling"] == "mean"
+    assert {"micro_f1", "macro_f1", "per_label"} <= meta["metrics"].keys()
+    assert from_dict(meta["config"]).thresholds == "per-label"
+    assert {"torch", "transformers"} <= meta["versions"].keys()
+
+
+@pytest.mark.parametrize(
+    ("run", "method"), [("reference", "per-label"), ("frozen", "global"), ("accumulated", "shrunk")]
+)
+def test_thresholds_are_tuned_on_the_validation_split(request, split, run, method):
+    out = request.getfixturevalue(run)["out"]
+    meta = read_meta(out / "model")
+    assert meta["threshold_method"] == method
+    assert meta["threshold_source"] == "validation split"
+    probs = np.load(out / "val_probs.npy")
+    tuned = training.tune_thresholds(split[1].y, probs, method)
+    np.testing.assert_allclose(meta["thresholds"], tuned)
+
+
+# ---------------------------------------------------------------- losses and validation
+
+
+def test_val_loss_is_the_mean_bce_of_the_saved_probabilities(reference, split):
+    """val_probs.npy holds the best epoch's probabilities; its val_loss is their mean BCE."""
+    out = reference["out"]
+    best = read_meta(out / "model")["best_epoch"]
+    val_loss = _history(out)[best - 1]["val_loss"]
+    expected = _bce(np.load(out / "val_probs.npy"), split[1].y).mean()
+    assert val_loss == pytest.approx(expected, abs=1e-5)
+
+
+def test_validation_probabilities_are_fresh_each_epoch(reference, split):
+    n_val, n_labels = len(split[1]), len(split[1].labels)
+    assert reference["shapes"] == [(n_val, n_labels)] * 2
+
+
+def test_train_loss_is_the_mean_over_all_examples_and_labels(frozen, split):
+    """With weights that do not move, every epoch's train_loss is the model's BCE on the train set."""
+    train_ex = split[0]
+    probs = load_predictor(frozen["out"] / "model", engine="torch").predict_proba(train_ex.texts)
+    expected = _bce(probs, train_ex.y).mean()
+    for record in _history(frozen["out"]):
+        assert record["train_loss"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_focal_loss_is_what_validation_reports(tiny_encoder, split, tmp_path):
+    cfg = _config(tiny_encoder, loss="focal", focal_gamma=2.0)
+    training.train(cfg, split[0], split[1], tmp_path)
+    (record,) = _history(tmp_path)
+    assert math.isfinite(record["train_loss"])
+    probs, y = np.load(tmp_path / "val_probs.npy").astype(np.float64), split[1].y
+    p_t = probs * y + (1 - probs) * (1 - y)
+    expected = (_bce(probs, y) * (1 - p_t) ** 2).mean()
+    assert record["val_loss"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_gradient_accumulation_steps_once_per_two_batches(accumulated, split):
+    (record,) = _history(accumulated["out"])
+    assert math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])
+    state = json.loads((accumulated["out"] / "checkpoints/epoch-001/state.json").read_text())
+    assert state["global_step"] == math.ceil(math.ceil(len(split[0]) / 8) / 2)
+
+
+def test_layer_decay_gives_lower_layers_lower_learning_rates(tiny_encoder):
+    cfg = _config(tiny_encoder, lr=1e-3, layer_decay=0.5, head_lr=1e-2)
+    model = EncoderClassifier.from_encoder(tiny_encoder, 3)
+    optimizer = training._optimizer(model, cfg)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    named = dict(model.named_parameters())
+
+    def lr(name: str) -> float:
+        return lr_of[id(named[name])]
+
+    assert lr("encoder.embeddings.word_embeddings.weight") == pytest.approx(2.5e-4)
+    assert lr("encoder.encoder.layer.0.attention.self.query.weight") == pytest.approx(5e-4)
+    assert lr("encoder.encoder.layer.1.output.dense.weight") == pytest.approx(1e-3)
+    assert lr("head.weight") == pytest.approx(1e-2)
+    decay_of = {
+        id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]
+    }
+    assert decay_of[id(named["encoder.encoder.layer.1.output.dense.weight"])] == cfg.weight_decay
+    assert decay_of[id(named["encoder.encoder.layer.1.output.dense.bias"])] == 0.0
+
+
+# ---------------------------------------------------------------- early stopping and checkpoints
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(frozen):
+    assert [r["epoch"] for r in _history(frozen["out"])] == [1, 2, 3]
+    assert frozen["result"].best_epoch == 1
+    assert read_meta(frozen["out"] / "model")["best_epoch"] == 1
+
+
+def test_keep_prunes_to_the_last_checkpoints_and_the_best(frozen):
+    assert _checkpoints(frozen["out"]) == {"epoch-001", "epoch-003"}
+
+
+def test_checkpoint_every_epoch_and_every_save_steps(reference):
+    epochs = {"epoch-001", "epoch-002"}
+    steps = {"step-0000003", "step-0000006"}  # steps 4 and 8 end epochs
+    assert _checkpoints(reference["out"]) == epochs | steps
+
+
+# ---------------------------------------------------------------- exact resume
+
+
+def _assert_same_run(out: Path, reference: dict) -> None:
+    ref = reference["out"]
+    assert _without_timing(_history(out)) == _without_timing(_history(ref))
+    for name in ("model/model.safetensors", "model/head.safetensors"):
+        _assert_same_tensors(out / name, ref / name)
+    last = "checkpoints/epoch-002"  # the final weights; the model folder holds the best epoch's
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        _assert_same_tensors(out / last / name, ref / last / name)
+    mine, theirs = read_meta(out / "model"), read_meta(ref / "model")
+    assert mine["thresholds"] == theirs["thresholds"]
+    assert mine["best_epoch"] == theirs["best_epoch"]
+
+
+def _assert_same_tensors(path: Path, reference: Path) -> None:
+    mine, theirs = load_file(str(path)), load_file(str(reference))
+    assert mine.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=1e-6, msg=key)
+
+
+class StopAfterEpoch:
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, record: dict) -> None:
+        if record["epoch"] == self.epoch:
+            raise Interrupt
+
+    def on_train_end(self, result) -> None:
+        pass
+
+
+def test_resume_after_an_epoch_matches_the_uninterrupted_run(
+    reference, resume_cfg, split, tmp_path
+):
+    with pytest.raises(Interrupt):
+        training.train(resume_cfg, *split, tmp_path, callbacks=(StopAfterEpoch(1),))
+    assert len(_history(tmp_path)) == 1
+    training.train(resume_cfg, *split, tmp_path, resume=True)
+    _assert_same_run(tmp_path, reference)
+
+
+def test_resume_mid_epoch_matches_the_uninterrupted_run(
+    reference, resume_cfg, split, tmp_path, monkeypatch
+):
+    """A crash after epoch 2 was logged but before its checkpoint: resume from step 6 (mid-epoch)."""
+    save = ckpt.save_checkpoint
+
+    def crash_at_epoch_2(directory, name, *args):
+        if name == "epoch-002":
+            raise Interrupt
+        return save(directory, name, *args)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", crash_at_epoch_2)
+    with pytest.raises(Interrupt):
+        training.train(resume_cfg, *split, tmp_path)
+    monkeypatch.setattr(ckpt, "save_checkpoint", save)
+    assert len(_history(tmp_path)) == 2  # epoch 2 was logged; resuming must not log it twice
+    _plant_unfinished_checkpoints(tmp_path / "checkpoints", "step-0000006")
+    training.train(resume_cfg, *split, tmp_path, resume=True)
+    _assert_same_run(tmp_path, reference)
+
+
+def _plant_unfinished_checkpoints(directory: Path, latest: str) -> None:
+    """Newer-looking checkpoints that a crash can leave: a temp folder, a folder without state.json."""
+    for name in (".tmp-step-0000099", "step-0000098"):
+        shutil.copytree(directory / latest, directory / name)
+        weights = load_file(str(directory / name / "model.safetensors"))
+        save_file(
+            {k: torch.zeros_like(v) for k, v in weights.items()},
+            str(directory / name / "model.safetensors"),
+        )
+        state = json.loads((directory / name / "state.json").read_text())
+        (directory / name / "state.json").write_text(json.dumps({**state, "global_step": 99}))
+    (directory / "step-0000098" / "state.json").unlink()
+
+
+# ---------------------------------------------------------------- training on all data
+
+
+def test_all_data_takes_thresholds_from_another_model(reference, split, tiny_encoder, tmp_path):
+    source = reference["out"] / "model"
+    cfg = _config(tiny_encoder, all_data=True, thresholds="per-label", thresholds_from=str(source))
+    training.train(cfg, split[0], None, tmp_path)
+    meta, theirs = read_meta(tmp_path / "model"), read_meta(source)
+    assert meta["thresholds"] == theirs["thresholds"]
+    assert meta["threshold_method"] == "per-label"
+    assert meta["threshold_source"] == str(source)
+
+
+def test_all_data_with_tuned_thresholds_needs_a_source(split, tiny_encoder, tmp_path):
+    cfg = _config(tiny_encoder, all_data=True, thresholds="shrunk")
+    with pytest.raises(ConfigError, match="thresholds_from"):
+        training.train(cfg, split[0], None, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()  # refused before training, not after
+
+
+def test_thresholds_from_a_model_with_other_labels_is_refused(
+    reference, split, tiny_encoder, tmp_path
+):
+    cfg = _config(tiny_encoder, all_data=True, thresholds_from=str(reference["out"] / "model"))
+    train_ex = split[0]
+    fewer = Examples(train_ex.ids, train_ex.texts, train_ex.labels[:3], train_ex.y[:, :3], "")
+    with pytest.raises(ConfigError, match="labels"):
+        training.train(cfg, fewer, None, tmp_path)
