@@ -16,6 +16,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold", type=float, help="one threshold for every label instead of the stored ones"
     )
+    p.add_argument(
+        "--report", metavar="DIR", help="write PNG plots, report.md and report.html to DIR"
+    )
+    p.add_argument(
+        "--errors", type=int, default=10, help="rows in each worst-errors table (default: 10)"
+    )
     add_engine_option(p)
     return p
 
@@ -28,4 +34,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.metrics, indent=2))
     else:
         print(format_evaluation(result))
+    if args.report:
+        from mlabel.reports import find_metrics_jsonl, write_evaluation_report
+
+        history = find_metrics_jsonl(args.model_dir)
+        path = write_evaluation_report(result, args.report, history, n_errors=args.errors)
+        print(f"report written to {path}")
     return 0
