@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from mlabel.encoding import (
     load_tokenizer,
     pool_windows,
 )
+from mlabel.export import onnx_path
 from mlabel.model import EncoderClassifier, ModelError, read_meta
-from mlabel.runtime import autocast_dtype, cpu_has_fast_bf16
+from mlabel.runtime import cpu_has_fast_bf16
 
 MAX_TOKENS = 8192  # padded tokens per inference batch
 ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")
@@ -44,12 +46,36 @@ def batched_logits(
     return out
 
 
+def onnx_logits(session, encoded: Encoded, n_labels: int) -> np.ndarray:
+    """Logits from an ONNX Runtime session, batched and ordered like `batched_logits`."""
+    out = np.zeros((len(encoded.lengths), n_labels), dtype=np.float32)
+    for batch in inference_batches(encoded.lengths, MAX_TOKENS):
+        inputs = {k: v.numpy() for k, v in collate(encoded, batch).items()}
+        out[batch] = session.run(None, inputs)[0]
+    return out
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime CPU session using torch's thread count and every graph optimization."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
 class Predictor:
-    """Probabilities for raw texts from a saved model folder, with the engine of choice."""
+    """Probabilities for raw texts from a saved model folder, with the engine of choice.
+
+    Engines: `torch` (fp32), `bf16` (autocast, on CPUs with fast bf16), `onnx` and `onnx-int8`
+    (after `mlabel export --onnx [--int8]`); `auto` takes the choice `mlabel export` measured and
+    recorded, else bf16 where the CPU is fast at it, else torch.
+    """
 
     def __init__(self, model_dir: str | Path, engine: str = "auto"):
         self.model_dir = Path(model_dir)
@@ -61,12 +87,16 @@ class Predictor:
         self.engine = self._pick_engine(engine)
         self._tfidf = self._load_tfidf()
         self._model = None
+        self._session = None
         self._tokenizer = None
         if self.info["kind"] == "transformer":
             self._tokenizer = load_tokenizer(str(self.model_dir))
-            self._model = EncoderClassifier.load(
-                self.model_dir, self.info["pooling"], len(self.labels)
-            )
+            if self.engine.startswith("onnx"):
+                self._session = onnx_session(onnx_path(self.model_dir, self.engine))
+            else:
+                self._model = EncoderClassifier.load(
+                    self.model_dir, self.info["pooling"], len(self.labels)
+                )
 
     def _pick_engine(self, engine: str) -> str:
         if engine not in ENGINES:
@@ -74,10 +104,25 @@ class Predictor:
         if self.info["kind"] != "transformer":
             return "tfidf"
         if engine == "auto":
-            return "bf16" if cpu_has_fast_bf16() else "torch"
-        if engine.startswith("onnx"):
-            raise ModelError(f"engine {engine!r} needs `mlabel export {self.model_dir} --onnx`")
+            return self._recorded_engine() or ("bf16" if cpu_has_fast_bf16() else "torch")
+        if engine.startswith("onnx") and not onnx_path(self.model_dir, engine).is_file():
+            flags = "--onnx --int8" if engine == "onnx-int8" else "--onnx"
+            raise ModelError(f"engine {engine!r} needs `mlabel export {self.model_dir} {flags}`")
+        if engine == "bf16" and not cpu_has_fast_bf16():
+            warnings.warn(
+                "this CPU has no fast bf16 (AMX or AVX-512 bf16); using fp32 torch", stacklevel=3
+            )
+            return "torch"
         return engine
+
+    def _recorded_engine(self) -> str | None:
+        """The engine `mlabel export` chose, if this folder and CPU can still run it."""
+        choice = (self.info.get("engine") or {}).get("choice")
+        if choice is None or (choice == "bf16" and not cpu_has_fast_bf16()):
+            return None
+        if choice.startswith("onnx") and not onnx_path(self.model_dir, choice).is_file():
+            return None
+        return choice
 
     def _load_tfidf(self):
         if self.info["kind"] != "tfidf" and not self.info.get("ensemble"):
@@ -91,7 +136,7 @@ class Predictor:
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if self._model is None:
+        if self.info["kind"] != "transformer":
             return self._tfidf.predict_proba(texts).astype(np.float32)
         probs = self._encoder_proba(texts)
         if self._tfidf is not None:
@@ -102,9 +147,14 @@ class Predictor:
     def _encoder_proba(self, texts: list[str]) -> np.ndarray:
         chunk = self.info.get("long", "truncate") == "chunk"
         enc = encode(self._tokenizer, texts, self.max_len, chunk, self.info.get("stride", 64))
-        dtype = autocast_dtype("bf16" if self.engine == "bf16" else "fp32", torch.device("cpu"))
-        window_probs = sigmoid(batched_logits(self._model, enc, dtype=dtype))
-        return pool_windows(window_probs, enc.owner, len(texts), self.info.get("long_pool", "max"))
+        if self._session is not None:
+            logits = onnx_logits(self._session, enc, len(self.labels))
+        else:
+            dtype = torch.bfloat16 if self.engine == "bf16" else None
+            logits = batched_logits(self._model, enc, dtype=dtype)
+        return pool_windows(
+            sigmoid(logits), enc.owner, len(texts), self.info.get("long_pool", "max")
+        )
 
     def predict(self, texts: list[str], threshold: float | None = None) -> list[list[str]]:
         """Label lists, using the stored thresholds unless `threshold` overrides them."""

@@ -1,0 +1,139 @@
+"""ONNX export (fp32 and dynamic int8) and the measured choice of the fastest faithful engine."""
+
+from __future__ import annotations
+
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlabel.model import EncoderClassifier, ModelError, read_meta, write_meta
+
+ONNX_DIR = "onnx"
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+AGREEMENT = 0.995  # an engine qualifies when its decisions match fp32's with micro-F1 >= this
+OPSET = 17
+
+
+def onnx_path(model_dir: str | Path, engine: str) -> Path:
+    return Path(model_dir) / ONNX_DIR / ONNX_FILES[engine]
+
+
+def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
+    """Write onnx/model.onnx (and onnx/model-int8.onnx) into a transformer model folder."""
+    model_dir = Path(model_dir)
+    info = read_meta(model_dir)
+    if info["kind"] != "transformer":
+        raise ModelError(f"{model_dir}: only transformer models export to ONNX, not {info['kind']}")
+    model = EncoderClassifier.load(model_dir, info["pooling"], len(info["labels"]))
+    fp32 = onnx_path(model_dir, "onnx")
+    fp32.parent.mkdir(exist_ok=True)
+    # Trace with a padded row so the attention-mask path is part of the graph.
+    ids = torch.full((2, 8), 101, dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    mask[1, 4:] = 0
+    axes = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter: the dynamo one needs onnxscript and gains nothing here.
+        torch.onnx.export(
+            model,
+            (ids, mask),
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "logits": {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    written = [fp32]
+    if int8:
+        written.append(quantize_int8(fp32, onnx_path(model_dir, "onnx-int8")))
+    return written
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Dynamic quantization: int8 weights, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+    return dst
+
+
+def available_engines(model_dir: str | Path) -> list[str]:
+    """The engines this model folder and this CPU can run, fp32 torch first."""
+    from mlabel.runtime import cpu_has_fast_bf16
+
+    engines = ["torch"] + (["bf16"] if cpu_has_fast_bf16() else [])
+    return engines + [e for e in ONNX_FILES if onnx_path(model_dir, e).is_file()]
+
+
+def measure_engines(model_dir: str | Path, texts: list[str], repeats: int = 2) -> dict[str, Any]:
+    """Speed (docs/s, best of `repeats`) and agreement with fp32 of every available engine."""
+    from mlabel.predict import Predictor
+
+    results: dict[str, dict[str, float]] = {}
+    reference = None
+    for engine in available_engines(model_dir):
+        predictor = Predictor(model_dir, engine)
+        predictor.predict_proba(texts[:8])  # warm-up: allocations, kernel selection
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            probs = predictor.predict_proba(texts)
+            seconds.append(time.perf_counter() - start)
+        decisions = probs >= predictor.thresholds
+        if reference is None:
+            reference = (probs, decisions)
+        results[engine] = {
+            "docs_per_s": round(len(texts) / min(seconds), 2),
+            "agreement_f1": round(agreement_f1(reference[1], decisions), 5),
+            "max_abs_diff": round(float(np.abs(probs - reference[0]).max()), 5),
+        }
+    return results
+
+
+def agreement_f1(reference: np.ndarray, decisions: np.ndarray) -> float:
+    """Micro-F1 of `decisions` taking the fp32 decisions as the truth (1.0 when both are empty)."""
+    both = np.logical_and(reference, decisions).sum()
+    total = reference.sum() + decisions.sum()
+    return 1.0 if total == 0 else float(2 * both / total)
+
+
+def choose_engine(model_dir: str | Path, texts: list[str], source: str) -> dict[str, Any]:
+    """Measure the engines on `texts`, record the fastest faithful one in mlabel.json, return the record."""
+    measured = measure_engines(model_dir, texts)
+    faithful = [e for e, r in measured.items() if r["agreement_f1"] >= AGREEMENT]
+    record = {
+        "choice": max(faithful, key=lambda e: measured[e]["docs_per_s"]),
+        "measured": measured,
+        "sample": {"texts": len(texts), "source": source},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        },
+    }
+    info = read_meta(model_dir)
+    info["engine"] = record
+    write_meta(Path(model_dir), info)
+    return record
+
+
+def synthetic_texts(model_dir: str | Path, n: int = 128, seed: int = 0) -> list[str]:
+    """Word sequences of varied lengths drawn from the tokenizer's vocabulary (when no sample is given)."""
+    from mlabel.encoding import load_tokenizer
+
+    tokenizer = load_tokenizer(str(model_dir))
+    words = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 2]
+    words.sort()
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(8, 220, size=n)
+    return [" ".join(rng.choice(words, size=k)) for k in lengths]

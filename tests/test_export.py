@@ -1,0 +1,115 @@
+"""ONNX export (fp32, int8), agreement of every engine with fp32, the recorded `auto` choice, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlabel.cli import main
+from mlabel.data import load_examples
+from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx, onnx_path
+from mlabel.metrics import apply_thresholds, multilabel_metrics
+from mlabel.model import ModelError, read_meta
+from mlabel.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def exported(trained_tiny, tmp_path_factory):
+    """A copy of the tiny model with both ONNX files."""
+    model_dir = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(trained_tiny, model_dir)
+    export_onnx(model_dir, int8=True)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def held_out(small_csv, exported):
+    return load_examples(small_csv, ["TITLE", "ABSTRACT"], labels=read_meta(exported)["labels"])
+
+
+def test_export_writes_both_models(exported):
+    assert onnx_path(exported, "onnx").is_file()
+    assert onnx_path(exported, "onnx-int8").is_file()
+    assert (
+        onnx_path(exported, "onnx-int8").stat().st_size < onnx_path(exported, "onnx").stat().st_size
+    )
+
+
+@pytest.mark.parametrize("engine", ["onnx", "onnx-int8"])
+def test_engines_agree_with_fp32(exported, held_out, engine):
+    fp32 = Predictor(exported, "torch")
+    other = Predictor(exported, engine)
+    assert other.engine == engine and other._model is None
+    p32, p = fp32.predict_proba(held_out.texts), other.predict_proba(held_out.texts)
+    np.testing.assert_allclose(p, p32, atol=1e-4 if engine == "onnx" else 0.05)
+    d32, d = apply_thresholds(p32, fp32.thresholds), apply_thresholds(p, other.thresholds)
+    f1_32 = multilabel_metrics(held_out.y, d32, held_out.labels)["micro_f1"]
+    f1 = multilabel_metrics(held_out.y, d, held_out.labels)["micro_f1"]
+    assert abs(f1 - f1_32) <= 0.005
+    assert agreement_f1(d32, d) >= AGREEMENT
+
+
+def test_auto_uses_the_recorded_choice(exported, held_out):
+    record = choose_engine(exported, held_out.texts[:48], "small.csv")
+    assert set(record["measured"]) >= {"torch", "onnx", "onnx-int8"}
+    assert record["measured"][record["choice"]]["agreement_f1"] >= AGREEMENT
+    assert read_meta(exported)["engine"]["choice"] == record["choice"]
+    assert Predictor(exported, "auto").engine == record["choice"]
+
+
+def test_onnx_engine_needs_an_export(trained_tiny):
+    with pytest.raises(ModelError, match="mlabel export"):
+        Predictor(trained_tiny, "onnx-int8")
+
+
+def test_cli_predict_with_onnx_engine(exported, small_csv, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "predict",
+                str(exported),
+                str(small_csv),
+                "-o",
+                str(tmp_path / "o.csv"),
+                "--engine",
+                "onnx",
+                "--proba",
+            ]
+        )
+        == 0
+    )
+    assert "engine onnx" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "predict",
+                str(exported),
+                str(small_csv),
+                "-o",
+                str(tmp_path / "t.csv"),
+                "--engine",
+                "torch",
+                "--proba",
+            ]
+        )
+        == 0
+    )
+    onnx_out, torch_out = pd.read_csv(tmp_path / "o.csv"), pd.read_csv(tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(onnx_out, torch_out, atol=1e-4)
+
+
+def test_cli_export(trained_tiny, small_csv, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_tiny, model_dir)
+    assert (
+        main(
+            ["export", str(model_dir), "--onnx", "--sample", str(small_csv), "--sample-rows", "32"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "engine auto ->" in out and onnx_path(model_dir, "onnx").is_file()
+    assert not onnx_path(model_dir, "onnx-int8").exists()

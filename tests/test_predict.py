@@ -1,0 +1,66 @@
+"""The prediction engine: order restored after length sorting, empty input, bf16 fallback, streaming."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlabel.predict as predict_mod
+from mlabel.model import ModelError
+from mlabel.predict import Predictor, predict_file
+
+
+@pytest.fixture(scope="module")
+def texts(small_csv) -> list[str]:
+    df = pd.read_csv(small_csv).head(40)
+    # Varied lengths, so length sorting really reorders them.
+    return [f"{t}\n{a[: 40 + 37 * i]}" for i, (t, a) in enumerate(zip(df.TITLE, df.ABSTRACT))]
+
+
+def test_order_restored_after_length_sorting(trained_tiny, texts, monkeypatch):
+    monkeypatch.setattr(predict_mod, "MAX_TOKENS", 256)  # many small batches
+    predictor = Predictor(trained_tiny, "torch")
+    together = predictor.predict_proba(texts)
+    one_by_one = np.vstack([predictor.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_empty_input(trained_tiny):
+    predictor = Predictor(trained_tiny, "torch")
+    assert predictor.predict_proba([]).shape == (0, len(predictor.labels))
+    assert predictor.predict([]) == []
+
+
+def test_unknown_engine_is_refused(trained_tiny):
+    with pytest.raises(ModelError, match="not one of"):
+        Predictor(trained_tiny, "tensorrt")
+
+
+def test_bf16_falls_back_to_fp32_on_slow_cpus(trained_tiny, monkeypatch):
+    monkeypatch.setattr(predict_mod, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no fast bf16"):
+        predictor = Predictor(trained_tiny, "bf16")
+    assert predictor.engine == "torch"
+    assert Predictor(trained_tiny, "auto").engine == "torch"
+
+
+def test_bf16_agrees_with_fp32(trained_tiny, texts, monkeypatch):
+    monkeypatch.setattr(predict_mod, "cpu_has_fast_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bf16 = Predictor(trained_tiny, "bf16")
+    assert bf16.engine == "bf16"
+    fp32 = Predictor(trained_tiny, "torch").predict_proba(texts)
+    np.testing.assert_allclose(bf16.predict_proba(texts), fp32, atol=0.03)
+
+
+def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path):
+    predictor = Predictor(trained_tiny, "torch")
+    n_small = predict_file(predictor, small_csv, tmp_path / "a.csv", proba=True, chunk_rows=7)
+    n_whole = predict_file(predictor, small_csv, tmp_path / "b.csv", proba=True, chunk_rows=10_000)
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert n_small == n_whole == len(pd.read_csv(small_csv)) == len(a)
+    pd.testing.assert_frame_equal(a, b, atol=1e-5)
