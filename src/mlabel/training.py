@@ -271,10 +271,12 @@ def _train_epoch(
             continue
         step_rows = sum(len(b) for b in group)
         for i, batch in enumerate(group):
-            mine = batch[rt.rank :: rt.world]
+            mine, weight = _share(batch, rt)
             sync = i == len(group) - 1 or not rt.distributed
             with net.no_sync() if not sync else contextlib.nullcontext():
-                loss = _micro_step(net, tr, mine, step_rows, rt, loss_fn, dtype, scaler, loss_sum)
+                loss = _micro_step(
+                    net, tr, mine, weight, step_rows, rt, loss_fn, dtype, scaler, loss_sum
+                )
             done += 1
             bar.update(1)
         _optimizer_step(model, optimizer, scheduler, scaler, cfg)
@@ -304,7 +306,19 @@ def _global_sum(values: torch.Tensor, rt: Runtime) -> list[float]:
     return total.cpu().tolist()
 
 
-def _micro_step(net, tr: _Data, rows, step_rows, rt, loss_fn, dtype, scaler, loss_sum) -> float:
+def _share(batch: np.ndarray, rt: Runtime) -> tuple[np.ndarray, float]:
+    """This rank's rows of a global batch, and their weight in the loss.
+
+    A batch smaller than the world leaves some ranks without rows; they run its first row with
+    weight 0 instead, so that every rank joins DDP's gradient all-reduce (else it would hang).
+    """
+    mine = batch[rt.rank :: rt.world]
+    return (mine, 1.0) if len(mine) else (batch[:1], 0.0)
+
+
+def _micro_step(
+    net, tr: _Data, rows, weight, step_rows, rt, loss_fn, dtype, scaler, loss_sum
+) -> float:
     """Forward and backward for this rank's share; the loss is scaled so gradients are a global mean."""
     inputs = {k: v.to(rt.device) for k, v in collate(tr.encoded, rows).items()}
     target = torch.from_numpy(tr.y[rows]).to(rt.device)
@@ -314,9 +328,9 @@ def _micro_step(net, tr: _Data, rows, step_rows, rt, loss_fn, dtype, scaler, los
     per_element = loss_fn(logits.float(), target)
     total = per_element.sum()
     # DDP averages gradients over ranks, so scale by world to get the mean over the global batch.
-    scaled = total * rt.world / (step_rows * target.shape[1])
+    scaled = weight * total * rt.world / (step_rows * target.shape[1])
     (scaler.scale(scaled) if scaler else scaled).backward()
-    loss_sum += torch.tensor([total.item(), per_element.numel()], dtype=torch.float64)
+    loss_sum += weight * torch.tensor([total.item(), per_element.numel()], dtype=torch.float64)
     return total.item() / max(per_element.numel(), 1)
 
 

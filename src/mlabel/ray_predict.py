@@ -1,0 +1,224 @@
+"""Batch prediction on Ray Data: a pool of predictor actors over CSV or Parquet files.
+
+The input is a file or a folder of files, local or on an object store (`s3://`, `gs://`); each
+actor loads the model folder once and runs the same engine as `mlabel predict`, so the output
+columns and values are the same: the ID column, then one 0/1 (or probability) column per label.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlabel.config import ConfigError
+from mlabel.data import DataError, join_texts
+from mlabel.model import read_meta
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "engine ray needs Ray Data, an optional extra: pip install 'mlabel[ray]'"
+        ) from None
+    return ray
+
+
+class PredictActor:
+    """Loads the model folder once per actor, then turns batches of rows into prediction rows."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        engine: str,
+        id_col: str,
+        proba: bool,
+        threshold: float | None,
+        threads: int,
+        source: str,
+    ):
+        import torch
+
+        from mlabel.predict import load_predictor
+
+        torch.set_num_threads(threads)
+        self.predictor = load_predictor(model_dir, engine)
+        self.cut = self.predictor.thresholds if threshold is None else threshold
+        self.id_col, self.proba, self.source = id_col, proba, source
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        try:
+            texts = join_texts(batch, self.predictor.text_cols, self.source)
+        except DataError as exc:  # its row numbers count from this batch's first row
+            first = batch[self.id_col].iloc[0]
+            raise DataError(f"{exc} (in the batch from {self.id_col} {first})") from None
+        probs = self.predictor.predict_proba(texts)
+        values = probs if self.proba else (probs >= self.cut).astype(np.int8)
+        frame = pd.DataFrame(values, columns=self.predictor.labels)
+        frame.insert(0, self.id_col, batch[self.id_col].astype(str).to_numpy())
+        return frame
+
+
+def input_format(path: str) -> str:
+    """`csv` or `parquet`, from the file's name or, for a folder, from the files inside it."""
+    names = [path] if _suffix(path) else _list_files(path)
+    kinds = {_suffix(name) for name in names} - {None}
+    if len(kinds) != 1:
+        found = ", ".join(sorted(kinds)) or "no .csv or .parquet files"
+        raise DataError(f"{path}: expected CSV or Parquet files (one kind), found {found}")
+    return kinds.pop()
+
+
+def _suffix(name: str) -> str | None:
+    name = name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _list_files(path: str) -> list[str]:
+    """The files under a local folder or an object-store prefix (hidden files skipped)."""
+    from pyarrow import fs
+
+    try:
+        filesystem, root = fs.FileSystem.from_uri(path)
+    except (ValueError, TypeError):
+        filesystem, root = fs.LocalFileSystem(), os.path.abspath(path)
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.NotFound:
+        raise DataError(f"{path}: file or folder not found")
+    entries = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    return [e.path for e in entries if e.is_file and not e.base_name.startswith((".", "_"))]
+
+
+def read_dataset(path: str, id_col: str, text_cols: list[str]):
+    """A Ray Dataset of the id and text columns, with the id and texts read as strings."""
+    ray = _ray()
+    columns = [id_col, *text_cols]
+    if input_format(path) == "parquet":
+        return ray.data.read_parquet(path, columns=columns)
+    import pyarrow as pa
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(
+        column_types={c: pa.string() for c in columns}, include_columns=columns
+    )
+    return ray.data.read_csv(path, convert_options=convert)
+
+
+def predict_ray(
+    model_dir: str | Path,
+    src: str,
+    dst: str,
+    proba: bool = False,
+    threshold: float | None = None,
+    id_col: str = "ID",
+    engine: str = "auto",
+    num_actors: int = 2,
+    threads_per_actor: int = 1,
+    batch_size: int = 1024,
+    address: str | None = None,
+) -> int:
+    """Classify a table with a pool of Ray actors; returns the number of rows written.
+
+    `dst` with a suffix (.csv, .jsonl, .parquet) is one file, written in input order by this
+    process; without one it is a folder of Parquet parts written by the workers (object stores too).
+    """
+    ray = _ray()
+    if num_actors < 1 or threads_per_actor < 1 or batch_size < 1:
+        raise ConfigError("num_actors, threads_per_actor and batch_size must be 1 or more")
+    info = read_meta(model_dir)  # fail here, before starting Ray, if it is not a model folder
+    started = not ray.is_initialized()
+    if started:
+        _start(ray, address, num_actors * threads_per_actor)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.raise_original_map_exception = True  # a DataError, not Ray's wrapper around it
+        preds = _predictions(
+            ray,
+            str(model_dir),
+            src,
+            info["text_cols"],
+            dict(
+                engine=engine,
+                id_col=id_col,
+                proba=proba,
+                threshold=threshold,
+                threads=threads_per_actor,
+                source=Path(src).name,
+            ),
+            num_actors,
+            batch_size,
+        )
+        return _write(preds, dst, id_col, info["labels"])
+    except ray.exceptions.RayError as exc:
+        raise _user_error(exc, src) or exc from None
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _start(ray, address: str | None, actor_cpus: int) -> None:
+    """Join a cluster, or start a local instance with a CPU for reading beside the actors."""
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        cpus = max(os.cpu_count() or 1, actor_cpus + 1)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+
+
+def _predictions(
+    ray, model_dir: str, src: str, text_cols, actor_args: dict[str, Any], num_actors, batch_size
+):
+    ds = read_dataset(src, actor_args["id_col"], text_cols)
+    # Split big blocks so that every actor gets work even from a single large file.
+    ds = ds.repartition(target_num_rows_per_block=batch_size)
+    return ds.map_batches(
+        PredictActor,
+        fn_constructor_kwargs={"model_dir": model_dir, **actor_args},
+        batch_size=batch_size,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=actor_args["threads"],
+    )
+
+
+def _write(preds, dst: str, id_col: str, labels: list[str]) -> int:
+    if not Path(dst).suffix:
+        ray = _ray()
+        preds.write_parquet(dst, mode=ray.data.SaveMode.OVERWRITE)
+        return ray.data.read_parquet(dst).count()  # from the parts' footers
+    from mlabel.output import TableWriter
+
+    n = 0
+    with TableWriter(dst) as writer:
+        for frame in preds.iter_batches(batch_format="pandas", batch_size=None):
+            writer.write(frame[id_col].tolist(), id_col, labels, frame[labels].to_numpy())
+            n += len(frame)
+    return n
+
+
+def _user_error(exc: Exception, src: str) -> Exception | None:
+    """The error mlabel would raise without Ray, when a worker failed on the data or the model."""
+    import pyarrow as pa
+
+    from mlabel.model import ModelError
+
+    cause = getattr(exc, "cause", None)  # the worker's own exception
+    if isinstance(cause, DataError | ModelError):
+        return cause
+    if isinstance(cause, pa.ArrowException):
+        return DataError(f"{src}: cannot read: {str(cause).strip().splitlines()[0]}")
+    return None

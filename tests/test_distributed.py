@@ -1,0 +1,81 @@
+"""Training under torchrun: two CPU processes (gloo) match one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlabel.classifier import prepare_data
+from mlabel.cli import main
+from mlabel.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_no_dropout(tiny_encoder, tmp_path_factory) -> str:
+    """The tiny encoder with its hidden and attention dropout off (the head's is set by --dropout)."""
+    path = tmp_path_factory.mktemp("tiny-no-dropout") / "bert"
+    shutil.copytree(tiny_encoder, path)
+    config = json.loads((path / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _options(model: str, small_csv: Path) -> list[str]:
+    """Settings whose training split ends in a batch of one row: rank 1's share of it is empty."""
+    for val_frac in (0.25, 0.2, 0.3, 0.35):
+        cfg = TrainConfig(model=model, text_cols=["TITLE", "ABSTRACT"], val_frac=val_frac, seed=1)
+        n_train = len(prepare_data(cfg, small_csv)[0])
+        sizes = [b for b in range(6, 33) if n_train % b == 1]
+        if sizes:
+            break
+    return [
+        str(small_csv),
+        *("--model", model, "--text-cols", "TITLE", "ABSTRACT", "--val-frac", str(val_frac)),
+        *("--max-len", "48", "--epochs", "2", "--batch-size", str(sizes[0]), "--grad-accum", "2"),
+        *("--lr", "1e-3", "--dropout", "0", "--seed", "1", "--precision", "fp32"),
+    ]
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_match_one(tiny_no_dropout, small_csv, tmp_path):
+    """Same validation metrics, epoch by epoch, from 2 ranks as from 1 process.
+
+    Each rank trains on its half of every global batch and DDP averages the gradients, so the
+    updates equal one process's up to float summation order. Dropout is off everywhere because
+    each rank would draw its own masks; the remaining differences come from reductions in another
+    order (about 1e-7), hence val_loss within 1e-3 and micro-F1 within 0.02 (one borderline
+    prediction). Only rank 0 writes the run folder and prints.
+    """
+    options = _options(tiny_no_dropout, small_csv)
+    assert main(["train", *options, "--threads", "2", "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command = [*torchrun, "--master_port", str(_free_port()), "-m", "mlabel", "train", *options]
+    command += ["--threads", "1", "--out", str(tmp_path / "two")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("model saved to") == 1
+    one, two = _history(tmp_path / "one"), _history(tmp_path / "two")
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-3)
+        assert b["micro_f1"] == pytest.approx(a["micro_f1"], abs=0.02)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-3)
+    assert (tmp_path / "two" / "model" / "mlabel.json").is_file()

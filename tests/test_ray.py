@@ -1,0 +1,70 @@
+"""Batch prediction on Ray Data gives the plain engine's rows, value for value."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+
+from mlabel.cli import main
+from mlabel.data import DataError
+from mlabel.predict import load_predictor, predict_file
+from mlabel.ray_predict import _write, input_format
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance for the module (startup is the slow part). Logical CPUs: one per
+    actor plus one for the read tasks; they do not pin threads, so 3 is fine on 2 cores."""
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def table(arxiv, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ray-in") / "abstracts.csv"
+    arxiv.iloc[:300].to_csv(path, index=False)
+    return path
+
+
+def test_ray_labels_match_plain_engine(ray_session, trained_tiny, table, tmp_path):
+    plain, out = tmp_path / "plain.csv", tmp_path / "ray.csv"
+    predict_file(load_predictor(trained_tiny), table, plain)
+    argv = ["predict", str(trained_tiny), str(table), "-o", str(out), "--engine", "ray"]
+    assert main([*argv, "--num-actors", "2", "--chunk-rows", "64"]) == 0
+    expected, got = (pd.read_csv(p, dtype={"ID": str}) for p in (plain, out))
+    assert len(got) == 300
+    pd.testing.assert_frame_equal(got, expected)  # same order, columns, dtypes and 0/1 values
+
+
+def test_folder_output_is_parquet_parts(ray_session, tmp_path):
+    frame = pd.DataFrame(
+        {"ID": [f"r{i}" for i in range(10)], "Physics": [i % 2 for i in range(10)]}
+    )
+    out = tmp_path / "parts"
+    assert _write(ray.data.from_pandas(frame).repartition(3), str(out), "ID", ["Physics"]) == 10
+    assert out.is_dir() and input_format(str(out)) == "parquet"
+    got = pd.read_parquet(out).sort_values("ID", key=lambda c: c.str[1:].astype(int))
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), frame)
+
+
+def test_input_format_of_folders(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "part-0.parquet").touch()
+    (tmp_path / "a" / "_SUCCESS").touch()
+    assert input_format(str(tmp_path / "a")) == "parquet"
+    assert input_format("s3://bucket/x.csv.gz") == "csv"
+    (tmp_path / "a" / "more.csv").touch()
+    with pytest.raises(DataError, match="one kind"):
+        input_format(str(tmp_path / "a"))
+
+
+def test_missing_ray_is_a_clear_error(trained_tiny, table, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    argv = ["predict", str(trained_tiny), str(table), "-o", str(tmp_path / "x.csv")]
+    assert main([*argv, "--engine", "ray"]) == 2
+    assert "pip install 'mlabel[ray]'" in capsys.readouterr().err
