@@ -80,9 +80,12 @@ def config_values(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
-def add_engine_option(parser: argparse.ArgumentParser) -> None:
+def add_engine_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:
     from mlabel.predict import ENGINES
 
     parser.add_argument(
-        "--engine", choices=ENGINES, default="auto", help="inference engine (default: auto)"
+        "--engine",
+        choices=(*ENGINES, *extra),
+        default="auto",
+        help="inference engine (default: auto)",
     )

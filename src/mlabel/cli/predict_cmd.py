@@ -8,6 +8,8 @@ from mlabel.cli.common import UsageError, add_engine_option
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from mlabel.predict import ENGINES
+
     p = sub.add_parser("predict", help="tag a table (streamed in chunks) or one text")
     p.add_argument("model_dir")
     p.add_argument("data", nargs="?", help="table to tag (needs the model's text columns)")
@@ -22,7 +24,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="one threshold for every label")
     p.add_argument("--id-col", default="ID", help="id column (default ID; else the row number)")
     p.add_argument("--chunk-rows", type=int, default=5000, help="rows read and written at a time")
-    add_engine_option(p)
+    add_engine_option(p, extra=("ray",))
+    ray = p.add_argument_group("--engine ray (batch prediction on a Ray cluster)")
+    ray.add_argument("--address", help="Ray cluster address (default: start a local instance)")
+    ray.add_argument("--num-actors", type=int, default=2, help="predictor actors (default 2)")
+    ray.add_argument(
+        "--actor-engine",
+        choices=ENGINES,
+        default="auto",
+        help="engine in each actor (default: auto)",
+    )
     return p
 
 
@@ -31,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.text is None) == (args.data is None):
         raise UsageError("predict: give DATA or --text (one of them)")
+    if args.engine == "ray":
+        return _predict_ray(args)
     predictor = load_predictor(args.model_dir, args.engine)
     if args.text is not None:
         _show(predictor, ["text"], [args.text], args.threshold)
@@ -51,6 +64,28 @@ def run(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk_rows,
     )
     print(f"wrote {n} rows to {args.output} (engine {predictor.engine})")
+    return 0
+
+
+def _predict_ray(args: argparse.Namespace) -> int:
+    """`--engine ray`: Ray Data feeds a pool of actors, each running `--actor-engine`."""
+    from mlabel.ray_predict import predict_ray
+
+    if args.data is None or not args.output:
+        raise UsageError("predict --engine ray: give DATA and -o OUT (a file, or a folder)")
+    n = predict_ray(
+        args.model_dir,
+        args.data,
+        args.output,
+        proba=args.proba,
+        threshold=args.threshold,
+        id_col=args.id_col,
+        engine=args.actor_engine,
+        num_actors=args.num_actors,
+        batch_size=args.chunk_rows,
+        address=args.address,
+    )
+    print(f"wrote {n} rows to {args.output} (engine ray, {args.num_actors} actors)")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from mlabel.cli.common import add_config_options, config_values
 from mlabel.config import from_dict, load_config
@@ -22,12 +23,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mlabel.classifier import fit_model
+    from mlabel.runtime import setup, teardown
     from mlabel.tracking import tracking_callbacks
 
     values = load_config(args.config) if args.config else {}  # checked on its own, by file name
     cfg = from_dict({**values, **config_values(args)}, source="options")
-    callbacks = tracking_callbacks(cfg, args.out)
+    rt = setup(cfg.threads)  # under torchrun: join the process group; rank 0 alone reports
+    if not rt.is_main:
+        warnings.simplefilter("ignore")
+    callbacks = tracking_callbacks(cfg, args.out) if rt.is_main else ()
     result = fit_model(cfg, args.data, args.out, resume=args.resume, callbacks=callbacks)
+    teardown(rt)
+    if not rt.is_main:
+        return 0
     metrics = result.metrics
     if metrics:
         print(
