@@ -1,9 +1,24 @@
-"""mlabel: multi-label text classification with transformer encoders."""
+"""mlabel: multi-label text classification with transformer encoders.
 
-from mlabel.classifier import Classifier
-from mlabel.config import TrainConfig
-from mlabel.data import DataError, load_examples, read_table
+Names are imported on first use, so `mlabel --help` does not pay for torch and transformers.
+"""
 
-load_table = read_table
+from importlib import import_module
 
-__all__ = ["Classifier", "DataError", "TrainConfig", "load_examples", "load_table", "read_table"]
+_EXPORTS = {
+    "Classifier": "mlabel.classifier",
+    "TrainConfig": "mlabel.config",
+    "DataError": "mlabel.data",
+    "load_examples": "mlabel.data",
+    "read_table": "mlabel.data",
+    "load_table": "mlabel.data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mlabel' has no attribute {name!r}")
+    attr = "read_table" if name == "load_table" else name
+    return getattr(import_module(_EXPORTS[name]), attr)

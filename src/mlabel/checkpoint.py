@@ -41,17 +41,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def rng_state() -> dict[str, torch.Tensor]:
+    """CPU and current-GPU generator states (each torchrun rank owns one device)."""
     states = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
 def set_rng_state(states: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(states["torch"])
-    cuda = [states[k] for k in sorted(states) if k.startswith("cuda")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def _fsync(path: Path) -> None:

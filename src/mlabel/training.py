@@ -28,6 +28,7 @@ from mlabel.encoding import Encoded, collate, encode, load_tokenizer, pool_windo
 from mlabel.metrics import apply_thresholds, multilabel_metrics, tune_thresholds
 from mlabel.model import EncoderClassifier, package_versions, read_meta, resolve_encoder, write_meta
 from mlabel.predict import batched_logits, sigmoid
+from mlabel.reports import plot_training_curves
 from mlabel.runtime import Runtime, autocast_dtype, setup
 
 console = Console(stderr=True)
@@ -112,8 +113,9 @@ def train(
         record["samples_per_s"] = len(tr.y) / max(time.perf_counter() - t0, 1e-9)
         if va is not None:
             probs, val_loss = _evaluate(model, va, cfg, rt, loss_fn, dtype)
-            thresholds = tune_thresholds(va.y, probs, cfg.thresholds)
-            scores = multilabel_metrics(va.y, apply_thresholds(probs, thresholds), train_ex.labels)
+            y_val = va.examples.y  # one row per text (va.y has one per window when chunking)
+            thresholds = tune_thresholds(y_val, probs, cfg.thresholds)
+            scores = multilabel_metrics(y_val, apply_thresholds(probs, thresholds), train_ex.labels)
             record.update(
                 val_loss=val_loss, **{k: v for k, v in scores.items() if k != "per_label"}
             )
@@ -410,14 +412,20 @@ def _fmt(value: Any) -> str:
 def _save_model(
     model, tokenizer, directory: Path, cfg: TrainConfig, labels: list[str], record: dict
 ) -> None:
-    """Write the model folder atomically enough: a sibling temp folder, then a rename."""
-    tmp = directory.with_name(directory.name + ".tmp")
+    """Write a sibling temp folder, move the old model aside, rename: a complete model is always on disk."""
+    tmp, old = (
+        directory.with_name(directory.name + ".tmp"),
+        directory.with_name(directory.name + ".old"),
+    )
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
     tokenizer.save_pretrained(tmp)
     write_meta(tmp, _meta(cfg, labels, [0.5] * len(labels), "fixed:0.5", "default", record))
-    shutil.rmtree(directory, ignore_errors=True)
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
     tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _meta(cfg: TrainConfig, labels, thresholds, method: str, source: str, metrics: dict) -> dict:
@@ -462,7 +470,8 @@ def _finish(
         )
         meta["best_epoch"] = state["best_epoch"]
         write_meta(model_dir, meta)
-        result.metrics = meta["metrics"]
+        result.metrics = meta.get("metrics", {})
+        plot_training_curves(out / "metrics.jsonl", out / "training_curves.png")
     if rt.distributed:
         dist.barrier()
     return result
@@ -496,10 +505,12 @@ def finalize_thresholds(
         thresholds = tune_thresholds(val_ex.y, probs, cfg.thresholds)
         update.update(threshold_method=cfg.thresholds, threshold_source="validation split")
     update["thresholds"] = [float(t) for t in thresholds]
-    if val_ex is not None:
-        update["metrics"] = multilabel_metrics(
-            val_ex.y, apply_thresholds(probs, thresholds), train_ex.labels
-        )
+    # Without a validation split there is nothing to score (not the last epoch's training record).
+    update["metrics"] = (
+        multilabel_metrics(val_ex.y, apply_thresholds(probs, thresholds), train_ex.labels)
+        if val_ex is not None
+        else {}
+    )
     return update
 
 
