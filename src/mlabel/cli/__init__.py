@@ -17,7 +17,7 @@ from mlabel.config import ConfigError
 from mlabel.data import DataError
 from mlabel.model import ModelError
 
-COMMANDS = ("train", "evaluate", "predict", "tune")
+COMMANDS = ("train", "evaluate", "predict", "serve", "inspect", "tune", "export")
 USER_ERRORS = (DataError, ConfigError, ModelError, CheckpointError, UsageError, FileNotFoundError)
 
 

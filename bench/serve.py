@@ -1,0 +1,204 @@
+"""Load test of `mlabel serve` on loopback, next to offline `predict_proba` on the same texts.
+
+    python bench/serve.py                          # trains a quick model first (a few minutes)
+    python bench/serve.py --model runs/x/model     # or serve a model folder you have
+    python bench/serve.py --requests 200 --concurrency 1 8   # a quick check
+
+Each client thread keeps one connection open and sends one abstract per request. Clients,
+server and the offline run share this machine's cores, so compare rows of one run only.
+Without --model, a model is trained once (default encoder, 1 epoch, max_len 128, --train-rows
+rows) into bench/_work/serve/ and reused by later runs; the texts sent are rows after those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from mlabel.data import join_texts, read_table
+from mlabel.model import read_meta
+from mlabel.predict import load_predictor
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "arxiv_topics.csv.gz"
+WORK = ROOT / "bench" / "_work" / "serve"
+TEXT_COLS = ["TITLE", "ABSTRACT"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", help="model folder (default: train a quick one)")
+    p.add_argument("--data", default=str(DATA), help="table with TITLE and ABSTRACT columns")
+    p.add_argument("--train-rows", type=int, default=800, help="rows to train the quick model on")
+    p.add_argument("--texts", type=int, default=500, help="distinct texts to send (default 500)")
+    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    return p.parse_args(argv)
+
+
+def quick_model(data: str, rows: int) -> Path:
+    """Train (once) the quick model the load test serves."""
+    from mlabel.classifier import fit_model
+    from mlabel.config import TrainConfig
+
+    model_dir = WORK / "model"
+    if (model_dir / "mlabel.json").exists():
+        return model_dir
+    WORK.mkdir(parents=True, exist_ok=True)
+    train_csv = WORK / "train.csv"
+    read_table(data).head(rows).to_csv(train_csv, index=False)
+    print(f"training a quick model on {rows} rows into {WORK} (1 epoch, max_len 128)")
+    cfg = TrainConfig(text_cols=TEXT_COLS, epochs=1, max_len=128)
+    return Path(fit_model(cfg, train_csv, WORK).model_dir)
+
+
+def bench_texts(data: str, skip: int, n: int, text_cols: list[str]) -> list[str]:
+    """`n` texts from rows after the first `skip` (the quick model's training rows)."""
+    table = read_table(data)
+    rows = table.iloc[skip : skip + n] if len(table) >= skip + n else table.tail(n)
+    return join_texts(rows, text_cols, Path(data).name)
+
+
+def offline_docs_per_s(model: Path, engine: str, texts: list[str]) -> tuple[float, str]:
+    """Docs/s of one predict_proba call on all texts (after a warm-up), and the engine."""
+    predictor = load_predictor(model, engine)
+    predictor.predict_proba(texts[:16])
+    start = time.perf_counter()
+    predictor.predict_proba(texts)
+    return len(texts) / (time.perf_counter() - start), predictor.engine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "mlabel", "serve", str(model), "--port", str(port)]
+    command += ["--engine", args.engine, "--log-level", "warning"]
+    command += ["--batch-wait-ms", str(args.batch_wait_ms), "--max-batch", str(args.max_batch)]
+    proc = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not start; see its output above")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def load_test(url: str, texts: list[str], requests: int, clients: int) -> dict:
+    """Send `requests` one-text requests from `clients` threads; latency and error counts."""
+    counter = itertools.count()
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as http:
+            while (i := next(counter)) < requests:
+                start = time.perf_counter()
+                try:
+                    ok = http.post(f"{url}/predict", json={"texts": [texts[i % len(texts)]]})
+                    failed = ok.status_code != 200
+                except httpx.HTTPError:
+                    failed = True
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+                    errors[0] += failed
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients,
+        "requests": requests,
+        "requests_per_s": requests / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": errors[0],
+    }
+
+
+def batching(url: str) -> dict:
+    return httpx.get(f"{url}/info", timeout=10).json()["batching"]
+
+
+def run_levels(url: str, texts: list[str], args: argparse.Namespace) -> list[dict]:
+    load_test(url, texts, 20, 2)  # warm-up
+    results = []
+    for clients in args.concurrency:
+        before = batching(url)
+        row = load_test(url, texts, args.requests, clients)
+        after = batching(url)
+        batches = after["batches"] - before["batches"]
+        row["texts_per_batch"] = (after["texts"] - before["texts"]) / max(batches, 1)
+        results.append(row)
+        print_row(row)
+    return results
+
+
+def print_row(row: dict) -> None:
+    print(
+        f"{row['clients']:>7}  {row['requests_per_s']:>10.1f}  {row['p50_ms']:>8.1f}  "
+        f"{row['p99_ms']:>8.1f}  {row['errors']:>6}  {row['texts_per_batch']:>13.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    model = Path(args.model) if args.model else quick_model(args.data, args.train_rows)
+    text_cols = read_meta(model)["text_cols"]
+    texts = bench_texts(args.data, args.train_rows, args.texts, text_cols)
+    docs_per_s, engine = offline_docs_per_s(model, args.engine, texts)
+    print(f"model {model}, engine {engine}, {len(texts)} distinct texts")
+    print(f"offline predict_proba: {docs_per_s:.1f} docs/s (one call on all texts)\n")
+    proc, url = start_server(model, args)
+    try:
+        print(
+            f"{'clients':>7}  {'requests/s':>10}  {'p50 ms':>8}  {'p99 ms':>8}  {'errors':>6}  texts/batch"
+        )
+        results = run_levels(url, texts, args)
+    finally:
+        stop(proc)
+    best = max(r["requests_per_s"] for r in results)
+    print(f"\nbest served throughput is {best / docs_per_s:.2f}x offline predict_proba")
+    if args.json:
+        summary = {"model": str(model), "engine": engine, "offline_docs_per_s": docs_per_s}
+        Path(args.json).write_text(json.dumps({**summary, "levels": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

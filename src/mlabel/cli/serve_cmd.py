@@ -1,0 +1,48 @@
+"""`mlabel serve MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--engine auto]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mlabel.cli.common import add_engine_option
+
+# Options left out keep the defaults of mlabel.serve.ServeSettings (imported only when serving).
+SETTINGS = {
+    "host": (str, "address to listen on (default: 127.0.0.1, this machine only)"),
+    "port": (int, "port (default: 8000)"),
+    "api_key": (
+        str,
+        "require `Authorization: Bearer KEY` (default: env MLABEL_API_KEY, else none)",
+    ),
+    "batch_wait_ms": (float, "how long a batch waits for more requests (default: 5)"),
+    "max_batch": (int, "most texts in one model call (default: 64)"),
+    "max_body_bytes": (int, "largest request body (default: 2097152, 2 MiB)"),
+    "max_texts": (int, "most texts or items in one request (default: 256)"),
+    "max_chars": (int, "most characters in one text (default: 100000)"),
+}
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="serve a model folder: JSON API, web page, OpenAPI docs")
+    p.add_argument("model_dir")
+    for name, (kind, help_text) in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+    add_engine_option(p)
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn log level; `warning` hides the access log (default: info)",
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlabel.serve import ServeSettings, serve
+
+    values = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
+    values.setdefault("api_key", os.environ.get("MLABEL_API_KEY") or None)
+    serve(args.model_dir, ServeSettings(**values), engine=args.engine, log_level=args.log_level)
+    return 0

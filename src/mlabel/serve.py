@@ -1,0 +1,546 @@
+"""The HTTP server: a JSON API and a web page over a Predictor, with micro-batching and limits.
+
+Concurrent requests are queued for one worker thread, which gathers whatever arrives within a
+short window (up to `max_batch` texts) into one `predict_proba` call, so the event loop never
+runs the model and throughput under load approaches offline prediction. Input is checked where
+it enters: a bad request gets a 4xx answer that says what is wrong and where, never a 500.
+
+With an API key, every endpoint but `/health`, the page at `/` and the docs needs
+`Authorization: Bearer KEY`. The page asks for the key and keeps it in the browser's
+localStorage; opening `/?key=KEY` stores it too and takes it out of the address bar. The server
+never reads keys from URLs, so they stay out of access logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import math
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from mlabel.config import ConfigError
+from mlabel.predict import Predictor
+
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'"
+)
+
+
+@dataclasses.dataclass
+class ServeSettings:
+    """How the server listens, what it accepts and how it batches."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_texts: int = 256
+    max_chars: int = 100_000
+    batch_wait_ms: float = 5.0
+    max_batch: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_texts", "max_chars", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} is {getattr(self, name)}, expected 1 or more")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port is {self.port}, expected 0 to 65535")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ConfigError(f"batch_wait_ms is {self.batch_wait_ms}, expected 0 to 1000")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("api_key is empty; give a key or leave it out")
+
+
+class InputError(ValueError):
+    """A request the server understood but cannot accept (answered with 422)."""
+
+
+# ----------------------------------------------------------------------------- micro-batching
+
+
+class MicroBatcher:
+    """Gathers concurrent requests into batches for one worker thread running `predict`."""
+
+    _STOP = object()
+
+    def __init__(self, predict: Callable[[list[str]], np.ndarray], max_batch: int, wait_ms: float):
+        self.predict = predict
+        self.max_batch = max_batch
+        self.wait_s = wait_ms / 1000
+        self.stats = {"batches": 0, "requests": 0, "texts": 0, "largest_batch": 0}
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="mlabel-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, texts: list[str]) -> Future:
+        """A future for the (len(texts), labels) probabilities."""
+        future: Future = Future()
+        self._queue.put((texts, future))
+        return future
+
+    async def predict_async(self, texts: list[str]) -> np.ndarray:
+        return await asyncio.wrap_future(self.submit(texts))
+
+    def close(self) -> None:
+        """Finish the queued requests, then stop the worker."""
+        self._queue.put(self._STOP)
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        job = None
+        while job is not self._STOP:
+            first = job if job is not None else self._queue.get()
+            if first is self._STOP:
+                return
+            batch, job = self._gather(first)
+            self._run_batch(batch)
+
+    def _gather(self, first: tuple) -> tuple[list[tuple], Any]:
+        """The first job plus those arriving within the wait window, up to max_batch texts.
+
+        Returns the batch and a job held over for the next one (or None).
+        """
+        batch, size = [first], len(first[0])
+        deadline = time.monotonic() + self.wait_s
+        while size < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                job = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if job is self._STOP or size + len(job[0]) > self.max_batch:
+                return batch, job
+            batch.append(job)
+            size += len(job[0])
+        return batch, None
+
+    def _run_batch(self, batch: list[tuple]) -> None:
+        # A future cancelled by a client that went away is dropped before the model runs.
+        batch = [(texts, f) for texts, f in batch if f.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        texts = [t for job_texts, _ in batch for t in job_texts]
+        try:
+            probs = self.predict(texts)
+        except Exception as exc:  # the worker stays up; only the request at fault fails
+            if len(batch) > 1:
+                for job in batch:
+                    self._run_alone(job)
+            else:
+                batch[0][1].set_exception(exc)
+            return
+        self._count(len(batch), len(texts))
+        start = 0
+        for job_texts, future in batch:
+            future.set_result(probs[start : start + len(job_texts)])
+            start += len(job_texts)
+
+    def _run_alone(self, job: tuple) -> None:
+        texts, future = job
+        try:
+            future.set_result(self.predict(texts))
+        except Exception as exc:
+            future.set_exception(exc)
+            return
+        self._count(1, len(texts))
+
+    def _count(self, requests: int, texts: int) -> None:
+        self.stats["batches"] += 1
+        self.stats["requests"] += requests
+        self.stats["texts"] += texts
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], texts)
+
+
+# ----------------------------------------------------------------------------- request bodies
+
+
+class PredictRequest(BaseModel):
+    """Either `texts` or `items` (objects with the model's text columns), not both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"texts": ["Deep networks for protein folding\nWe train ..."]},
+                {"items": [{"id": "1", "title": "A title", "abstract": "An abstract"}]},
+            ]
+        },
+    )
+    texts: list[StrictStr] | None = None
+    items: list[dict[str, Any]] | None = None
+    threshold: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+
+
+class PredictResult(BaseModel):
+    id: str | int | None = None
+    labels: list[str]
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    thresholds: dict[str, float]
+    results: list[PredictResult]
+
+
+def request_texts(
+    req: PredictRequest, text_cols: list[str], settings: ServeSettings
+) -> tuple[list[Any], list[str]]:
+    """Ids (None for `texts`) and the texts to classify, checked against the limits."""
+    if (req.texts is None) == (req.items is None):
+        raise InputError("give either `texts` (a list of strings) or `items`, not both")
+    field = "texts" if req.items is None else "items"
+    count = len(req.texts if req.items is None else req.items)
+    if count == 0:
+        raise InputError(f"{field} is empty; send at least one")
+    if count > settings.max_texts:
+        raise InputError(f"{field} has {count} entries, the limit is {settings.max_texts}")
+    if req.items is None:
+        ids, texts = [None] * count, [t.strip() for t in req.texts]
+    else:
+        ids, texts = zip(*(item_text(item, i, text_cols) for i, item in enumerate(req.items)))
+    check_texts(list(texts), field, settings.max_chars)
+    return list(ids), list(texts)
+
+
+def item_text(item: dict[str, Any], index: int, text_cols: list[str]) -> tuple[Any, str]:
+    """An item's id and its text columns (matched case-insensitively) joined with newlines."""
+    where = f"items[{index}]"
+    by_name = {c.lower(): c for c in text_cols}
+    fields: dict[str, Any] = {}
+    item_id = None
+    for key, value in item.items():
+        name = key.lower()
+        if name == "id":
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                raise InputError(f"{where}.{key}: expected a string or an integer id")
+            item_id = value
+        elif name in by_name:
+            if by_name[name] in fields:
+                raise InputError(f"{where}: {by_name[name]} is given twice (names ignore case)")
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+            fields[by_name[name]] = (value or "").strip()
+        else:
+            expected = ", ".join(["id", *text_cols])
+            raise InputError(f"{where}: unknown field {key!r}; expected {expected}")
+    return item_id, "\n".join(fields[c] for c in text_cols if fields.get(c))
+
+
+def check_texts(texts: list[str], field: str, max_chars: int) -> None:
+    for i, text in enumerate(texts):
+        if not text:
+            raise InputError(f"{field}[{i}]: the text is empty")
+        if not text.isascii() and _surrogate(text) is not None:
+            raise InputError(
+                f"{field}[{i}]: character {_surrogate(text) + 1} is an unpaired surrogate; "
+                "send valid Unicode"
+            )
+        if len(text) > max_chars:
+            raise InputError(
+                f"{field}[{i}]: the text has {len(text):,} characters, the limit is {max_chars:,}"
+            )
+
+
+def _surrogate(text: str) -> int | None:
+    """The position of the first lone UTF-16 surrogate (valid JSON, but no tokenizer takes it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def prediction_response(
+    labels: list[str], probs: np.ndarray, cut: np.ndarray, ids: list[Any]
+) -> dict[str, Any]:
+    results = []
+    for item_id, row in zip(ids, probs.tolist()):
+        results.append(
+            {
+                "id": item_id,
+                "labels": [label for label, p, t in zip(labels, row, cut) if p >= t],
+                "probabilities": {label: round(p, 6) for label, p in zip(labels, row)},
+            }
+        )
+    return {
+        "thresholds": {label: round(t, 6) for label, t in zip(labels, cut.tolist())},
+        "results": results,
+    }
+
+
+# ----------------------------------------------------------------------------- the app
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return await self._reject(send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._reject(send)
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _reject(self, send) -> None:
+        limit = f"{self.max_bytes:,}"
+        await JSONResponse({"detail": f"request body over the limit of {limit} bytes"}, 413)(
+            {"type": "http"}, None, send
+        )
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that returns the buffered body once, then waits on the real one."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def require_key(api_key: str | None) -> Callable:
+    """A dependency that checks `Authorization: Bearer KEY` when the server has a key."""
+    bearer = HTTPBearer(auto_error=False, description="the key given to `mlabel serve`")
+
+    def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if api_key is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), api_key.encode()):
+            reason = "wrong API key" if given else "this server needs `Authorization: Bearer KEY`"
+            raise HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app for one predictor; run it with uvicorn or test it with TestClient."""
+    settings = settings or ServeSettings()
+    batcher = MicroBatcher(predictor.predict_proba, settings.max_batch, settings.batch_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="mlabel",
+        summary=f"Multi-label topics from the model {model_name(predictor.model_dir)}",
+        version=_mlabel_version(),
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InputError, _input_error)
+    _add_routes(app, predictor, settings, batcher)
+    return app
+
+
+def _add_routes(
+    app: FastAPI, predictor: Predictor, settings: ServeSettings, batcher: MicroBatcher
+) -> None:
+    keyed = [Depends(require_key(settings.api_key))]
+    n_labels = len(predictor.labels)
+    page = resources.files("mlabel").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    @app.get("/health", summary="Liveness check (never needs the key)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/labels", dependencies=keyed, summary="The labels and their thresholds")
+    def labels() -> dict[str, Any]:
+        return {"labels": predictor.labels, "thresholds": _thresholds(predictor)}
+
+    @app.get("/info", dependencies=keyed, summary="The model, its validation metrics, the server")
+    def info() -> dict[str, Any]:
+        return model_info(predictor, settings, batcher)
+
+    @app.post(
+        "/predict",
+        dependencies=keyed,
+        response_model=PredictResponse,
+        summary="Labels and probabilities for texts or items",
+    )
+    async def predict(req: PredictRequest) -> dict[str, Any]:
+        ids, texts = request_texts(req, predictor.text_cols, settings)
+        probs = await batcher.predict_async(texts)
+        cut = predictor.thresholds if req.threshold is None else np.full(n_labels, req.threshold)
+        return prediction_response(predictor.labels, probs, cut, ids)
+
+
+def _thresholds(predictor: Predictor) -> dict[str, float]:
+    return {label: round(t, 6) for label, t in zip(predictor.labels, predictor.thresholds.tolist())}
+
+
+def model_info(
+    predictor: Predictor, settings: ServeSettings, batcher: MicroBatcher
+) -> dict[str, Any]:
+    """What /info answers: the model folder's record plus the server's limits and counters."""
+    meta = predictor.info
+    return _finite(
+        {
+            "model": model_name(predictor.model_dir),
+            "kind": meta["kind"],
+            "labels": predictor.labels,
+            "thresholds": _thresholds(predictor),
+            "threshold_method": meta.get("threshold_method"),
+            "text_cols": predictor.text_cols,
+            "max_len": predictor.max_len,
+            "metrics": meta.get("metrics") or {},
+            "engine": predictor.engine,
+            "versions": {**(meta.get("versions") or {}), "mlabel (serving)": _mlabel_version()},
+            "limits": {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_texts": settings.max_texts,
+                "max_chars": settings.max_chars,
+            },
+            "batching": {
+                "max_batch": settings.max_batch,
+                "batch_wait_ms": settings.batch_wait_ms,
+                **batcher.stats,
+            },
+            "auth": settings.api_key is not None,
+        }
+    )
+
+
+def model_name(model_dir: Path) -> str:
+    """The folder's name, with its run's name when it is a run's `model` folder."""
+    path = model_dir.resolve()
+    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity as null, since JSON has neither."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _mlabel_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlabel")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------- error answers
+
+
+def _where(loc: tuple) -> str:
+    """('body', 'texts', 2) -> 'texts[2]'."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "body"
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Malformed JSON is 400; a body of the wrong shape is 422; both say where."""
+    errors = exc.errors()
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        detail = _json_error(exc.body, first)
+        return JSONResponse({"detail": detail}, 400)
+    if first["loc"] == ("body",) and "json" not in request.headers.get("content-type", ""):
+        detail = "send a JSON object with `Content-Type: application/json`"
+    else:
+        detail = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors[:5])
+    safe = [{k: e[k] for k in ("type", "loc", "msg")} for e in errors]
+    return JSONResponse({"detail": detail, "errors": safe}, 422)
+
+
+def _json_error(doc: Any, error: dict) -> str:
+    reason = error.get("ctx", {}).get("error", "cannot be parsed")
+    pos = error["loc"][-1] if isinstance(error["loc"][-1], int) else None
+    if pos is None or not isinstance(doc, str):
+        return f"malformed JSON: {reason}"
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - (doc.rfind("\n", 0, pos) + 1) + 1
+    return f"malformed JSON: {reason} at line {line} column {column}"
+
+
+def _input_error(request: Request, exc: InputError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, 422)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def serve(model_dir: str, settings: ServeSettings, engine: str = "auto", log_level: str = "info"):
+    """Load the model and serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    from mlabel.predict import load_predictor
+
+    predictor = load_predictor(model_dir, engine)
+    app = create_app(predictor, settings)
+    url = f"http://{_url_host(settings.host)}:{settings.port}"
+    key = "API key required" if settings.api_key else "no API key"
+    print(f"serving {model_dir} (engine {predictor.engine}, {key}) at {url}  docs: {url}/docs")
+    if not settings.api_key and not _is_loopback(settings.host):
+        print(f"warning: listening on {settings.host} without an API key (--api-key)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

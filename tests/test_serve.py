@@ -1,0 +1,322 @@
+"""The HTTP server through FastAPI's TestClient: endpoints, limits, API key, micro-batching."""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mlabel.cli import build_parser
+from mlabel.config import ConfigError
+from mlabel.predict import load_predictor
+from mlabel.serve import MicroBatcher, ServeSettings, create_app
+
+ABSTRACT = "We prove a bound on the spectral gap of random regular graphs."
+TITLE = "Spectral gaps of random graphs"
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_tiny):
+    return load_predictor(trained_tiny, engine="torch")
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, ServeSettings())) as c:
+        yield c
+
+
+def small_client(predictor, **settings) -> TestClient:
+    return TestClient(create_app(predictor, ServeSettings(**settings)))
+
+
+def post_raw(client: TestClient, body: bytes, content_type: str = "application/json"):
+    return client.post("/predict", content=body, headers={"content-type": content_type})
+
+
+# ----------------------------------------------------------------------------- endpoints
+
+
+def test_health_labels_info(client, predictor):
+    assert client.get("/health").json() == {"status": "ok"}
+    labels = client.get("/labels").json()
+    assert labels["labels"] == predictor.labels
+    assert list(labels["thresholds"]) == predictor.labels
+    info = client.get("/info").json()
+    assert info["labels"] == predictor.labels
+    assert info["text_cols"] == ["TITLE", "ABSTRACT"]
+    assert info["engine"] == "torch"
+    assert info["kind"] == "transformer"
+    assert "micro_f1" in info["metrics"]
+    assert "torch" in info["versions"]
+    assert info["limits"] == {
+        "max_body_bytes": 2 * 1024 * 1024,
+        "max_texts": 256,
+        "max_chars": 100_000,
+    }
+    assert info["auth"] is False
+
+
+def test_page_is_self_contained(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    html = page.text
+    assert "<script" in html and "/predict" in html and "/info" in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), (
+        "the page loads nothing external"
+    )
+    assert "@import" not in html and "url(http" not in html
+
+
+def test_openapi_docs(client):
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/labels", "/info", "/health"} <= set(schema["paths"])
+
+
+def test_predict_texts_match_the_predictor(client, predictor):
+    texts = [f"{TITLE}\n{ABSTRACT}", "Option pricing with stochastic volatility"]
+    data = client.post("/predict", json={"texts": texts}).json()
+    expected = predictor.predict_proba(texts)
+    assert len(data["results"]) == 2
+    for result, probs in zip(data["results"], expected):
+        assert result["id"] is None
+        assert list(result["probabilities"]) == predictor.labels
+        got = np.array(list(result["probabilities"].values()))
+        np.testing.assert_allclose(got, probs, atol=1e-4)
+        hits = [
+            label for label, p, t in zip(predictor.labels, probs, predictor.thresholds) if p >= t
+        ]
+        assert result["labels"] == hits
+    assert list(data["thresholds"].values()) == pytest.approx(predictor.thresholds.tolist())
+
+
+def test_items_match_text_columns_case_insensitively(client):
+    by_text = client.post("/predict", json={"texts": [f"{TITLE}\n{ABSTRACT}"]}).json()
+    item = {"ID": "a-1", "title": f"  {TITLE} ", "Abstract": ABSTRACT}
+    by_item = client.post("/predict", json={"items": [item]}).json()
+    result = by_item["results"][0]
+    assert result["id"] == "a-1"
+    assert result["probabilities"] == by_text["results"][0]["probabilities"]
+    only_abstract = client.post("/predict", json={"items": [{"id": 7, "ABSTRACT": ABSTRACT}]})
+    assert only_abstract.status_code == 200
+    assert only_abstract.json()["results"][0]["id"] == 7
+
+
+def test_threshold_override(client, predictor):
+    everything = client.post("/predict", json={"texts": [ABSTRACT], "threshold": 0.0}).json()
+    assert everything["results"][0]["labels"] == predictor.labels
+    assert set(everything["thresholds"].values()) == {0.0}
+    nothing = client.post("/predict", json={"texts": [ABSTRACT], "threshold": 1.0}).json()
+    assert nothing["results"][0]["labels"] == []
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ({}, "either `texts`"),
+        ({"texts": ["a"], "items": [{"title": "b"}]}, "either `texts`"),
+        ({"texts": []}, "texts is empty"),
+        ({"items": []}, "items is empty"),
+        ({"texts": "just a string"}, "texts: Input should be a valid list"),
+        ({"texts": ["ok", 3]}, "texts[1]: Input should be a valid string"),
+        ({"texts": ["ok", None]}, "texts[1]"),
+        ({"texts": ["ok", "   "]}, "texts[1]: the text is empty"),
+        ({"items": ["title"]}, "items[0]: Input should be a valid dictionary"),
+        ({"items": [{"title": "x"}, {"titel": "y"}]}, "items[1]: unknown field 'titel'"),
+        ({"items": [{"title": 5}]}, "items[0].title: expected a string, got int"),
+        ({"items": [{"title": "a", "TITLE": "b"}]}, "items[0]: TITLE is given twice"),
+        ({"items": [{"id": [1], "title": "x"}]}, "items[0].id: expected a string or an integer"),
+        ({"items": [{"id": 1, "title": "", "abstract": None}]}, "items[0]: the text is empty"),
+        ({"texts": ["a"], "threshold": 1.5}, "threshold: Input should be less than or equal to 1"),
+        ({"texts": ["a"], "threshold": "high"}, "threshold"),
+        ({"texts": ["a"], "text": "b"}, "text: Extra inputs are not permitted"),
+        ([["a"]], "body: Input should be a valid dictionary"),
+    ],
+)
+def test_bad_bodies_get_422_saying_where(client, body, where):
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert where in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "raw, where",
+    [
+        (b'{"texts": ["a",', "malformed JSON: Expecting value at line 1 column 16"),
+        (b'{"texts":\n ["a" "b"]}', "malformed JSON: Expecting ',' delimiter at line 2 column 7"),
+        (b'{"texts": ["\xc3\x28"]}', "error parsing the body"),  # not UTF-8
+    ],
+)
+def test_malformed_json_is_400(client, raw, where):
+    response = post_raw(client, raw)
+    assert response.status_code == 400
+    assert where in response.json()["detail"]
+
+
+def test_lone_surrogate_is_422(client):
+    # Valid JSON, but no tokenizer takes it; it must not fail the batch it would join.
+    response = post_raw(client, b'{"texts": ["ok", "a\\ud800b"]}')
+    assert response.status_code == 422
+    assert "texts[1]: character 2 is an unpaired surrogate" in response.json()["detail"]
+
+
+def test_deeply_nested_json_is_4xx(client):
+    body = b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        assert 400 <= post_raw(c, body).status_code < 500
+
+
+def test_wrong_content_type_or_no_body(client):
+    response = post_raw(client, b'{"texts": ["a"]}', "text/plain")
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["detail"]
+    assert post_raw(client, b"").status_code == 422
+
+
+def test_limits(predictor):
+    with small_client(predictor, max_texts=3, max_chars=50, max_body_bytes=2000) as c:
+        too_many = c.post("/predict", json={"texts": ["a"] * 4})
+        assert too_many.status_code == 422
+        assert too_many.json()["detail"] == "texts has 4 entries, the limit is 3"
+        too_long = c.post("/predict", json={"items": [{"title": "t", "abstract": "x" * 49}]})
+        assert too_long.status_code == 422
+        assert "items[0]: the text has 51 characters, the limit is 50" in too_long.json()["detail"]
+        too_big = c.post("/predict", json={"texts": ["x" * 3000]})
+        assert too_big.status_code == 413
+        assert "2,000 bytes" in too_big.json()["detail"]
+        chunked = c.post("/predict", content=iter([b'{"texts": ["', b"x" * 3000, b'"]}']))
+        assert chunked.status_code == 413
+        assert c.post("/predict", json={"texts": ["x" * 50]}).status_code == 200
+        assert c.get("/health").status_code == 200
+
+
+def test_settings_are_checked():
+    with pytest.raises(ConfigError, match="max_texts is 0"):
+        ServeSettings(max_texts=0)
+    with pytest.raises(ConfigError, match="api_key is empty"):
+        ServeSettings(api_key=" ")
+
+
+# ----------------------------------------------------------------------------- API key
+
+
+def test_api_key(predictor):
+    with small_client(predictor, api_key="s3cret") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/").status_code == 200  # the page loads, then asks for the key
+        assert c.get("/docs").status_code == 200
+        for path in ("/info", "/labels"):
+            missing = c.get(path)
+            assert missing.status_code == 401
+            assert missing.headers["www-authenticate"] == "Bearer"
+            assert "Authorization: Bearer KEY" in missing.json()["detail"]
+        wrong = c.post("/predict", json={"texts": ["a"]}, headers=bearer("nope"))
+        assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong API key"
+        assert c.post("/predict", json={"texts": ["a"]}).status_code == 401
+        good = c.post("/predict", json={"texts": ["a"]}, headers=bearer("s3cret"))
+        assert good.status_code == 200
+        assert c.get("/info", headers=bearer("s3cret")).json()["auth"] is True
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# ----------------------------------------------------------------------------- micro-batching
+
+
+def test_concurrent_requests_are_merged_and_answered_correctly(predictor):
+    slow = copy.copy(predictor)  # a slow model call lets the queue fill while it runs
+    slow.predict_proba = lambda texts: (time.sleep(0.05), predictor.predict_proba(texts))[1]
+    texts = [f"{ABSTRACT} Variant {i}." for i in range(12)]
+    results: dict[int, dict] = {}
+    start = threading.Barrier(len(texts))
+    with small_client(slow, batch_wait_ms=20, max_batch=64) as c:
+
+        def ask(i: int) -> None:
+            start.wait()
+            results[i] = c.post("/predict", json={"texts": [texts[i], "second text"]}).json()
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = c.get("/info").json()["batching"]
+    assert stats["requests"] == len(texts) and stats["texts"] == 2 * len(texts)
+    assert stats["batches"] < len(texts), "some requests were merged"
+    expected = predictor.predict_proba(texts)
+    for i, probs in enumerate(expected):
+        got = list(results[i]["results"][0]["probabilities"].values())
+        np.testing.assert_allclose(got, probs, atol=1e-4)
+
+
+def slow_echo(texts: list[str]) -> np.ndarray:
+    """A fake model: one row per text holding its length."""
+    if any("boom" in t for t in texts):
+        raise RuntimeError("boom")
+    time.sleep(0.02)
+    return np.array([[len(t)] for t in texts], dtype=np.float32)
+
+
+def test_batcher_respects_max_batch_and_keeps_order():
+    batcher = MicroBatcher(slow_echo, max_batch=8, wait_ms=30)
+    jobs = [["x" * (i + 1)] * 3 for i in range(10)] + [["y"] * 20]
+    futures = [batcher.submit(job) for job in jobs]
+    results = [f.result(timeout=30) for f in futures]
+    batcher.close()
+    for job, result in zip(jobs, results):
+        assert result[:, 0].tolist() == [len(t) for t in job]
+    assert batcher.stats["largest_batch"] == 20  # a request above max_batch runs alone
+    assert batcher.stats["batches"] < len(jobs)
+    assert batcher.stats["texts"] == 50
+
+
+@pytest.mark.parametrize("wait_ms", [0, 1])
+def test_batcher_never_waits_past_its_window(wait_ms):
+    batcher = MicroBatcher(slow_echo, max_batch=64, wait_ms=wait_ms)
+    for _ in range(20):  # a lone request is answered without another one arriving
+        assert batcher.submit(["abc"]).result(timeout=5)[0, 0] == 3
+    batcher.close()
+
+
+def test_batcher_isolates_a_failing_request():
+    batcher = MicroBatcher(slow_echo, max_batch=64, wait_ms=50)
+    good, bad, also_good = (batcher.submit(t) for t in (["a"], ["boom"], ["ccc"]))
+    assert good.result(timeout=30)[0, 0] == 1
+    assert also_good.result(timeout=30)[0, 0] == 3
+    with pytest.raises(RuntimeError, match="boom"):
+        bad.result(timeout=30)
+    assert batcher.submit(["after"]).result(timeout=30)[0, 0] == 5
+    batcher.close()
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_builds_settings(monkeypatch):
+    import mlabel.serve
+
+    seen = {}
+    monkeypatch.setattr(mlabel.serve, "serve", lambda *a, **k: seen.update(args=a, kwargs=k))
+    monkeypatch.setenv("MLABEL_API_KEY", "from-env")
+    args = build_parser().parse_args(["serve", "MODEL", "--port", "9001", "--max-texts", "8"])
+    assert args.run(args) == 0
+    model_dir, settings = seen["args"]
+    assert model_dir == "MODEL"
+    assert settings == ServeSettings(port=9001, max_texts=8, api_key="from-env")
+    assert seen["kwargs"] == {"engine": "auto", "log_level": "info"}
+    args = build_parser().parse_args(["serve", "MODEL", "--api-key", "given"])
+    args.run(args)
+    assert seen["args"][1].api_key == "given" and seen["args"][1].host == "127.0.0.1"
