@@ -112,3 +112,9 @@ def test_bad_files(tmp_path, name, text, match):
         (tmp_path / name).write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_config(tmp_path / name)
+
+
+@pytest.mark.parametrize("method", ["fixed:2", "fixed:abc", "median", "fixed:0"])
+def test_bad_threshold_method_is_rejected_when_configured(method):
+    with pytest.raises(ConfigError, match="thresholds is"):
+        TrainConfig(thresholds=method)

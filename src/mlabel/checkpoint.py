@@ -11,13 +11,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from mlabel.errors import CheckpointError
 from mlabel.model import refuse_pickles
 
 STATE_FILE = "state.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, incomplete or unsafe."""
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -11,16 +11,15 @@ from typing import Any
 
 import yaml
 
+from mlabel.errors import ConfigError
+
 POOLINGS = ("mean", "cls")
 OPTIMIZERS = ("adamw", "adam")
 LOSSES = ("bce", "focal")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLS = ("max", "mean")
-
-
-class ConfigError(ValueError):
-    """A setting is unknown or out of range."""
+ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")  # prediction engines, see mlabel.predict
 
 
 @dataclass
@@ -33,13 +32,13 @@ class TrainConfig:
     label_cols: list[str] | None = None
     labels_col: str | None = None
     label_sep: str = "|"
-    val_frac: float = 0.1
+    val_frac: float = 0.15
     val: str | None = None
     all_data: bool = False
-    max_len: int = 256
+    max_len: int = 128
     pooling: str = "mean"
     dropout: float = 0.1
-    epochs: int = 6
+    epochs: int = 3
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 8e-5
@@ -51,7 +50,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     loss: str = "bce"
     focal_gamma: float = 2.0
-    pos_weight: str = "none"
+    pos_weight: str = "auto"
     patience: int = 2
     thresholds: str = "fixed:0.5"
     thresholds_from: str | None = None
@@ -78,6 +77,7 @@ class TrainConfig:
         _check_choice("pos_weight", self.pos_weight, ("none", "auto"))
         _check_choice("ensemble", self.ensemble, (None, "tfidf"))
         _check_choice("track", self.track, (None, "mlflow", "tensorboard"))
+        _check_thresholds(self.thresholds)
         _check_range("val_frac", self.val_frac, 0.0, 1.0, open_ends=True)
         _check_range("dropout", self.dropout, 0.0, 1.0, open_ends=False)
         _check_range("layer_decay", self.layer_decay, 0.0, 1.0, open_ends=False)
@@ -131,6 +131,21 @@ _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{name} is {value!r}, expected one of {', '.join(map(str, choices))}")
+
+
+def _check_thresholds(method: str) -> None:
+    """`fixed`, `fixed:X` with 0 < X < 1, `global`, `per-label` or `shrunk`."""
+    if method in ("fixed", "global", "per-label", "shrunk"):
+        return
+    value = method.removeprefix("fixed:")
+    try:
+        ok = method.startswith("fixed:") and 0 < float(value) < 1
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"thresholds is {method!r}, expected fixed:X (0 < X < 1), global, per-label or shrunk"
+        )
 
 
 def _check_range(name: str, value: float, low: float, high: float, open_ends: bool) -> None:

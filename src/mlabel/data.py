@@ -22,13 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
+from mlabel.errors import DataError
+
 FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
-
-
-class DataError(ValueError):
-    """A problem with the user's data, described in one line that names file, row and column."""
 
 
 @dataclass

@@ -13,6 +13,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from mlabel.errors import ModelError
+
 META_FILE = "mlabel.json"
 HEAD_FILE = "head.safetensors"
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
@@ -21,10 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
-
-
-class ModelError(ValueError):
-    """A model folder or encoder name cannot be used."""
 
 
 def resolve_encoder(name: str) -> str:

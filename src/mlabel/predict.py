@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlabel.config import ENGINES
 from mlabel.encoding import (
     Encoded,
     collate,
@@ -23,7 +24,6 @@ from mlabel.model import EncoderClassifier, ModelError, read_meta
 from mlabel.runtime import cpu_has_fast_bf16
 
 MAX_TOKENS = 8192  # padded tokens per inference batch
-ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")
 
 
 def batched_logits(

@@ -11,14 +11,10 @@ import importlib
 import sys
 import warnings
 
-from mlabel.checkpoint import CheckpointError
-from mlabel.cli.common import UsageError
-from mlabel.config import ConfigError
-from mlabel.data import DataError
-from mlabel.model import ModelError
+from mlabel.errors import MlabelError
 
 COMMANDS = ("train", "evaluate", "predict", "serve", "inspect", "tune", "export")
-USER_ERRORS = (DataError, ConfigError, ModelError, CheckpointError, UsageError, FileNotFoundError)
+USER_ERRORS = (MlabelError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +36,10 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line and exit 2, without a traceback."""
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

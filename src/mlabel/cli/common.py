@@ -9,11 +9,6 @@ import typing
 
 from mlabel.config import TrainConfig
 
-
-class UsageError(ValueError):
-    """Arguments that do not fit together."""
-
-
 HELP = {
     "model": "encoder name or path, `default` (embedded all-MiniLM-L6-v2) or `tfidf` (baseline)",
     "text_cols": "text columns, joined in this order",
@@ -81,7 +76,7 @@ def config_values(args: argparse.Namespace) -> dict:
 
 
 def add_engine_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:
-    from mlabel.predict import ENGINES
+    from mlabel.config import ENGINES
 
     parser.add_argument(
         "--engine",

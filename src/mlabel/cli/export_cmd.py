@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlabel.cli.common import UsageError
+from mlabel.errors import UsageError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

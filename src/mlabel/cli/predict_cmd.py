@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from mlabel.cli.common import UsageError, add_engine_option
+from mlabel.cli.common import add_engine_option
+from mlabel.errors import UsageError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from mlabel.predict import ENGINES
+    from mlabel.config import ENGINES
 
     p = sub.add_parser("predict", help="tag a table (streamed in chunks) or one text")
     p.add_argument("model_dir")
@@ -49,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
         _show(predictor, ["text"], [args.text], args.threshold)
         return 0
     if not args.output:
-        from mlabel.data import load_examples
+        from mlabel.data import iter_table, load_examples
 
-        rows = load_examples(args.data, predictor.text_cols, args.id_col, require_labels=False)
-        _show(predictor, rows.ids[: args.limit], rows.texts[: args.limit], args.threshold)
+        columns = [args.id_col, *predictor.text_cols]
+        head = next(
+            iter_table(args.data, chunk_rows=args.limit, str_cols=columns)
+        )  # only --limit rows
+        rows = load_examples(head, predictor.text_cols, args.id_col, require_labels=False)
+        _show(predictor, rows.ids, rows.texts, args.threshold)
         return 0
     n = predict_file(
         predictor,
