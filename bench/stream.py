@@ -1,13 +1,13 @@
 """Streaming prediction: peak memory of `predict_file` must not grow with the number of rows.
 
     python bench/stream.py          # 20,000 and 200,000 rows
-    python bench/stream.py --quick  # 2,000 and 20,000 rows
+    python bench/stream.py --quick  # 6,000 and 12,000 rows
 
 The tables are real arXiv abstracts repeated (unique IDs), written to CSV under bench/_work.
 The model is a tiny randomly initialised BERT (2 layers, 32 wide, the default model's
 vocabulary) saved as a real mlabel model folder, so every row goes through the real code path
-(chunked reading, fast tokenizer, length-sorted batches, torch engine, chunked writing) while
-the encoder itself costs little. Each run is a fresh subprocess that reports its own peak RSS.
+(chunked reading, fast tokenizer, length-sorted batches, the ONNX engine after `export_onnx`,
+chunked writing) while the encoder itself costs little. Each run is a fresh subprocess that reports its own peak RSS.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def tiny_model(directory: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    from mlabel.export import export_onnx
     from mlabel.model import EncoderClassifier, resolve_encoder, write_meta
 
     if (directory / "mlabel.json").is_file():
@@ -46,6 +47,7 @@ def tiny_model(directory: Path) -> Path:
     meta = {"format": 1, "kind": "transformer", "labels": LABELS, "text_cols": TEXT_COLS}
     meta.update(thresholds=[0.5] * len(LABELS), max_len=128, pooling="mean", ensemble=None)
     write_meta(directory, meta)
+    export_onnx(directory)
     return directory
 
 
@@ -69,7 +71,7 @@ def child(model_dir: str, src: str, dst: str) -> None:
     from mlabel.predict import load_predictor, predict_file
 
     start = time.perf_counter()
-    rows = predict_file(load_predictor(model_dir, "torch"), src, dst)
+    rows = predict_file(load_predictor(model_dir, "onnx"), src, dst)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start, "peak_mib": peak_mib}))
 
@@ -91,9 +93,9 @@ def main() -> int:
         return 0
     STREAM.mkdir(parents=True, exist_ok=True)
     model_dir = tiny_model(STREAM / "tiny-model")
-    small, big = (2_000, 20_000) if args.quick else (20_000, 200_000)
+    small, big = (6_000, 12_000) if args.quick else (20_000, 200_000)
     print(f"machine: {machine()}")
-    print("model: tiny random BERT (2 layers, 32 wide), engine torch, chunks of 5,000 rows")
+    print("model: tiny random BERT (2 layers, 32 wide), engine onnx, chunks of 5,000 rows")
     results = {rows: measure(model_dir, rows) for rows in (small, big)}
     for rows, r in results.items():
         print(

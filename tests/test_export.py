@@ -53,7 +53,7 @@ def test_engines_agree_with_fp32(exported, held_out, engine):
 
 
 def test_auto_uses_the_recorded_choice(exported, held_out):
-    record = choose_engine(exported, held_out.texts[:48], "small.csv")
+    record = choose_engine(exported, held_out.texts[:24], "small.csv")
     assert set(record["measured"]) >= {"torch", "onnx", "onnx-int8"}
     assert record["measured"][record["choice"]]["agreement_f1"] >= AGREEMENT
     assert read_meta(exported)["engine"]["choice"] == record["choice"]
@@ -106,7 +106,7 @@ def test_cli_export(trained_tiny, small_csv, tmp_path, capsys):
     shutil.copytree(trained_tiny, model_dir)
     assert (
         main(
-            ["export", str(model_dir), "--onnx", "--sample", str(small_csv), "--sample-rows", "32"]
+            ["export", str(model_dir), "--onnx", "--sample", str(small_csv), "--sample-rows", "16"]
         )
         == 0
     )
