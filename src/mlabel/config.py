@@ -54,7 +54,7 @@ class TrainConfig:
     patience: int = 2
     thresholds: str = "fixed:0.5"
     thresholds_from: str | None = None
-    ensemble: str | None = None
+    ensemble: str | None = "tfidf"
     long: str = "truncate"
     stride: int = 64
     long_pool: str = "max"
