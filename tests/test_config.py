@@ -118,3 +118,8 @@ def test_bad_files(tmp_path, name, text, match):
 def test_bad_threshold_method_is_rejected_when_configured(method):
     with pytest.raises(ConfigError, match="thresholds is"):
         TrainConfig(thresholds=method)
+
+
+def test_none_turns_the_ensemble_off():
+    assert TrainConfig(ensemble="none").ensemble is None
+    assert TrainConfig().ensemble == "tfidf"

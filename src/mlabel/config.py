@@ -75,6 +75,9 @@ class TrainConfig:
         _check_choice("long", self.long, LONG_MODES)
         _check_choice("long_pool", self.long_pool, LONG_POOLS)
         _check_choice("pos_weight", self.pos_weight, ("none", "auto"))
+        for name in ("ensemble", "track"):  # `--ensemble none` on the command line turns it off
+            if getattr(self, name) in ("none", "null", ""):
+                setattr(self, name, None)
         _check_choice("ensemble", self.ensemble, (None, "tfidf"))
         _check_choice("track", self.track, (None, "mlflow", "tensorboard"))
         _check_thresholds(self.thresholds)

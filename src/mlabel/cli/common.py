@@ -21,7 +21,7 @@ HELP = {
     "pos_weight": "`auto`: weight positives by sqrt(negatives/positives) per label",
     "thresholds": "fixed:X | global | per-label | shrunk (tuned on the validation split)",
     "thresholds_from": "take thresholds from this model folder (for --all-data)",
-    "ensemble": "`tfidf`: average with a TF-IDF model trained alongside",
+    "ensemble": "`tfidf` (default): average with a TF-IDF model trained alongside; `none`: encoder alone",
     "long": "truncate, or chunk long texts into overlapping windows",
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
     "precision": "auto (bf16 where the hardware is fast), fp32, bf16, fp16 (GPU)",
