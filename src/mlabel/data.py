@@ -182,6 +182,11 @@ def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
         )
 
 
+def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
+    """A text column as stripped strings, with "" for missing cells."""
+    return df[col].astype("str").where(df[col].notna(), "").str.strip()
+
+
 def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[str]:
     """Join the text columns of each row with "\\n", in order; a row with no text is an error.
 
@@ -191,7 +196,7 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[
     if not text_cols:
         raise DataError(f"{source}: no text columns given")
     require_columns(df, text_cols, source)
-    parts = [df[c].astype("str").where(df[c].notna(), "").str.strip() for c in text_cols]
+    parts = [text_cells(df, c) for c in text_cols]
     texts = ["\n".join(p for p in row if p) for row in zip(*(p.tolist() for p in parts))]
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:
@@ -229,7 +234,7 @@ def _check_unique_ids(ids: list[str], id_col: str, source: str) -> None:
     )
 
 
-def _label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
+def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
     """0/1 label columns -> float32 matrix; any other value (or an empty cell) is an error."""
     require_columns(df, cols, source)
     y = np.zeros((len(df), len(cols)), dtype=np.float32)
@@ -287,6 +292,22 @@ def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str
 # ---------------------------------------------------------------- examples
 
 
+def read_rows(
+    data: str | Path | pd.DataFrame, text_cols: Sequence[str], id_col: str
+) -> tuple[pd.DataFrame, str]:
+    """A table (path or DataFrame) that has rows, and the name error messages give it.
+
+    The id and text columns of a file are read as strings.
+    """
+    if isinstance(data, pd.DataFrame):
+        df, source = data.reset_index(drop=True), "DataFrame"
+    else:
+        df, source = read_table(data, str_cols=[id_col, *text_cols]), Path(data).name
+    if len(df) == 0:
+        raise DataError(f"{source}: no data rows")
+    return df, source
+
+
 def load_examples(
     data: str | Path | pd.DataFrame,
     text_cols: Sequence[str],
@@ -305,34 +326,38 @@ def load_examples(
     labels are not read and `y` is None.
     """
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
-    if isinstance(data, pd.DataFrame):
-        df, source = data.reset_index(drop=True), "DataFrame"
-    else:
-        df, source = read_table(data, str_cols=[id_col, *text_cols]), Path(data).name
-    if len(df) == 0:
-        raise DataError(f"{source}: no data rows")
+    df, source = read_rows(data, text_cols, id_col)
     ids = _read_ids(df, id_col, source)
     texts = join_texts(df, text_cols, source)
     if not require_labels:
         return Examples(ids, texts, list(labels or []), None, source)
     if labels_col is not None:
-        names, y = _labels_from_list_column(df, labels_col, label_sep, labels, source)
+        names, y = labels_from_list_column(df, labels_col, label_sep, labels, source)
     else:
         names = _label_column_names(df, id_col, text_cols, label_cols, labels, source)
-        y = _label_matrix_from_columns(df, names, source)
+        y = label_matrix_from_columns(df, names, source)
     _warn_labels_without_positives(y, names, source)
     return Examples(ids, texts, names, y, source)
 
 
-def _labels_from_list_column(
+def labels_from_list_column(
     df: pd.DataFrame, column: str, sep: str, labels: Sequence[str] | None, source: str
 ) -> tuple[list[str], np.ndarray]:
+    """Label names and 0/1 matrix from one list column ("a|b"); `labels` fixes names and order.
+
+    Without `labels`, the names are every label the column holds, sorted.
+    """
     require_columns(df, [column], source)
     lists = _parse_label_lists(df[column], sep)
     names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
     if not names:
         raise DataError(f"{source}: column '{column}' holds no labels at all")
     return names, _label_matrix_from_lists(lists, names, column, source)
+
+
+def default_label_columns(df: pd.DataFrame, id_col: str, text_cols: Sequence[str]) -> list[str]:
+    """Every column that is neither the id nor a text column: read as 0/1 labels by default."""
+    return [str(c) for c in df.columns if c != id_col and c not in text_cols]
 
 
 def _label_column_names(
@@ -348,7 +373,7 @@ def _label_column_names(
         return list(labels)
     if label_cols is not None:
         return list(label_cols)
-    names = [str(c) for c in df.columns if c != id_col and c not in text_cols]
+    names = default_label_columns(df, id_col, text_cols)
     if not names:
         raise DataError(
             f"{source}: no label columns (columns are: {', '.join(map(str, df.columns))}); "

@@ -26,11 +26,13 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from mlabel.data import (
     DataError,
-    _label_matrix_from_columns,
-    _labels_from_list_column,
+    default_label_columns,
     join_texts,
-    read_table,
+    label_matrix_from_columns,
+    labels_from_list_column,
+    read_rows,
     require_columns,
+    text_cells,
 )
 from mlabel.metrics import THRESHOLD_GRID, confusion_matrices, f1_by_threshold
 
@@ -240,12 +242,7 @@ def profile_table(
 ) -> DataProfile:
     """Profile a table; unlike load_examples it reports empty texts and duplicate ids."""
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
-    if isinstance(data, pd.DataFrame):
-        df, source = data.reset_index(drop=True), "DataFrame"
-    else:
-        df, source = read_table(data, str_cols=[id_col, *text_cols]), Path(data).name
-    if len(df) == 0:
-        raise DataError(f"{source}: no data rows")
+    df, source = read_rows(data, text_cols, id_col)
     require_columns(df, text_cols, source)
     empty = _empty_text_rows(df, text_cols)
     texts = np.array([""] * len(df), dtype=object)
@@ -272,7 +269,7 @@ def profile_table(
 
 
 def _empty_text_rows(df: pd.DataFrame, text_cols: list[str]) -> np.ndarray:
-    cells = [df[c].astype("str").where(df[c].notna(), "").str.strip() == "" for c in text_cols]
+    cells = [text_cells(df, c) == "" for c in text_cols]
     return np.logical_and.reduce([c.to_numpy() for c in cells])
 
 
@@ -287,12 +284,12 @@ def _read_labels(
 ) -> tuple[list[str], np.ndarray | None]:
     """Labels from a list column or 0/1 columns; ([], None) when no column is left for them."""
     if labels_col is not None:
-        return _labels_from_list_column(df, labels_col, label_sep, None, source)
-    names = list(label_cols or [str(c) for c in df.columns if c != id_col and c not in text_cols])
+        return labels_from_list_column(df, labels_col, label_sep, None, source)
+    names = list(label_cols or default_label_columns(df, id_col, text_cols))
     if not names:
         return [], None
     try:
-        return names, _label_matrix_from_columns(df, names, source)
+        return names, label_matrix_from_columns(df, names, source)
     except DataError as err:
         if label_cols is not None:
             raise
