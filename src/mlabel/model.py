@@ -111,14 +111,21 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def package_versions() -> dict[str, str]:
-    import sys
+def package_version(name: str) -> str:
+    """The installed version of a distribution, or "unknown"."""
     from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and the key libraries' versions, recorded in mlabel.json."""
+    import sys
 
     versions = {"python": sys.version.split()[0]}
     for name in ("mlabel", "torch", "transformers", "tokenizers", "scikit-learn"):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "unknown"
+        versions[name] = package_version(name)
     return versions

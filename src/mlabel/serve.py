@@ -36,6 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from mlabel.config import ConfigError
+from mlabel.model import package_version
 from mlabel.predict import Predictor
 
 PAGE_POLICY = (
@@ -366,7 +367,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     app = FastAPI(
         title="mlabel",
         summary=f"Multi-label topics from the model {model_name(predictor.model_dir)}",
-        version=_mlabel_version(),
+        version=package_version("mlabel"),
         lifespan=lifespan,
         redoc_url=None,
     )
@@ -434,7 +435,10 @@ def model_info(
             "max_len": predictor.max_len,
             "metrics": meta.get("metrics") or {},
             "engine": predictor.engine,
-            "versions": {**(meta.get("versions") or {}), "mlabel (serving)": _mlabel_version()},
+            "versions": {
+                **(meta.get("versions") or {}),
+                "mlabel (serving)": package_version("mlabel"),
+            },
             "limits": {
                 "max_body_bytes": settings.max_body_bytes,
                 "max_texts": settings.max_texts,
@@ -465,15 +469,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _mlabel_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mlabel")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 # ----------------------------------------------------------------------------- error answers
