@@ -131,16 +131,12 @@ def train(
         else:
             state["bad_epochs"] += 1
         if rt.is_main:
-            _log_epoch(out, record, cfg)
+            _log_epoch(out, record)
             if improved:
                 _save_model(model, tokenizer, out / "model", cfg, train_ex.labels, record)
                 if probs is not None:
                     np.save(out / "val_probs.npy", probs)
-            name = f"epoch-{epoch:03d}"
-            ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state)
-            ckpt.prune_checkpoints(
-                out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}"
-            )
+            _checkpoint(out, f"epoch-{epoch:03d}", model, optimizer, scheduler, state, cfg)
         for cb in callbacks:
             cb.on_epoch_end(record)
     result = _finish(cfg, out, train_ex, va, best_probs, state, rt)
@@ -290,13 +286,16 @@ def _train_epoch(
             state["epoch_loss"] = _global_sum(loss_sum, rt)
             if rt.is_main:
                 name = f"step-{state['global_step']:07d}"
-                ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state)
-                ckpt.prune_checkpoints(
-                    out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}"
-                )
+                _checkpoint(out, name, model, optimizer, scheduler, state, cfg)
     bar.close()
     loss, elements = _global_sum(loss_sum, rt)
     return loss / max(elements, 1)
+
+
+def _checkpoint(out: Path, name: str, model, optimizer, scheduler, state: dict, cfg) -> None:
+    """Save checkpoint `name`, then keep the newest `cfg.keep` and the best epoch's."""
+    ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state)
+    ckpt.prune_checkpoints(out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}")
 
 
 def _global_sum(values: torch.Tensor, rt: Runtime) -> list[float]:
@@ -396,7 +395,7 @@ def _write_history(out: Path, history: list[dict]) -> None:
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
-def _log_epoch(out: Path, record: dict, cfg: TrainConfig) -> None:
+def _log_epoch(out: Path, record: dict) -> None:
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     keys = ["epoch", "train_loss", "val_loss", "micro_f1", "macro_f1", "samples_per_s"]
