@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +44,13 @@ def texts_of(df: pd.DataFrame) -> list[str]:
     from mlabel.data import join_texts
 
     return join_texts(df, TEXT_COLS, DATA.name)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server or torchrun's master)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def machine() -> str:

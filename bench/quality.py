@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchkit import DATA, ROOT, TEXT_COLS, WORK
 from safetensors.torch import load_file
 
 from mlabel.baseline import TfidfModel
@@ -34,10 +35,8 @@ from mlabel.data import Examples, load_examples, split_examples
 from mlabel.metrics import apply_thresholds, bootstrap_ci, multilabel_metrics, tune_thresholds
 from mlabel.model import EncoderClassifier, read_meta, write_meta
 from mlabel.predict import Predictor
+from mlabel.reports import read_metrics_jsonl
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data" / "arxiv_topics.csv.gz"
-TEXT_COLS = ["TITLE", "ABSTRACT"]
 SPLIT_SEED = 0
 TEST_FRAC = 0.2
 BOOTSTRAPS = 2000
@@ -108,7 +107,7 @@ def load_run(out: Path, name: str, seed: int, train_df, test_df, model_dir: Path
     if finished:
         minutes = json.loads((out / "minutes.json").read_text())["minutes"]
     else:
-        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        records = read_metrics_jsonl(out / "metrics.jsonl")
         minutes = sum(r["seconds"] for r in records) / 60
     run = Run(
         name,
@@ -342,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         "--report", action="store_true", help="train nothing; report the runs there are"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training run")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "quality")
+    parser.add_argument("--work", type=Path, default=WORK / "quality")
     args = parser.parse_args(argv)
     seeds = [42 + i for i in range(args.seeds)]
     train_df, test_df = split_data()

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
-from benchkit import WORK, arxiv, machine
+from benchkit import WORK, arxiv, free_port, machine
 
 MLABEL = [sys.executable, "-m", "mlabel"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
@@ -32,12 +31,6 @@ def _run(command: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 def _samples_per_s(run) -> float:
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["samples_per_s"]
 
@@ -47,7 +40,7 @@ def bench_train(data, rows: int) -> tuple[list[str], object]:
     options += ["--epochs", "1", "--max-len", "128", "--batch-size", "16", "--seed", "1"]
     one, two = WORK / "scale" / "train-1", WORK / "scale" / "train-2"
     wall_1 = _run([*MLABEL, "train", *options, "--threads", "2", "--out", str(one)])
-    port = ["--master_port", _free_port()]
+    port = ["--master_port", str(free_port())]
     command = [*TORCHRUN, *port, "-m", "mlabel", "train", *options, "--threads", "1"]
     wall_2 = _run([*command, "--out", str(two)])
     lines = [

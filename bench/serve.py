@@ -15,24 +15,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import benchkit
 import httpx
 import numpy as np
+from benchkit import DATA, TEXT_COLS, free_port
 
 from mlabel.data import join_texts, read_table
 from mlabel.model import read_meta
 from mlabel.predict import load_predictor
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data" / "arxiv_topics.csv.gz"
-WORK = ROOT / "bench" / "_work" / "serve"
-TEXT_COLS = ["TITLE", "ABSTRACT"]
+WORK = benchkit.WORK / "serve"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,12 +78,6 @@ def offline_docs_per_s(model: Path, engine: str, texts: list[str]) -> tuple[floa
     start = time.perf_counter()
     predictor.predict_proba(texts)
     return len(texts) / (time.perf_counter() - start), predictor.engine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:

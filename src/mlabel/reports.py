@@ -923,6 +923,7 @@ def plot_reliability(y: np.ndarray, probs: np.ndarray, out_png: Path) -> Path:
 
 
 def read_metrics_jsonl(path: str | Path) -> list[dict]:
+    """A run's metrics.jsonl as one dict per epoch (blank lines skipped)."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
