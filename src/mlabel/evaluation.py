@@ -44,9 +44,7 @@ def evaluate_model(
         data, predictor.text_cols, id_col=id_col, labels=predictor.labels, **_label_form(predictor)
     )
     probs = predictor.predict_proba(examples.texts)
-    thresholds = (
-        predictor.thresholds if threshold is None else np.full(len(predictor.labels), threshold)
-    )
+    thresholds = predictor.decision_thresholds(threshold)
     metrics = multilabel_metrics(examples.y, apply_thresholds(probs, thresholds), predictor.labels)
     return Evaluation(examples, probs, thresholds, metrics, predictor)
 

@@ -159,10 +159,13 @@ class Predictor:
             sigmoid(logits), enc.owner, len(texts), self.info.get("long_pool", "max")
         )
 
+    def decision_thresholds(self, threshold: float | None = None) -> np.ndarray:
+        """One threshold per label: the stored ones, or `threshold` for every label."""
+        return self.thresholds if threshold is None else np.full(len(self.labels), threshold)
+
     def predict(self, texts: list[str], threshold: float | None = None) -> list[list[str]]:
         """Label lists, using the stored thresholds unless `threshold` overrides them."""
-        cut = self.thresholds if threshold is None else threshold
-        hits = self.predict_proba(texts) >= cut
+        hits = self.predict_proba(texts) >= self.decision_thresholds(threshold)
         return [[label for label, on in zip(self.labels, row) if on] for row in hits]
 
 
@@ -183,7 +186,7 @@ def predict_file(
     from mlabel.data import iter_table, join_texts
     from mlabel.output import TableWriter
 
-    cut = predictor.thresholds if threshold is None else threshold
+    cut = predictor.decision_thresholds(threshold)
     n = 0
     with TableWriter(dst) as writer:
         for chunk in iter_table(

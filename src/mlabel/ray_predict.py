@@ -52,7 +52,7 @@ class PredictActor:
 
         torch.set_num_threads(threads)
         self.predictor = load_predictor(model_dir, engine)
-        self.cut = self.predictor.thresholds if threshold is None else threshold
+        self.cut = self.predictor.decision_thresholds(threshold)
         self.id_col, self.proba, self.source = id_col, proba, source
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:

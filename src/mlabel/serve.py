@@ -383,7 +383,6 @@ def _add_routes(
     app: FastAPI, predictor: Predictor, settings: ServeSettings, batcher: MicroBatcher
 ) -> None:
     keyed = [Depends(require_key(settings.api_key))]
-    n_labels = len(predictor.labels)
     page = resources.files("mlabel").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -411,7 +410,7 @@ def _add_routes(
     async def predict(req: PredictRequest) -> dict[str, Any]:
         ids, texts = request_texts(req, predictor.text_cols, settings)
         probs = await batcher.predict_async(texts)
-        cut = predictor.thresholds if req.threshold is None else np.full(n_labels, req.threshold)
+        cut = predictor.decision_thresholds(req.threshold)
         return prediction_response(predictor.labels, probs, cut, ids)
 
 

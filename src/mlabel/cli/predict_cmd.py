@@ -96,7 +96,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
 
 def _show(predictor, ids: list[str], texts: list[str], threshold: float | None) -> None:
     """Print each text's tags and every label's probability (tags marked with *)."""
-    cut = predictor.thresholds if threshold is None else [threshold] * len(predictor.labels)
+    cut = predictor.decision_thresholds(threshold)
     for row_id, text, probs in zip(ids, texts, predictor.predict_proba(texts)):
         tags = [label for label, p, t in zip(predictor.labels, probs, cut) if p >= t]
         print(f"{row_id}: {text.splitlines()[0][:90]}")
