@@ -59,6 +59,12 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
     }
 
 
+def micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Micro-F1 of two (n, L) 0/1 arrays; 0 when neither holds a positive (zero_division=0)."""
+    tp, fp, fn = _hits(*_check_pair(y_true, y_pred)).sum(axis=(1, 2))
+    return float(_f1(tp, fp, fn))
+
+
 def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> str:
     """sklearn's text classification report with label names."""
     y_true, y_pred = _check_pair(y_true, y_pred, labels)

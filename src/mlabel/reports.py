@@ -34,7 +34,7 @@ from mlabel.data import (
     require_columns,
     text_cells,
 )
-from mlabel.metrics import THRESHOLD_GRID, confusion_matrices, f1_by_threshold
+from mlabel.metrics import THRESHOLD_GRID, confusion_matrices, f1_by_threshold, micro_f1
 
 COVERAGE = 0.95  # share of rows the suggested --max-len keeps whole
 DPI = 110
@@ -817,7 +817,7 @@ def plot_f1_global(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, out
         color="#4c72b0",
         label=f"best: {micro[best]:.3f} at {THRESHOLD_GRID[best]:.2f}",
     )
-    model_f1 = _micro_f1(y > 0, probs >= thresholds)
+    model_f1 = micro_f1(y > 0, probs >= thresholds)
     if np.allclose(thresholds, thresholds[0]):
         ax.axvline(
             thresholds[0],
@@ -837,11 +837,6 @@ def plot_f1_global(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, out
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, out_png)
-
-
-def _micro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
-    tp = (truth & pred).sum()
-    return float(2 * tp / max(2 * tp + (~truth & pred).sum() + (truth & ~pred).sum(), 1))
 
 
 def plot_f1_per_label(
