@@ -62,11 +62,10 @@ def small_csv(arxiv, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_settings(tiny_encoder) -> dict:
+def tiny_train_settings(encoder: str) -> dict:
     """Training settings that make a run take seconds."""
     return dict(
-        model=tiny_encoder,
+        model=encoder,
         text_cols=["TITLE", "ABSTRACT"],
         max_len=64,
         epochs=2,
@@ -77,6 +76,12 @@ def tiny_settings(tiny_encoder) -> dict:
         seed=1,
         precision="fp32",
     )
+
+
+@pytest.fixture
+def tiny_settings(tiny_encoder) -> dict:
+    """Training settings that make a run take seconds (a fresh dict per test)."""
+    return tiny_train_settings(tiny_encoder)
 
 
 @pytest.fixture(scope="session")
@@ -86,16 +91,5 @@ def trained_tiny(tiny_encoder, small_csv, tmp_path_factory) -> Path:
     from mlabel.config import TrainConfig
 
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(
-        model=tiny_encoder,
-        text_cols=["TITLE", "ABSTRACT"],
-        max_len=64,
-        epochs=2,
-        batch_size=16,
-        lr=1e-3,
-        val_frac=0.25,
-        threads=2,
-        seed=1,
-        precision="fp32",
-    )
+    cfg = TrainConfig(**tiny_train_settings(tiny_encoder))
     return fit_model(cfg, small_csv, out).model_dir
