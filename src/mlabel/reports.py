@@ -392,7 +392,8 @@ def _length_table(p: DataProfile) -> TextTable:
 
 
 def max_len_advice(p: DataProfile) -> str:
-    """One sentence: which --max-len keeps COVERAGE of rows whole, and what 256/limit cut."""
+    """Which --max-len keeps COVERAGE of rows whole, and how many rows the default --max-len and
+    the model's limit cut."""
     from mlabel.config import TrainConfig
 
     tokens = p.tokens[~p.empty]

@@ -26,7 +26,8 @@ class Runtime:
 
 
 def setup(threads: int | None = None) -> Runtime:
-    """Join the torchrun process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+    """Set the thread count, pick this rank's device and, under torchrun, join the process group
+    (gloo on CPU, NCCL on GPU)."""
     if threads:
         torch.set_num_threads(threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
