@@ -187,6 +187,14 @@ def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
     return df[col].astype("str").where(df[col].notna(), "").str.strip()
 
 
+def join_text_parts(parts: Iterable[str]) -> str:
+    """One text from a row's (stripped) text fields: the non-empty ones, joined with "\\n".
+
+    Training, prediction and the server all build their input this way.
+    """
+    return "\n".join(p for p in parts if p)
+
+
 def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[str]:
     """Join the text columns of each row with "\\n", in order; a row with no text is an error.
 
@@ -197,7 +205,7 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[
         raise DataError(f"{source}: no text columns given")
     require_columns(df, text_cols, source)
     parts = [text_cells(df, c) for c in text_cols]
-    texts = ["\n".join(p for p in row if p) for row in zip(*(p.tolist() for p in parts))]
+    texts = [join_text_parts(row) for row in zip(*(p.tolist() for p in parts))]
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:
         cols = ", ".join(text_cols)

@@ -36,6 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from mlabel.config import ConfigError
+from mlabel.data import join_text_parts
 from mlabel.model import package_version
 from mlabel.predict import Predictor
 
@@ -246,7 +247,7 @@ def item_text(item: dict[str, Any], index: int, text_cols: list[str]) -> tuple[A
         else:
             expected = ", ".join(["id", *text_cols])
             raise InputError(f"{where}: unknown field {key!r}; expected {expected}")
-    return item_id, "\n".join(fields[c] for c in text_cols if fields.get(c))
+    return item_id, join_text_parts(fields.get(c, "") for c in text_cols)
 
 
 def check_texts(texts: list[str], field: str, max_chars: int) -> None:
