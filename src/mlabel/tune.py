@@ -14,7 +14,12 @@ import yaml
 from mlabel.config import LOSSES, POOLINGS, ConfigError, TrainConfig, from_dict
 
 STUDY_NAME = "mlabel"
-THRESHOLD_METHODS = ("fixed:0.5", "global", "per-label", "shrunk")
+SEARCHED_THRESHOLDS = (
+    "fixed:0.5",
+    "global",
+    "per-label",
+    "shrunk",
+)  # a subset of metrics.THRESHOLD_METHODS
 
 
 @dataclass
@@ -29,7 +34,7 @@ class SearchSpace:
     pooling: tuple[str, ...] = POOLINGS
     pos_weight: tuple[str, ...] = ("none", "auto")
     loss: tuple[str, ...] = LOSSES
-    thresholds: tuple[str, ...] = THRESHOLD_METHODS
+    thresholds: tuple[str, ...] = SEARCHED_THRESHOLDS
     fixed: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
