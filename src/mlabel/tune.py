@@ -14,12 +14,8 @@ import yaml
 from mlabel.config import LOSSES, POOLINGS, ConfigError, TrainConfig, from_dict
 
 STUDY_NAME = "mlabel"
-SEARCHED_THRESHOLDS = (
-    "fixed:0.5",
-    "global",
-    "per-label",
-    "shrunk",
-)  # a subset of metrics.THRESHOLD_METHODS
+# The methods the tuner tries: a subset of metrics.THRESHOLD_METHODS.
+SEARCHED_THRESHOLDS = ("fixed:0.5", "global", "per-label", "shrunk")
 
 
 @dataclass
