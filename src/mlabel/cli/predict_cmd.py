@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
         from mlabel.data import iter_table, load_examples
 
         columns = [args.id_col, *predictor.text_cols]
-        head = next(
-            iter_table(args.data, chunk_rows=args.limit, str_cols=columns)
-        )  # only --limit rows
+        # Only the first --limit rows are read: a huge table prints as fast as a small one.
+        head = next(iter_table(args.data, chunk_rows=args.limit, str_cols=columns))
         rows = load_examples(head, predictor.text_cols, args.id_col, require_labels=False)
         _show(predictor, rows.ids, rows.texts, args.threshold)
         return 0
