@@ -23,6 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mlabel.classifier import fit_model
+    from mlabel.model import read_meta
     from mlabel.runtime import setup, teardown
     from mlabel.tracking import tracking_callbacks
 
@@ -38,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     metrics = result.metrics
     if metrics:
+        meta = read_meta(result.model_dir)
+        blend = ", blended with TF-IDF" if meta.get("ensemble") else ""
         print(
             f"best epoch {result.best_epoch}: micro-F1 {metrics['micro_f1']:.4f}, "
-            f"macro-F1 {metrics['macro_f1']:.4f} (validation, tuned thresholds)"
+            f"macro-F1 {metrics['macro_f1']:.4f} "
+            f"(validation split, thresholds {meta['threshold_method']}{blend})"
         )
     print(f"model saved to {result.model_dir}")
     return 0
