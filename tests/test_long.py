@@ -89,6 +89,7 @@ def settings(encoder: str, long: str) -> TrainConfig:
         patience=0,
         val_frac=0.25,
         thresholds="global",
+        ensemble=None,  # TF-IDF reads whole texts: it would hide what truncation does
         threads=2,
         seed=0,
         precision="fp32",

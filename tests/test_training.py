@@ -15,6 +15,7 @@ from transformers import AutoModel
 
 from mlabel import checkpoint as ckpt
 from mlabel import training
+from mlabel.baseline import TfidfModel
 from mlabel.config import ConfigError, TrainConfig, from_dict, load_config
 from mlabel.data import Examples, load_examples, split_examples
 from mlabel.model import EncoderClassifier, read_meta
@@ -37,6 +38,7 @@ def _config(encoder: str, **changes) -> TrainConfig:
         batch_size=16,
         lr=3e-3,
         pos_weight="none",
+        ensemble=None,  # these tests are about the encoder's loop; the blend has its own test
         threads=2,
         seed=1,
         precision="fp32",
@@ -367,3 +369,17 @@ def test_thresholds_from_a_model_with_other_labels_is_refused(
     fewer = Examples(train_ex.ids, train_ex.texts, train_ex.labels[:3], train_ex.y[:, :3], "")
     with pytest.raises(ConfigError, match="labels"):
         training.train(cfg, fewer, None, tmp_path)
+
+
+def test_ensemble_blends_tfidf_and_tunes_thresholds_on_the_blend(tiny_encoder, split, tmp_path):
+    training.train(_config(tiny_encoder, ensemble="tfidf", thresholds="global"), *split, tmp_path)
+    meta = read_meta(tmp_path / "model")
+    assert meta["ensemble"] == {"kind": "tfidf", "weight": 0.5}
+    tfidf = TfidfModel.load(tmp_path / "model" / "tfidf")
+    val_texts = split[1].texts
+    blend = 0.5 * np.load(tmp_path / "val_probs.npy") + 0.5 * tfidf.predict_proba(val_texts)
+    np.testing.assert_allclose(
+        meta["thresholds"], training.tune_thresholds(split[1].y, blend, "global")
+    )
+    served = load_predictor(tmp_path / "model", engine="torch").predict_proba(val_texts[:8])
+    np.testing.assert_allclose(served, blend[:8], atol=1e-5)
