@@ -58,7 +58,10 @@ def trained_model(quick: bool) -> Path:
     model_dir = out / "model"
     if not (model_dir / "onnx" / "model-int8.onnx").is_file():
         shutil.rmtree(out, ignore_errors=True)
-        cfg = TrainConfig(text_cols=TEXT_COLS, max_len=MAX_LEN, epochs=1, val_frac=0.15, seed=0)
+        # Encoder alone (no TF-IDF blend): the pipeline serves the same network, nothing else.
+        cfg = TrainConfig(
+            text_cols=TEXT_COLS, max_len=MAX_LEN, epochs=1, val_frac=0.15, seed=0, ensemble=None
+        )
         fit_model(cfg, arxiv().iloc[: 150 if quick else 500], out)
         export_onnx(model_dir, int8=True)
     return model_dir
