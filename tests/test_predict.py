@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import mlabel.predict as predict_mod
 from mlabel.model import ModelError
@@ -53,6 +54,7 @@ def test_bf16_agrees_with_fp32(trained_tiny, texts, monkeypatch):
         warnings.simplefilter("error")
         bf16 = Predictor(trained_tiny, "bf16")
     assert bf16.engine == "bf16"
+    assert bf16._model.encoder.dtype == torch.bfloat16  # cast once, not autocast per batch
     fp32 = Predictor(trained_tiny, "torch").predict_proba(texts)
     np.testing.assert_allclose(bf16.predict_proba(texts), fp32, atol=0.03)
 

@@ -66,7 +66,8 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        # Pool and classify in fp32 even when the encoder runs in bf16 (the `bf16` engine).
+        return self.head(self.dropout(pool(hidden.float(), attention_mask, self.pooling)))
 
     def save(self, directory: Path) -> None:
         """Encoder in Hugging Face format (safetensors) plus the head; no pickle anywhere."""

@@ -75,7 +75,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class Predictor:
     """Probabilities for raw texts from a saved model folder, with the engine of choice.
 
-    Engines: `torch` (fp32), `bf16` (autocast, on CPUs with fast bf16), `onnx` and `onnx-int8`
+    Engines: `torch` (fp32), `bf16` (encoder weights in bf16, head in fp32; on CPUs with fast bf16), `onnx` and `onnx-int8`
     (after `mlabel export --onnx [--int8]`); `auto` takes the choice `mlabel export` measured and
     recorded, else bf16 where the CPU is fast at it, else torch.
     """
@@ -100,6 +100,9 @@ class Predictor:
                 self._model = EncoderClassifier.load(
                     self.model_dir, self.info["pooling"], len(self.labels)
                 )
+                if self.engine == "bf16":
+                    # Weights cast once: autocast would re-cast every weight on every batch.
+                    self._model.encoder.to(torch.bfloat16)
 
     def _pick_engine(self, engine: str) -> str:
         if engine not in ENGINES:
@@ -153,8 +156,7 @@ class Predictor:
         if self._session is not None:
             logits = onnx_logits(self._session, enc, len(self.labels))
         else:
-            dtype = torch.bfloat16 if self.engine == "bf16" else None
-            logits = batched_logits(self._model, enc, dtype=dtype)
+            logits = batched_logits(self._model, enc)
         return pool_windows(
             sigmoid(logits), enc.owner, len(texts), self.info.get("long_pool", "max")
         )
