@@ -5,7 +5,7 @@
 
 Both fine-tune the embedded all-MiniLM-L6-v2 with the same data, batch size (16), max length
 (256, truncation), epochs, learning rate (8e-5, linear decay after 10% warmup), weight decay
-(0.01), plain BCE loss and thread count. The peer is the standard recipe:
+(0.01), plain BCE loss and thread count; mlabel trains without its TF-IDF ensemble member. The peer is the standard recipe:
 AutoModelForSequenceClassification(problem_type="multi_label_classification"), bf16 autocast,
 length-grouped sampling and DataCollatorWithPadding, evaluating each epoch as mlabel does.
 Samples/s is end to end: epochs x training rows / seconds from model load to the last evaluation.
@@ -105,6 +105,7 @@ def run_mlabel(train_df, val_df, epochs: int) -> tuple[float, float]:
         warmup=WARMUP,
         weight_decay=WEIGHT_DECAY,
         pos_weight="none",
+        ensemble=None,  # the peer trains no TF-IDF member; this compares the encoder's training
         patience=0,
         thresholds="fixed:0.5",
         seed=0,

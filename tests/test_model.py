@@ -7,7 +7,14 @@ import torch
 from transformers import AutoModel
 
 from mlabel.encoding import collate, encode, load_tokenizer
-from mlabel.model import EncoderClassifier, ModelError, pool, read_meta, refuse_pickles
+from mlabel.model import (
+    EncoderClassifier,
+    ModelError,
+    attention,
+    pool,
+    read_meta,
+    refuse_pickles,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +59,19 @@ def test_pooling_changes_the_output(tiny_encoder, batch):
     cls.head.load_state_dict(mean.head.state_dict())
     with torch.no_grad():
         assert not torch.allclose(mean(**batch), cls(**batch))
+
+
+def test_attention_switches_for_the_block_and_computes_the_same(tiny_encoder, batch):
+    model = EncoderClassifier.from_encoder(tiny_encoder, 3).eval()
+    assert model.encoder.config._attn_implementation == "sdpa"
+    with torch.no_grad(), attention(model.encoder, "eager"):
+        assert model.encoder.config._attn_implementation == "eager"
+        eager = model(**batch)
+    assert model.encoder.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch), eager, atol=1e-5, rtol=1e-5)
+    with attention(model.encoder, None):
+        assert model.encoder.config._attn_implementation == "sdpa"
 
 
 def test_refuses_pickles(tmp_path):

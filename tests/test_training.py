@@ -136,6 +136,21 @@ def accumulated(tiny_encoder, split, tmp_path_factory) -> dict:
 # ---------------------------------------------------------------- logs and the model folder
 
 
+def test_cpu_training_uses_eager_attention_and_validation_sdpa(tiny_encoder, split, tmp_path):
+    seen = set()
+    original = EncoderClassifier.forward
+
+    def forward(self, *args, **kwargs):
+        seen.add((self.training, self.encoder.config._attn_implementation))
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(EncoderClassifier, "forward", forward)
+        result = training.train(_config(tiny_encoder), *split, tmp_path)
+    assert seen == {(True, "eager"), (False, "sdpa")}
+    assert "eager" not in (result.model_dir / "config.json").read_text()
+
+
 def test_metrics_jsonl_has_one_line_per_epoch(reference):
     history = _history(reference["out"])
     assert [r["epoch"] for r in history] == [1, 2]

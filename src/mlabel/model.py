@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,24 @@ def _load_encoder(path: str | Path, **kwargs) -> PreTrainedModel:
     if config.model_type in {"bert", "roberta", "xlm-roberta", "electra", "camembert"}:
         kwargs["add_pooling_layer"] = False
     return AutoModel.from_pretrained(path, config=config, **kwargs)
+
+
+@contextlib.contextmanager
+def attention(encoder: PreTrainedModel, implementation: str | None) -> Iterator[None]:
+    """Run `encoder` with another attention implementation (`eager`, `sdpa`) inside the block.
+
+    None leaves it as it is. Training on CPU uses `eager`: there the fused SDPA kernel's backward
+    pass is several times slower than eager attention's matmuls (bench/RESULTS.md, Training),
+    while SDPA stays the faster choice for inference.
+    """
+    before = encoder.config._attn_implementation
+    if implementation and implementation != before:
+        encoder.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        if encoder.config._attn_implementation != before:
+            encoder.set_attn_implementation(before)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
