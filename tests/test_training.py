@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from mlabel import checkpoint as ckpt
-from mlabel import training
+from mlabel import dropout, training
 from mlabel.baseline import TfidfModel
 from mlabel.config import ConfigError, TrainConfig, from_dict, load_config
 from mlabel.data import Examples, load_examples, split_examples
@@ -136,18 +136,21 @@ def accumulated(tiny_encoder, split, tmp_path_factory) -> dict:
 # ---------------------------------------------------------------- logs and the model folder
 
 
-def test_cpu_training_uses_eager_attention_and_validation_sdpa(tiny_encoder, split, tmp_path):
+def test_cpu_training_uses_mlabel_attention_and_dropout_and_validation_sdpa(
+    tiny_encoder, split, tmp_path
+):
     seen = set()
     original = EncoderClassifier.forward
 
     def forward(self, *args, **kwargs):
-        seen.add((self.training, self.encoder.config._attn_implementation))
+        fast = all(type(m) is not torch.nn.Dropout for m in self.modules())
+        seen.add((self.training, self.encoder.config._attn_implementation, fast))
         return original(self, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(EncoderClassifier, "forward", forward)
         result = training.train(_config(tiny_encoder), *split, tmp_path)
-    assert seen == {(True, "eager"), (False, "sdpa")}
+    assert seen == {(True, dropout.ATTENTION, True), (False, "sdpa", True)}
     assert "eager" not in (result.model_dir / "config.json").read_text()
 
 

@@ -97,15 +97,17 @@ def _load_encoder(path: str | Path, **kwargs) -> PreTrainedModel:
 
 @contextlib.contextmanager
 def attention(encoder: PreTrainedModel, implementation: str | None) -> Iterator[None]:
-    """Run `encoder` with another attention implementation (`eager`, `sdpa`) inside the block.
+    """Run `encoder` with another attention implementation (`eager`, `sdpa`, ...) inside the block.
 
-    None leaves it as it is. Training on CPU uses `eager`: there the fused SDPA kernel's backward
-    pass is several times slower than eager attention's matmuls (bench/RESULTS.md, Training),
-    while SDPA stays the faster choice for inference.
+    None, or one the encoder does not support, leaves it as it is (the math is the same: this is
+    only about speed).
     """
     before = encoder.config._attn_implementation
     if implementation and implementation != before:
-        encoder.set_attn_implementation(implementation)
+        try:
+            encoder.set_attn_implementation(implementation)
+        except (ValueError, ImportError):
+            pass
     try:
         yield
     finally:

@@ -22,6 +22,7 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from mlabel import checkpoint as ckpt
+from mlabel import dropout
 from mlabel.config import ConfigError, TrainConfig, save_config
 from mlabel.data import Examples
 from mlabel.encoding import Encoded, collate, encode, load_tokenizer, pool_windows, training_batches
@@ -84,6 +85,8 @@ def train(
     model = EncoderClassifier.from_encoder(
         cfg.model, len(train_ex.labels), cfg.pooling, cfg.dropout
     )
+    if rt.device.type == "cpu":
+        dropout.use_fast_dropout(model)
     model.to(rt.device)
     net = _wrap(model, rt)
     steps_per_epoch = math.ceil(math.ceil(len(tr.y) / cfg.batch_size) / cfg.grad_accum)
@@ -113,8 +116,7 @@ def train(
     while state["epoch"] < cfg.epochs and not _stopped(state, cfg, va):
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
-        # Eager attention trains faster on CPU than SDPA; validation keeps SDPA (see `attention`).
-        with attention(model.encoder, "eager" if rt.device.type == "cpu" else None):
+        with attention(model.encoder, _train_attention(rt)):
             train_loss = _train_epoch(
                 net, tr, cfg, rt, optimizer, scheduler, loss_fn, dtype, scaler, state, out, model
             )
@@ -162,6 +164,12 @@ def _encode(tokenizer, ex: Examples, cfg: TrainConfig, rt: Runtime, name: str) -
             "tokens and were truncated (use --long chunk to read them whole)"
         )
     return _Data(encoded=enc, y=ex.y[enc.owner].astype(np.float32), examples=ex)
+
+
+def _train_attention(rt: Runtime) -> str | None:
+    """On CPU, eager attention with mlabel's dropout: torch's CPU SDPA backward and dropout are
+    slow there (bench/RESULTS.md, Training). Validation and inference keep SDPA, faster forward."""
+    return dropout.ATTENTION if rt.device.type == "cpu" else None
 
 
 def _wrap(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
