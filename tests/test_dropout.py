@@ -66,3 +66,17 @@ def test_attention_matches_sdpa_without_dropout():
     out, _ = eager_attention(module, q, k, v, mask)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     torch.testing.assert_close(out, expected.transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_dropout_zeroes_probabilities_and_rescales_the_output():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 8, 64, 16) for _ in range(3))
+    module = nn.Module().train()
+    out, weights = eager_attention(module, q, k, v, None, dropout=0.25)
+    full = torch.softmax(q @ k.transpose(2, 3) / 4.0, dim=-1)
+    kept = weights != 0
+    assert (~kept).float().mean().item() == pytest.approx(0.25, abs=0.01)
+    torch.testing.assert_close(weights[kept], full[kept])
+    torch.testing.assert_close(out, (weights @ v / 0.75).transpose(1, 2))
+    zero, _ = eager_attention(module, q, k, v, None, dropout=1.0)
+    assert not zero.any()

@@ -17,20 +17,21 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 ATTENTION = "mlabel_eager"
 
 
-class _Dropout(torch.autograd.Function):
+class _ZeroOut(torch.autograd.Function):
+    """Zero each element with probability p (no rescaling: callers scale where it is cheapest)."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
         n = x.numel()
         bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
         keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
         ctx.save_for_backward(keep)
-        ctx.scale = 1.0 / (1.0 - p)
-        return torch.where(keep, x * ctx.scale, 0.0)
+        return torch.where(keep, x, 0.0)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (keep,) = ctx.saved_tensors
-        return torch.where(keep, grad * ctx.scale, 0.0), None
+        return torch.where(keep, grad, 0.0), None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -39,7 +40,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    return _Dropout.apply(x, p)
+    return _ZeroOut.apply(x, p) * (1.0 / (1.0 - p))
 
 
 class Dropout(nn.Dropout):
@@ -59,16 +60,22 @@ def eager_attention(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Transformers' eager attention (softmax(QK^T * scaling + mask) V) with the faster dropout."""
+    """Transformers' eager attention, dropout(softmax(QK^T * scaling + mask)) V, made cheaper:
+    the mask is added in the scores' dtype (bf16 under autocast, not fp32) and dropout's
+    1/(1-p) multiplies the output (length x head size) rather than the probabilities (length^2)."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = _dropout(torch.softmax(weights, dim=-1), dropout, module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-_dropout = dropout  # `eager_attention` has a parameter of that name (the interface's)
+        weights = weights + attention_mask.to(weights.dtype)
+    weights = torch.softmax(weights, dim=-1)
+    if module.training and dropout >= 1.0:
+        weights = torch.zeros_like(weights)
+    if module.training and 0.0 < dropout < 1.0:
+        weights = _ZeroOut.apply(weights, dropout)
+        output = torch.matmul(weights, value) * (1.0 / (1.0 - dropout))
+    else:
+        output = torch.matmul(weights, value)
+    return output.transpose(1, 2).contiguous(), weights
 
 
 def use_fast_dropout(model: nn.Module) -> None:
