@@ -35,7 +35,7 @@ class TrainConfig:
     val_frac: float = 0.15
     val: str | None = None
     all_data: bool = False
-    max_len: int = 256
+    max_len: int = 128
     pooling: str = "mean"
     dropout: float = 0.1
     epochs: int = 3
