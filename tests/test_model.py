@@ -72,6 +72,8 @@ def test_attention_switches_for_the_block_and_computes_the_same(tiny_encoder, ba
         torch.testing.assert_close(model(**batch), eager, atol=1e-5, rtol=1e-5)
     with attention(model.encoder, None):
         assert model.encoder.config._attn_implementation == "sdpa"
+    with attention(model.encoder, "no-such-attention"):  # refused: the encoder keeps its own
+        assert model.encoder.config._attn_implementation == "sdpa"
 
 
 def test_refuses_pickles(tmp_path):

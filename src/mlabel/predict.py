@@ -75,9 +75,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class Predictor:
     """Probabilities for raw texts from a saved model folder, with the engine of choice.
 
-    Engines: `torch` (fp32), `bf16` (encoder weights in bf16, head in fp32; on CPUs with fast bf16), `onnx` and `onnx-int8`
-    (after `mlabel export --onnx [--int8]`); `auto` takes the choice `mlabel export` measured and
-    recorded, else bf16 where the CPU is fast at it, else torch.
+    Engines: `torch` (fp32), `bf16` (encoder weights in bf16, head in fp32; on CPUs with fast
+    bf16), `onnx` and `onnx-int8` (after `mlabel export --onnx [--int8]`); `auto` takes the choice
+    `mlabel export` measured and recorded, else bf16 where the CPU is fast at it, else torch.
     """
 
     def __init__(self, model_dir: str | Path, engine: str = "auto"):
