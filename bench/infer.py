@@ -94,7 +94,7 @@ def main() -> int:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     hf_logging.set_verbosity(hf_logging.CRITICAL)  # "PipelineModel is not a known classifier"
-    n_docs, n_sample, rounds = (48, 48, 1) if args.quick else (500, 256, 1)
+    n_docs, n_sample, rounds = (48, 48, 1) if args.quick else (500, 256, 2)
     model_dir = trained_model(args.quick)
     df = arxiv()
     held_out = df.iloc[-n_docs:]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlabel.model import EncoderClassifier, ModelError, read_meta, write_meta
+from mlabel.model import EncoderClassifier, ModelError, attention, read_meta, write_meta
 
 ONNX_DIR = "onnx"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
@@ -37,7 +37,9 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     mask = torch.ones((2, 8), dtype=torch.long)
     mask[1, 4:] = 0
     axes = {0: "batch", 1: "tokens"}
-    with warnings.catch_warnings():
+    # Traced with eager attention: plain MatMul/Softmax nodes, which ONNX Runtime runs (and
+    # quantizes) faster than the graph torch's SDPA traces to (bench/RESULTS.md, Inference).
+    with attention(model.encoder, "eager"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The TorchScript exporter: the dynamo one needs onnxscript and gains nothing here.
         torch.onnx.export(
