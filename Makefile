@@ -25,11 +25,13 @@ dev: $(VENV)/.dev
 DEMO := runs/demo
 
 # The main job on the embedded default: split the shipped arXiv data 80/20, train, evaluate on the
-# unseen 20%, write a submission file and show a few predictions.
+# unseen 20%, export ONNX (fp32, int8) and record the fastest faithful engine, write a submission
+# file with it and show a few predictions.
 demo: install
 	$(BIN)/python examples/split_data.py data/arxiv_topics.csv.gz $(DEMO)/data
 	$(BIN)/mlabel train $(DEMO)/data/train.csv --text-cols TITLE ABSTRACT --epochs 1 --max-len 128 --out $(DEMO)
 	$(BIN)/mlabel evaluate $(DEMO)/model $(DEMO)/data/test.csv
+	$(BIN)/mlabel export $(DEMO)/model --onnx --int8 --sample $(DEMO)/data/test.csv --sample-rows 128
 	$(BIN)/mlabel predict $(DEMO)/model $(DEMO)/data/test.csv -o $(DEMO)/predictions.csv
 	$(BIN)/mlabel predict $(DEMO)/model $(DEMO)/data/test.csv --limit 3
 
