@@ -38,7 +38,7 @@ class TrainConfig:
     max_len: int = 128
     pooling: str = "mean"
     dropout: float = 0.1
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 8e-5
