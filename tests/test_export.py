@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from mlabel.cli import main
 from mlabel.data import load_examples
 from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx, onnx_path
 from mlabel.metrics import apply_thresholds, multilabel_metrics
-from mlabel.model import ModelError, read_meta
+from mlabel.model import ModelError, read_meta, write_meta
 from mlabel.predict import Predictor
 
 
@@ -115,3 +116,21 @@ def test_cli_export(trained_tiny, small_csv, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "engine auto ->" in out and onnx_path(model_dir, "onnx").is_file()
     assert not onnx_path(model_dir, "onnx-int8").exists()
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
+def test_missing_onnx_extra_is_a_clear_error(
+    exported, trained_tiny, package, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
+    assert main(["export", str(trained_tiny), "--onnx"]) == 2
+    assert f"needs the {package} package: pip install 'mlabel[onnx]'" in capsys.readouterr().err
+    assert not onnx_path(trained_tiny, "onnx").exists()
+    if package == "onnxruntime":  # running an exported model needs onnxruntime only
+        with pytest.raises(ModelError, match=r"model-int8.onnx needs the .*mlabel\[onnx\]"):
+            Predictor(exported, "onnx-int8")
+        copy = shutil.copytree(exported, tmp_path / "model")
+        write_meta(copy, {**read_meta(copy), "engine": {"choice": "onnx-int8"}})
+        assert Predictor(copy, "auto").engine in ("torch", "bf16")  # the recorded choice skipped
+    else:
+        assert Predictor(exported, "onnx-int8").engine == "onnx-int8"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 import time
 import warnings
@@ -23,8 +24,20 @@ def onnx_path(model_dir: str | Path, engine: str) -> Path:
     return Path(model_dir) / ONNX_DIR / ONNX_FILES[engine]
 
 
+def require_onnx(task: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
+    """Raise a clear error when a package of the optional `onnx` extra is missing."""
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise ModelError(
+                f"{task} needs the {package} package: pip install 'mlabel[onnx]'"
+            ) from None
+
+
 def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     """Write onnx/model.onnx (and onnx/model-int8.onnx) into a transformer model folder."""
+    require_onnx("ONNX export")
     model_dir = Path(model_dir)
     info = read_meta(model_dir)
     if info["kind"] != "transformer":

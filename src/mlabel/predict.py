@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from mlabel.encoding import (
     load_tokenizer,
     pool_windows,
 )
-from mlabel.export import onnx_path
+from mlabel.export import onnx_path, require_onnx
 from mlabel.model import EncoderClassifier, ModelError, read_meta
 from mlabel.runtime import cpu_has_fast_bf16
 
@@ -60,6 +61,7 @@ def onnx_logits(session, encoded: Encoded, n_labels: int) -> np.ndarray:
 
 def onnx_session(path: Path):
     """An ONNX Runtime CPU session using torch's thread count and every graph optimization."""
+    require_onnx(f"running {path.name}", ("onnxruntime",))
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -70,6 +72,14 @@ def onnx_session(path: Path):
     # batches (ONNX_MAX_TOKENS) keep it from growing with the number of rows.
     options.enable_mem_pattern = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -130,7 +140,9 @@ class Predictor:
         choice = (self.info.get("engine") or {}).get("choice")
         if choice is None or (choice == "bf16" and not cpu_has_fast_bf16()):
             return None
-        if choice.startswith("onnx") and not onnx_path(self.model_dir, choice).is_file():
+        if choice.startswith("onnx") and (
+            not onnx_path(self.model_dir, choice).is_file() or not _importable("onnxruntime")
+        ):
             return None
         return choice
 
