@@ -24,15 +24,21 @@ def onnx_path(model_dir: str | Path, engine: str) -> Path:
     return Path(model_dir) / ONNX_DIR / ONNX_FILES[engine]
 
 
-def require_onnx(task: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
-    """Raise a clear error when a package of the optional `onnx` extra is missing."""
+def missing_package(packages: tuple[str, ...]) -> str | None:
+    """The first of `packages` that cannot be imported, if any."""
     for package in packages:
         try:
             importlib.import_module(package)
         except ImportError:
-            raise ModelError(
-                f"{task} needs the {package} package: pip install 'mlabel[onnx]'"
-            ) from None
+            return package
+    return None
+
+
+def require_onnx(task: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
+    """Raise a clear error when a package of the optional `onnx` extra is missing."""
+    package = missing_package(packages)
+    if package:
+        raise ModelError(f"{task} needs the {package} package: pip install 'mlabel[onnx]'")
 
 
 def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:

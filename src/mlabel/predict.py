@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from mlabel.encoding import (
     load_tokenizer,
     pool_windows,
 )
-from mlabel.export import onnx_path, require_onnx
+from mlabel.export import missing_package, onnx_path, require_onnx
 from mlabel.model import EncoderClassifier, ModelError, read_meta
 from mlabel.runtime import cpu_has_fast_bf16
 
@@ -72,14 +71,6 @@ def onnx_session(path: Path):
     # batches (ONNX_MAX_TOKENS) keep it from growing with the number of rows.
     options.enable_mem_pattern = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -141,7 +132,7 @@ class Predictor:
         if choice is None or (choice == "bf16" and not cpu_has_fast_bf16()):
             return None
         if choice.startswith("onnx") and (
-            not onnx_path(self.model_dir, choice).is_file() or not _importable("onnxruntime")
+            not onnx_path(self.model_dir, choice).is_file() or missing_package(("onnxruntime",))
         ):
             return None
         return choice
