@@ -24,8 +24,8 @@ from mlabel.model import EncoderClassifier, ModelError, read_meta
 from mlabel.runtime import cpu_has_fast_bf16
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
-# ONNX Runtime's int8 kernels run fastest on small batches (measured: 92 docs/s at 1,024
-# tokens against 77 at 8,192 on 2 Zen 4 cores; bench/RESULTS.md, Inference).
+# ONNX Runtime's int8 kernels run fastest on small batches (measured on 2 Zen 4 cores: 92 docs/s
+# at 2,048 tokens against 77 at 8,192; 512 to 2,048 were within noise; bench/RESULTS.md).
 ONNX_MAX_TOKENS = 1024
 
 
