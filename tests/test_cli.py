@@ -171,6 +171,14 @@ def test_train_bad_config_file(small_csv, tmp_path, capsys):
     assert_user_error(code, err, "options: dropout is 3.0, expected 0.0 to 1.0")
 
 
+def test_resume_with_other_settings_is_a_user_error(run, small_csv, tiny_encoder, capsys):
+    argv = ["train", small_csv, "--text-cols", "TITLE", "ABSTRACT", "--model", tiny_encoder]
+    argv += ["--max-len", "32", "--epochs", "2", "--out", run[0], "--resume"]  # no config file
+    code, _, err = cli(capsys, *argv)
+    assert_user_error(code, err, "cannot resume with other settings", "batch_size (run 8, now 16)")
+    assert "epochs" not in err  # training longer is allowed
+
+
 def test_python_m_mlabel_help():
     done = subprocess.run(
         [sys.executable, "-m", "mlabel", "--help"], capture_output=True, text=True, timeout=120

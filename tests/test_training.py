@@ -345,6 +345,27 @@ def test_resume_mid_epoch_matches_the_uninterrupted_run(
     _assert_same_run(tmp_path, reference)
 
 
+def test_resume_refuses_other_settings_and_changes_nothing(resume_cfg, split, tmp_path):
+    with pytest.raises(Interrupt):
+        training.train(resume_cfg, *split, tmp_path, callbacks=(StopAfterEpoch(1),))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    changed = resume_cfg.replace(lr=1e-3, max_len=24)
+    with pytest.raises(
+        ConfigError, match=r"max_len \(run 32, now 24\); lr \(run 0.003, now 0.001\)"
+    ):
+        training.train(changed, *split, tmp_path, resume=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_resume_may_train_for_more_epochs(resume_cfg, split, tmp_path):
+    with pytest.raises(Interrupt):
+        training.train(resume_cfg, *split, tmp_path, callbacks=(StopAfterEpoch(1),))
+    longer = resume_cfg.replace(epochs=3, patience=0, keep=1)
+    result = training.train(longer, *split, tmp_path, resume=True)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert from_dict(load_config(tmp_path / "config.yaml")).epochs == 3
+
+
 def _plant_unfinished_checkpoints(directory: Path, latest: str) -> None:
     """Newer-looking checkpoints that a crash can leave: a temp folder, a folder without state.json."""
     for name in (".tmp-step-0000099", "step-0000098"):

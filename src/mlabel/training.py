@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from mlabel import checkpoint as ckpt
 from mlabel import dropout
-from mlabel.config import ConfigError, TrainConfig, save_config
+from mlabel.config import ConfigError, TrainConfig, from_dict, load_config, save_config
 from mlabel.data import Examples
 from mlabel.encoding import Encoded, collate, encode, load_tokenizer, pool_windows, training_batches
 from mlabel.metrics import apply_thresholds, multilabel_metrics, tune_thresholds
@@ -40,6 +40,10 @@ from mlabel.reports import plot_training_curves
 from mlabel.runtime import Runtime, autocast_dtype, setup
 
 console = Console(stderr=True)
+
+# Settings a resumed run may change: how long it runs, when it stops early, where it saves or
+# reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
+RESUMABLE = ("epochs", "patience", "threads", "save_steps", "keep", "track")
 
 
 class Callback(Protocol):
@@ -78,6 +82,8 @@ def train(
     rt = setup(cfg.threads)
     out = Path(out_dir)
     _threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training, not after
+    if resume:
+        _check_resumable(out, cfg)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(resolve_encoder(cfg.model))
     tr = _encode(tokenizer, train_ex, cfg, rt, "train")
@@ -394,6 +400,24 @@ def _evaluate(
 def _stopped(state: dict, cfg: TrainConfig, va: _Data | None) -> bool:
     """Early stopping on validation micro-F1 (never without a validation split)."""
     return va is not None and cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
+
+
+def _check_resumable(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a run with settings that would change its training (`RESUMABLE` aside)."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return
+    saved = from_dict(load_config(path), source=str(path)).to_dict()
+    changed = [
+        f"{key} (run {saved[key]!r}, now {value!r})"
+        for key, value in cfg.to_dict().items()
+        if key not in RESUMABLE and saved[key] != value
+    ]
+    if changed:
+        raise ConfigError(
+            f"{out}: cannot resume with other settings: {'; '.join(changed)}. Resume with the "
+            f"run's settings ({path}) or train into a new folder"
+        )
 
 
 def _resume(out: Path, model, optimizer, scheduler, state: dict, rt: Runtime) -> dict:
