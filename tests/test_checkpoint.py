@@ -79,6 +79,19 @@ def test_round_trip_continues_exactly(tmp_path):
     assert copy_scheduler.get_last_lr() == scheduler.get_last_lr()
 
 
+def test_each_rank_gets_its_own_random_state_back(tmp_path):
+    """rank 0 writes every rank's generator state; a rank the checkpoint lacks gets rank 0's."""
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        states.append(ckpt.rng_state())
+    path = ckpt.save_checkpoint(tmp_path, "epoch-001", *_parts(), {"global_step": 1}, states)
+    for rank, expected in ((1, states[1]), (0, states[0]), (3, states[0])):
+        torch.manual_seed(99)
+        ckpt.load_checkpoint(path, *_parts(), rank=rank)
+        assert torch.equal(torch.get_rng_state(), expected["torch"])
+
+
 def test_checkpoint_files_are_safetensors_and_json(tmp_path):
     path = _save(tmp_path, "epoch-001", 1)
     names = {p.name for p in path.iterdir()}

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mlabel.classifier import prepare_data
 from mlabel.cli import main
@@ -79,3 +81,37 @@ def test_two_processes_match_one(tiny_no_dropout, small_csv, tmp_path):
         assert b["micro_f1"] == pytest.approx(a["micro_f1"], abs=0.02)
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-3)
     assert (tmp_path / "two" / "model" / "mlabel.json").is_file()
+
+
+def _torchrun(*args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command = [*torchrun, "--master_port", str(_free_port()), "-m", "mlabel", "train", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-8000:]
+
+
+def test_resume_with_two_processes_matches_the_uninterrupted_run(tiny_encoder, small_csv, tmp_path):
+    """With dropout on, every rank draws its own masks: resuming must give each rank back its own
+    random state, so that the resumed run ends with the uninterrupted run's weights."""
+    options = _options(tiny_encoder, small_csv)
+    options[options.index("--dropout") + 1] = "0.1"
+    options[options.index("--max-len") + 1] = (
+        "512"  # untruncated: the ranks' shares differ in length
+    )
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    _torchrun(*options, "--threads", "1", "--out", str(full))
+    # a crash just after epoch 1's checkpoint: its files, nothing of epoch 2
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoints" / "epoch-001", resumed / "checkpoints" / "epoch-001")
+    shutil.copytree(full / "model", resumed / "model")
+    for name in ("config.yaml", "val_probs.npy"):
+        shutil.copy(full / name, resumed / name)
+    lines = (full / "metrics.jsonl").read_text().splitlines()
+    (resumed / "metrics.jsonl").write_text(lines[0] + "\n")
+    _torchrun(*options, "--threads", "1", "--out", str(resumed), "--resume")
+    last = Path("checkpoints") / "epoch-002" / "model.safetensors"
+    mine, theirs = load_file(str(resumed / last)), load_file(str(full / last))
+    for key in theirs:
+        torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=1e-6, msg=key)
+    assert _history(resumed)[1]["val_loss"] == _history(full)[1]["val_loss"]

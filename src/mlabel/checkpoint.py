@@ -45,10 +45,13 @@ def rng_state() -> dict[str, torch.Tensor]:
     return states
 
 
-def set_rng_state(states: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])
+def set_rng_state(states: dict[str, torch.Tensor], rank: int = 0) -> None:
+    """Restore `rank`'s generators (rank 0's when the checkpoint holds fewer ranks)."""
+    if f"torch.{rank}" not in states:
+        rank = 0
+    torch.set_rng_state(states[f"torch.{rank}"])
+    if f"cuda.{rank}" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states[f"cuda.{rank}"])
 
 
 def _fsync(path: Path) -> None:
@@ -66,8 +69,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: dict[str, Any],
+    rng_states: list[dict[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write to a temporary folder, fsync every file, then rename: a crash never leaves a half checkpoint."""
+    """Write to a temporary folder, fsync every file, then rename: a crash never leaves a half
+    checkpoint. `rng_states` holds every rank's generators (default: this process's)."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp, final = directory / f".tmp-{name}", directory / name
     shutil.rmtree(tmp, ignore_errors=True)
@@ -79,7 +84,9 @@ def save_checkpoint(
     (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     (tmp / "scheduler.json").write_text(json.dumps(sched))
-    save_file(rng_state(), str(tmp / "rng.safetensors"))
+    ranks = rng_states or [rng_state()]
+    rng = {f"{name}.{rank}": t for rank, states in enumerate(ranks) for name, t in states.items()}
+    save_file(rng, str(tmp / "rng.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps(state))  # written last: marks the folder complete
     for path in tmp.iterdir():
         _fsync(path)
@@ -105,8 +112,9 @@ def load_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    rank: int = 0,
 ) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG; return the trainer state."""
+    """Restore weights, optimizer, scheduler and `rank`'s RNG; return the trainer state."""
     if not (path / STATE_FILE).is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint ({STATE_FILE} missing)")
     refuse_pickles(path)
@@ -117,7 +125,7 @@ def load_checkpoint(
     )
     sched = json.loads((path / "scheduler.json").read_text())
     scheduler.load_state_dict({**scheduler.state_dict(), **sched})
-    set_rng_state(load_file(str(path / "rng.safetensors")))
+    set_rng_state(load_file(str(path / "rng.safetensors")), rank)
     return json.loads((path / STATE_FILE).read_text())
 
 

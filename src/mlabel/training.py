@@ -147,13 +147,14 @@ def train(
             best_probs = probs
         else:
             state["bad_epochs"] += 1
+        rngs = _rng_states(rt)
         if rt.is_main:
             _log_epoch(out, record)
             if improved:
                 _save_model(model, tokenizer, out / "model", cfg, train_ex.labels, record)
                 if probs is not None:
                     np.save(out / "val_probs.npy", probs)
-            _checkpoint(out, f"epoch-{epoch:03d}", model, optimizer, scheduler, state, cfg)
+            _checkpoint(out, f"epoch-{epoch:03d}", model, optimizer, scheduler, state, cfg, rngs)
         for cb in callbacks:
             cb.on_epoch_end(record)
     result = _finish(cfg, out, train_ex, va, best_probs, state, rt)
@@ -307,18 +308,31 @@ def _train_epoch(
         bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
         if cfg.save_steps and state["global_step"] % cfg.save_steps == 0 and done < len(batches):
             state["epoch_loss"] = _global_sum(loss_sum, rt)
+            rngs = _rng_states(rt)
             if rt.is_main:
                 name = f"step-{state['global_step']:07d}"
-                _checkpoint(out, name, model, optimizer, scheduler, state, cfg)
+                _checkpoint(out, name, model, optimizer, scheduler, state, cfg, rngs)
     bar.close()
     loss, elements = _global_sum(loss_sum, rt)
     return loss / max(elements, 1)
 
 
-def _checkpoint(out: Path, name: str, model, optimizer, scheduler, state: dict, cfg) -> None:
+def _checkpoint(
+    out: Path, name: str, model, optimizer, scheduler, state: dict, cfg, rngs: list[dict]
+) -> None:
     """Save checkpoint `name`, then keep the newest `cfg.keep` and the best epoch's."""
-    ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state)
+    ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state, rngs)
     ckpt.prune_checkpoints(out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}")
+
+
+def _rng_states(rt: Runtime) -> list[dict]:
+    """Every rank's generator states, for rank 0's checkpoint: each rank draws its own dropout."""
+    mine = ckpt.rng_state()
+    if not rt.distributed:
+        return [mine]
+    states: list = [None] * rt.world
+    dist.all_gather_object(states, {k: v.cpu() for k, v in mine.items()})
+    return states
 
 
 def _global_sum(values: torch.Tensor, rt: Runtime) -> list[float]:
@@ -429,7 +443,7 @@ def _resume(out: Path, model, optimizer, scheduler, state: dict, rt: Runtime) ->
         return state
     if rt.is_main:
         console.print(f"resuming from {found[-1]}")
-    return {**state, **ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)}
+    return {**state, **ckpt.load_checkpoint(found[-1], model, optimizer, scheduler, rt.rank)}
 
 
 def _write_history(out: Path, history: list[dict]) -> None:
