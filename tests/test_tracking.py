@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -74,6 +75,24 @@ def test_mlflow_uses_tracking_uri_from_the_environment(tmp_path, clean_env):
     assert not (tmp_path / "run" / "mlruns").exists()
     client, run = only_run(store)
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (optuna.TrialPruned("pruned at epoch 2"), "KILLED"),
+        (KeyboardInterrupt(), "KILLED"),
+        (RuntimeError("out of memory"), "FAILED"),
+    ],
+)
+def test_mlflow_run_of_a_stopped_training_is_not_left_running(tmp_path, clean_env, error, status):
+    tracker = MlflowTracker(TrainConfig(), tmp_path)
+    tracker.on_epoch_end(RECORDS[0])
+    tracker.on_train_abort(error)
+    _, run = only_run((tmp_path / "mlruns").as_uri())
+    assert run.info.status == status
+    assert run.data.tags["mlabel.stopped"] == f"{type(error).__name__}: {error}"
+    assert run.data.metrics["micro_f1"] == 0.4  # what it logged stays
 
 
 def test_tensorboard_writes_scalars(tmp_path):

@@ -313,12 +313,17 @@ class StopAfterEpoch:
     def on_train_end(self, result) -> None:
         pass
 
+    def on_train_abort(self, error: BaseException) -> None:
+        self.aborted = error
+
 
 def test_resume_after_an_epoch_matches_the_uninterrupted_run(
     reference, resume_cfg, split, tmp_path
 ):
+    stop = StopAfterEpoch(1)
     with pytest.raises(Interrupt):
-        training.train(resume_cfg, *split, tmp_path, callbacks=(StopAfterEpoch(1),))
+        training.train(resume_cfg, *split, tmp_path, callbacks=(stop,))
+    assert isinstance(stop.aborted, Interrupt)  # callbacks hear why the run stopped
     assert len(_history(tmp_path)) == 1
     training.train(resume_cfg, *split, tmp_path, resume=True)
     _assert_same_run(tmp_path, reference)

@@ -95,6 +95,22 @@ class MlflowTracker:
         self.client.log_artifacts(self.run_id, str(result.model_dir), "model")
         self.client.set_terminated(self.run_id, "FINISHED")
 
+    def on_train_abort(self, error: BaseException) -> None:
+        """A pruned or interrupted run ends KILLED, a failed one FAILED; the reason is a tag."""
+        self.client.set_tag(self.run_id, "mlabel.stopped", f"{type(error).__name__}: {error}")
+        self.client.set_terminated(self.run_id, "KILLED" if _deliberate(error) else "FAILED")
+
+
+def _deliberate(error: BaseException) -> bool:
+    """Ctrl-C or an Optuna pruning (optuna is an optional extra)."""
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    try:
+        from optuna import TrialPruned
+    except ImportError:
+        return False
+    return isinstance(error, TrialPruned)
+
 
 def _local_store(folder: Path) -> str:
     # MLflow 3 keeps the file store but asks for an opt-in; unlike SQLite it needs no setup.
@@ -125,4 +141,7 @@ class TensorBoardTracker:
         self.writer.flush()
 
     def on_train_end(self, result) -> None:
+        self.writer.close()
+
+    def on_train_abort(self, error: BaseException) -> None:
         self.writer.close()

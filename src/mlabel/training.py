@@ -53,6 +53,9 @@ class Callback(Protocol):
 
     def on_train_end(self, result: TrainResult) -> None: ...
 
+    def on_train_abort(self, error: BaseException) -> None:
+        """The run stopped on `error` (raised again afterwards): a pruning, Ctrl-C or a failure."""
+
 
 @dataclass
 class TrainResult:
@@ -78,9 +81,28 @@ def train(
     resume: bool = False,
     callbacks: tuple[Callback, ...] = (),
 ) -> TrainResult:
-    """Fine-tune an encoder classifier; the best epoch ends in `out_dir/model`."""
+    """Fine-tune an encoder classifier; the best epoch ends in `out_dir/model`. Callbacks hear of
+    each epoch, then of the end or of the error that stopped the run."""
+    try:
+        result = _train(cfg, train_ex, val_ex, Path(out_dir), resume, callbacks)
+    except BaseException as error:
+        for cb in callbacks:
+            cb.on_train_abort(error)
+        raise
+    for cb in callbacks:
+        cb.on_train_end(result)
+    return result
+
+
+def _train(
+    cfg: TrainConfig,
+    train_ex: Examples,
+    val_ex: Examples | None,
+    out: Path,
+    resume: bool,
+    callbacks: tuple[Callback, ...],
+) -> TrainResult:
     rt = setup(cfg.threads)
-    out = Path(out_dir)
     _threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training, not after
     if resume:
         _check_resumable(out, cfg)
@@ -157,10 +179,7 @@ def train(
             _checkpoint(out, f"epoch-{epoch:03d}", model, optimizer, scheduler, state, cfg, rngs)
         for cb in callbacks:
             cb.on_epoch_end(record)
-    result = _finish(cfg, out, train_ex, va, best_probs, state, rt)
-    for cb in callbacks:
-        cb.on_train_end(result)
-    return result
+    return _finish(cfg, out, train_ex, va, best_probs, state, rt)
 
 
 def _encode(tokenizer, ex: Examples, cfg: TrainConfig, rt: Runtime, name: str) -> _Data:

@@ -85,6 +85,9 @@ class PruningCallback:
     def on_train_end(self, result) -> None:
         pass
 
+    def on_train_abort(self, error: BaseException) -> None:
+        pass
+
 
 def _optuna():
     try:
