@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModel
 
 from mlabel.encoding import collate, encode, load_tokenizer
@@ -80,6 +83,17 @@ def test_refuses_pickles(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"not really")
     with pytest.raises(ModelError, match="refusing to load pickle files"):
         refuse_pickles(tmp_path)
+
+
+def test_encoder_with_only_pickle_weights_is_refused(tiny_encoder, tmp_path, monkeypatch):
+    """A base encoder with pytorch_model.bin and no safetensors: refused, never unpickled."""
+    shutil.copytree(tiny_encoder, tmp_path / "enc")
+    weights = load_file(str(tmp_path / "enc" / "model.safetensors"))
+    (tmp_path / "enc" / "model.safetensors").unlink()
+    torch.save(weights, tmp_path / "enc" / "pytorch_model.bin")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    with pytest.raises(ModelError, match=r"refusing to load pickle files \(pytorch_model.bin\)"):
+        EncoderClassifier.from_encoder(str(tmp_path / "enc"), 3)
 
 
 def test_missing_encoder_and_folder(tmp_path):

@@ -42,7 +42,8 @@ def refuse_pickles(directory: Path) -> None:
     if found:
         raise ModelError(
             f"{directory}: refusing to load pickle files ({', '.join(found)}); "
-            "mlabel reads only safetensors and JSON"
+            "mlabel reads only safetensors and JSON (convert the weights with "
+            "save_pretrained(..., safe_serialization=True) where you trust them)"
         )
 
 
@@ -60,9 +61,12 @@ class EncoderClassifier(nn.Module):
     def from_encoder(
         cls, name: str, n_labels: int, pooling: str = "mean", dropout: float = 0.1
     ) -> EncoderClassifier:
+        path = resolve_encoder(name)
         try:
-            encoder = _load_encoder(resolve_encoder(name))
+            encoder = _load_encoder(path, use_safetensors=True)
         except OSError as exc:
+            if Path(path).is_dir():
+                refuse_pickles(Path(path))  # weights only as pickle: say so, not "no file"
             raise ModelError(f"cannot load encoder {name!r} offline: {exc}") from None
         return cls(encoder, n_labels, pooling, dropout)
 
