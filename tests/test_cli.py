@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import LABELS
 
@@ -161,6 +162,13 @@ def test_usage_errors(run, capsys, tmp_path):
     assert_user_error(code, err, "give DATA or --text")
     code, _, err = cli(capsys, "evaluate", tmp_path, "x.csv")
     assert_user_error(code, err, "not an mlabel model folder")
+    code, _, err = cli(
+        capsys, "predict", run[0] / "model", "--text", "x", "--engine", "ray", "--device", "cpu"
+    )
+    assert_user_error(code, err, "--engine ray runs its actors on CPUs")
+    if not torch.cuda.is_available():
+        code, _, err = cli(capsys, "predict", run[0] / "model", "--text", "x", "--device", "cuda")
+        assert_user_error(code, err, "device 'cuda': no GPU is available here")
 
 
 def test_train_bad_config_file(small_csv, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import torch
 
 import mlabel.predict as predict_mod
 from mlabel.model import ModelError
-from mlabel.predict import Predictor, predict_file
+from mlabel.predict import Predictor, inference_device, predict_file
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,41 @@ def test_bf16_agrees_with_fp32(trained_tiny, texts, monkeypatch):
     assert bf16._model.encoder.dtype == torch.bfloat16  # cast once, not autocast per batch
     fp32 = Predictor(trained_tiny, "torch").predict_proba(texts)
     np.testing.assert_allclose(bf16.predict_proba(texts), fp32, atol=0.03)
+
+
+def test_device_auto_is_the_gpu_for_torch_engines_only(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert inference_device("auto", "auto") == torch.device("cuda")
+    assert inference_device("auto", "bf16") == torch.device("cuda")
+    assert inference_device("auto", "onnx-int8") == torch.device("cpu")
+    assert inference_device("cpu", "torch") == torch.device("cpu")
+    with pytest.raises(ModelError, match="engine 'onnx' runs on the CPU"):
+        inference_device("cuda", "onnx")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_device("auto", "auto") == torch.device("cpu")
+    with pytest.raises(ModelError, match="no GPU is available"):
+        inference_device("cuda:1", "torch")
+    with pytest.raises(ModelError, match="is not auto, cpu, cuda or cuda:N"):
+        inference_device("gpu", "torch")
+
+
+def test_auto_engine_on_a_gpu_ignores_the_choice_measured_on_a_cpu():
+    """`mlabel export` records the fastest CPU engine; on a GPU auto runs torch there instead."""
+    model = SimpleNamespace(info={"kind": "transformer", "engine": {"choice": "onnx-int8"}})
+    for bf16, expected in ((True, "bf16"), (False, "torch")):
+        gpu = SimpleNamespace(
+            **vars(model), device=torch.device("cuda"), _fast_bf16=lambda b=bf16: b
+        )
+        assert Predictor._pick_engine(gpu, "auto") == expected
+
+
+def test_predictor_runs_on_the_device_it_names(trained_tiny, texts):
+    predictor = Predictor(trained_tiny, "torch", device="cpu")
+    assert predictor.device == torch.device("cpu")
+    assert next(predictor._model.parameters()).device == torch.device("cpu")
+    np.testing.assert_array_equal(
+        predictor.predict_proba(texts), Predictor(trained_tiny, "torch").predict_proba(texts)
+    )
 
 
 def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path):

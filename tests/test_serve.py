@@ -316,7 +316,7 @@ def test_cli_builds_settings(monkeypatch):
     model_dir, settings = seen["args"]
     assert model_dir == "MODEL"
     assert settings == ServeSettings(port=9001, max_texts=8, api_key="from-env")
-    assert seen["kwargs"] == {"engine": "auto", "log_level": "info"}
+    assert seen["kwargs"] == {"engine": "auto", "device": "auto", "log_level": "info"}
     args = build_parser().parse_args(["serve", "MODEL", "--api-key", "given"])
     args.run(args)
     assert seen["args"][1].api_key == "given" and seen["args"][1].host == "127.0.0.1"

@@ -37,9 +37,10 @@ def evaluate_model(
     engine: str = "auto",
     threshold: float | None = None,
     id_col: str = "ID",
+    device: str = "auto",
 ) -> Evaluation:
     """Predict a labelled table with the model's own text columns and labels, and score it."""
-    predictor = load_predictor(model_dir, engine)
+    predictor = load_predictor(model_dir, engine, device)
     examples = load_examples(
         data, predictor.text_cols, id_col=id_col, labels=predictor.labels, **_label_form(predictor)
     )

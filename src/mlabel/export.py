@@ -104,7 +104,7 @@ def measure_engines(model_dir: str | Path, texts: list[str], repeats: int = 2) -
     results: dict[str, dict[str, float]] = {}
     reference = None
     for engine in available_engines(model_dir):
-        predictor = Predictor(model_dir, engine)
+        predictor = Predictor(model_dir, engine, device="cpu")  # the choice is for CPUs
         predictor.predict_proba(texts[:8])  # warm-up: allocations, kernel selection
         seconds = []
         for _ in range(repeats):

@@ -77,21 +77,45 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def inference_device(device: str, engine: str) -> torch.device:
+    """`auto`: the first GPU for the torch engines when there is one, else the CPU (the ONNX
+    engines run on the CPU)."""
+    if device == "auto":
+        gpu = torch.cuda.is_available() and not engine.startswith("onnx")
+        return torch.device("cuda" if gpu else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"device {device!r} is not auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r}: no GPU is available here")
+    if chosen.type != "cpu" and engine.startswith("onnx"):
+        raise ModelError(
+            f"engine {engine!r} runs on the CPU; use --engine torch or bf16 on {device}"
+        )
+    return chosen
+
+
 class Predictor:
     """Probabilities for raw texts from a saved model folder, with the engine of choice.
 
     Engines: `torch` (fp32), `bf16` (encoder weights in bf16, head in fp32; on CPUs with fast
-    bf16), `onnx` and `onnx-int8` (after `mlabel export --onnx [--int8]`); `auto` takes the choice
+    bf16 and GPUs that support it), `onnx` and `onnx-int8` (after `mlabel export --onnx [--int8]`,
+    CPU only). `auto` on a GPU is bf16 where supported, else torch; on a CPU it takes the choice
     `mlabel export` measured and recorded, else bf16 where the CPU is fast at it, else torch.
     """
 
-    def __init__(self, model_dir: str | Path, engine: str = "auto"):
+    def __init__(self, model_dir: str | Path, engine: str = "auto", device: str = "auto"):
         self.model_dir = Path(model_dir)
         self.info: dict[str, Any] = read_meta(self.model_dir)
         self.labels: list[str] = self.info["labels"]
         self.thresholds = np.asarray(self.info["thresholds"], dtype=np.float32)
         self.text_cols: list[str] = self.info["text_cols"]
         self.max_len: int = self.info.get("max_len", 0)
+        if engine not in ENGINES:
+            raise ModelError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        transformer = self.info["kind"] == "transformer"
+        self.device = inference_device(device, engine) if transformer else torch.device("cpu")
         self.engine = self._pick_engine(engine)
         self._tfidf = self._load_tfidf()
         self._model = None
@@ -104,27 +128,33 @@ class Predictor:
             else:
                 self._model = EncoderClassifier.load(
                     self.model_dir, self.info["pooling"], len(self.labels)
-                )
+                ).to(self.device)
                 if self.engine == "bf16":
                     # Weights cast once: autocast would re-cast every weight on every batch.
                     self._model.encoder.to(torch.bfloat16)
 
     def _pick_engine(self, engine: str) -> str:
-        if engine not in ENGINES:
-            raise ModelError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
         if self.info["kind"] != "transformer":
             return "tfidf"
+        if engine == "auto" and self.device.type != "cpu":
+            return "bf16" if self._fast_bf16() else "torch"
         if engine == "auto":
             return self._recorded_engine() or ("bf16" if cpu_has_fast_bf16() else "torch")
         if engine.startswith("onnx") and not onnx_path(self.model_dir, engine).is_file():
             flags = "--onnx --int8" if engine == "onnx-int8" else "--onnx"
             raise ModelError(f"engine {engine!r} needs `mlabel export {self.model_dir} {flags}`")
-        if engine == "bf16" and not cpu_has_fast_bf16():
+        if engine == "bf16" and not self._fast_bf16():
             warnings.warn(
-                "this CPU has no fast bf16 (AMX or AVX-512 bf16); using fp32 torch", stacklevel=3
+                f"no fast bf16 on {self.device} (a CPU needs AMX or AVX-512 bf16); using fp32 torch",
+                stacklevel=3,
             )
             return "torch"
         return engine
+
+    def _fast_bf16(self) -> bool:
+        if self.device.type == "cuda":
+            return torch.cuda.is_bf16_supported()
+        return cpu_has_fast_bf16()
 
     def _recorded_engine(self) -> str | None:
         """The engine `mlabel export` chose, if this folder and CPU can still run it."""
@@ -163,7 +193,7 @@ class Predictor:
         if self._session is not None:
             logits = onnx_logits(self._session, enc, len(self.labels))
         else:
-            logits = batched_logits(self._model, enc)
+            logits = batched_logits(self._model, enc, device=self.device)
         return pool_windows(
             sigmoid(logits), enc.owner, len(texts), self.info.get("long_pool", "max")
         )
@@ -178,8 +208,8 @@ class Predictor:
         return [[label for label, on in zip(self.labels, row) if on] for row in hits]
 
 
-def load_predictor(model_dir: str | Path, engine: str = "auto") -> Predictor:
-    return Predictor(model_dir, engine)
+def load_predictor(model_dir: str | Path, engine: str = "auto", device: str = "auto") -> Predictor:
+    return Predictor(model_dir, engine, device)
 
 
 def predict_file(

@@ -51,7 +51,7 @@ class PredictActor:
         from mlabel.predict import load_predictor
 
         torch.set_num_threads(threads)
-        self.predictor = load_predictor(model_dir, engine)
+        self.predictor = load_predictor(model_dir, engine, device="cpu")  # actors ask for CPUs
         self.cut = self.predictor.decision_thresholds(threshold)
         self.id_col, self.proba, self.source = id_col, proba, source
 

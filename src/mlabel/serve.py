@@ -514,17 +514,25 @@ def _input_error(request: Request, exc: InputError) -> JSONResponse:
 # ----------------------------------------------------------------------------- running
 
 
-def serve(model_dir: str, settings: ServeSettings, engine: str = "auto", log_level: str = "info"):
+def serve(
+    model_dir: str,
+    settings: ServeSettings,
+    engine: str = "auto",
+    device: str = "auto",
+    log_level: str = "info",
+):
     """Load the model and serve it with uvicorn until interrupted."""
     import uvicorn
 
     from mlabel.predict import load_predictor
 
-    predictor = load_predictor(model_dir, engine)
+    predictor = load_predictor(model_dir, engine, device)
     app = create_app(predictor, settings)
     url = f"http://{_url_host(settings.host)}:{settings.port}"
     key = "API key required" if settings.api_key else "no API key"
-    print(f"serving {model_dir} (engine {predictor.engine}, {key}) at {url}  docs: {url}/docs")
+    print(
+        f"serving {model_dir} (engine {predictor.engine} on {predictor.device}, {key}) at {url}  docs: {url}/docs"
+    )
     if not settings.api_key and not _is_loopback(settings.host):
         print(f"warning: listening on {settings.host} without an API key (--api-key)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)

@@ -84,3 +84,8 @@ def add_engine_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = 
         default="auto",
         help="inference engine (default: auto)",
     )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda or cuda:N for the torch engines (default: auto, the first GPU if any)",
+    )

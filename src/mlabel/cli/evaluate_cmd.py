@@ -29,7 +29,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from mlabel.evaluation import evaluate_model, format_evaluation
 
-    result = evaluate_model(args.model_dir, args.data, engine=args.engine, threshold=args.threshold)
+    result = evaluate_model(
+        args.model_dir, args.data, engine=args.engine, threshold=args.threshold, device=args.device
+    )
     if args.json:
         print(json.dumps(result.metrics, indent=2))
     else:

@@ -44,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.data is None):
         raise UsageError("predict: give DATA or --text (one of them)")
     if args.engine == "ray":
+        if args.device != "auto":
+            raise UsageError("predict: --engine ray runs its actors on CPUs; drop --device")
         return _predict_ray(args)
-    predictor = load_predictor(args.model_dir, args.engine)
+    predictor = load_predictor(args.model_dir, args.engine, args.device)
     if args.text is not None:
         _show(predictor, ["text"], [args.text], args.threshold)
         return 0

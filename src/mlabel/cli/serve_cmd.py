@@ -44,5 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
     values = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     values.setdefault("api_key", os.environ.get("MLABEL_API_KEY") or None)
-    serve(args.model_dir, ServeSettings(**values), engine=args.engine, log_level=args.log_level)
+    serve(
+        args.model_dir,
+        ServeSettings(**values),
+        engine=args.engine,
+        device=args.device,
+        log_level=args.log_level,
+    )
     return 0
