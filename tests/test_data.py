@@ -75,6 +75,20 @@ def test_every_format_loads_the_same(tmp_path, name):
     assert ex.source == name
 
 
+@pytest.mark.parametrize(("name", "sep"), [("t.csv", ";"), ("t.csv.gz", ";"), ("t.csv", "\t")])
+def test_csv_with_another_delimiter_loads_the_same(tmp_path, name, sep):
+    df = small_frame().assign(ABSTRACT=["b1, with a comma", "b2", "b3", "b4"])
+    df.to_csv(tmp_path / name, sep=sep, index=False)  # e.g. a spreadsheet's ';' export
+    ex = load_examples(tmp_path / name, ["TITLE", "ABSTRACT"])
+    assert ex.texts[0] == "t1\nb1, with a comma" and ex.labels == ["Physics", "Math"]
+    np.testing.assert_array_equal(ex.y, [[1, 0], [0, 1], [1, 1], [0, 0]])
+
+
+def test_commas_in_a_semicolon_free_header_keep_the_comma(tmp_path):
+    path = write_text(tmp_path / "t.csv", 'ID,TITLE,y\n1,"a; b; c",1\n2,d,0\n')
+    assert load_examples(path, ["TITLE"]).texts == ["a; b; c", "d"]
+
+
 def test_read_table_keeps_id_strings(tmp_path):
     df = pd.DataFrame({"ID": [7, 8], "TITLE": ["a", "b"], "x": [0, 1]})
     for name in ("t.csv", "t.parquet", "t.jsonl"):

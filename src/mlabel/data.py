@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ def _iter_text_table(
     if fmt == ".jsonl":
         reader = pd.read_json(path, lines=True, dtype=dtype, chunksize=chunk_rows)
     else:
-        sep = "\t" if fmt == ".tsv" else ","
+        sep = "\t" if fmt == ".tsv" else _csv_delimiter(path)
         reader = pd.read_csv(path, sep=sep, dtype=dtype, encoding="utf-8", chunksize=chunk_rows)
     if chunk_rows is None:  # pandas returned the whole table, not a reader
         yield reader
@@ -135,12 +136,29 @@ def _iter_parquet(
         yield chunk
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed (.gz, .bz2, .xz; not .zip)."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    return opener(path, "rb")
+
+
+def _csv_delimiter(path: Path) -> str:
+    """',' unless the header line is split more by ';', tab or '|' (spreadsheets in many
+    locales write ';')."""
+    if path.suffix.lower() == ".zip":
+        return ","
+    with _open_bytes(path) as f:
+        header = f.readline(65536).decode("utf-8", errors="replace")
+    counts = {d: header.count(d) for d in ",;\t|"}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] > counts[","] else ","
+
+
 def _where_not_utf8(path: Path, err: UnicodeDecodeError) -> str:
     """Locate the first undecodable line, for the error message."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
     if path.suffix.lower() == ".zip":
         return f"byte 0x{err.object[err.start]:02x}; save the file as UTF-8"
-    with opener(path, "rb") as f:
+    with _open_bytes(path) as f:
         for line_no, line in enumerate(f, start=1):
             try:
                 line.decode("utf-8")
