@@ -41,6 +41,45 @@ def test_ray_labels_match_plain_engine(ray_session, trained_tiny, table, tmp_pat
     pd.testing.assert_frame_equal(got, expected)  # same order, columns, dtypes and 0/1 values
 
 
+def test_gpu_actors_are_refused_where_they_could_not_run(
+    ray_session, trained_tiny, table, tmp_path, capsys
+):
+    argv = [
+        "predict",
+        str(trained_tiny),
+        str(table),
+        "-o",
+        str(tmp_path / "x.csv"),
+        "--engine",
+        "ray",
+    ]
+    assert main([*argv, "--actor-gpus", "0.5", "--actor-engine", "onnx-int8"]) == 2
+    assert "engine 'onnx-int8' runs on the CPU" in capsys.readouterr().err
+    assert main([*argv, "--actor-gpus", "1"]) == 2  # the local instance has no GPU
+    assert "this Ray cluster has none" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_gpu_actors_ask_ray_for_gpus_and_run_on_cuda(monkeypatch):
+    """The request Ray Data gets (a GPU path no test machine here can run)."""
+    from mlabel import ray_predict
+
+    seen = {}
+
+    class Dataset:
+        def repartition(self, **kwargs):
+            return self
+
+        def map_batches(self, fn, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(ray_predict, "read_dataset", lambda *args: Dataset())
+    args = {"threads": 1, "device": "cuda", "id_col": "ID"}
+    ray_predict._predictions(ray, "m", "x.csv", ["TITLE"], args, 2, 64, 0.5)
+    assert seen["num_gpus"] == 0.5 and seen["num_cpus"] == 1
+    assert seen["fn_constructor_kwargs"]["device"] == "cuda"
+
+
 def test_folder_output_is_parquet_parts(ray_session, tmp_path):
     frame = pd.DataFrame(
         {"ID": [f"r{i}" for i in range(10)], "Physics": [i % 2 for i in range(10)]}

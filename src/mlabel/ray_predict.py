@@ -45,13 +45,14 @@ class PredictActor:
         threshold: float | None,
         threads: int,
         source: str,
+        device: str,
     ):
         import torch
 
         from mlabel.predict import load_predictor
 
         torch.set_num_threads(threads)
-        self.predictor = load_predictor(model_dir, engine, device="cpu")  # actors ask for CPUs
+        self.predictor = load_predictor(model_dir, engine, device)
         self.cut = self.predictor.decision_thresholds(threshold)
         self.id_col, self.proba, self.source = id_col, proba, source
 
@@ -129,20 +130,28 @@ def predict_ray(
     threads_per_actor: int = 1,
     batch_size: int = 1024,
     address: str | None = None,
+    gpus_per_actor: float = 0.0,
 ) -> int:
     """Classify a table with a pool of Ray actors; returns the number of rows written.
 
     `dst` with a suffix (.csv, .jsonl, .parquet) is one file, written in input order by this
     process; without one it is a folder of Parquet parts written by the workers (object stores too).
+    With `gpus_per_actor` (fractions share a GPU) each actor runs the torch engines on its GPU.
     """
     ray = _ray()
     if num_actors < 1 or threads_per_actor < 1 or batch_size < 1:
         raise ConfigError("num_actors, threads_per_actor and batch_size must be 1 or more")
+    if gpus_per_actor < 0:
+        raise ConfigError(f"gpus per actor is {gpus_per_actor}, expected 0 or more")
+    if gpus_per_actor and engine.startswith("onnx"):
+        raise ConfigError(f"engine {engine!r} runs on the CPU; GPU actors run torch or bf16")
     info = read_meta(model_dir)  # fail here, before starting Ray, if it is not a model folder
     started = not ray.is_initialized()
     if started:
         _start(ray, address, num_actors * threads_per_actor)
     try:
+        if gpus_per_actor and not ray.cluster_resources().get("GPU"):
+            raise ConfigError("GPU actors need GPUs, and this Ray cluster has none")
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.raise_original_map_exception = True  # a DataError, not Ray's wrapper around it
@@ -158,9 +167,11 @@ def predict_ray(
                 threshold=threshold,
                 threads=threads_per_actor,
                 source=Path(src).name,
+                device="cuda" if gpus_per_actor else "cpu",
             ),
             num_actors,
             batch_size,
+            gpus_per_actor,
         )
         return _write(preds, dst, id_col, info["labels"])
     except ray.exceptions.RayError as exc:
@@ -180,7 +191,14 @@ def _start(ray, address: str | None, actor_cpus: int) -> None:
 
 
 def _predictions(
-    ray, model_dir: str, src: str, text_cols, actor_args: dict[str, Any], num_actors, batch_size
+    ray,
+    model_dir: str,
+    src: str,
+    text_cols,
+    actor_args: dict[str, Any],
+    num_actors: int,
+    batch_size: int,
+    gpus_per_actor: float,
 ):
     ds = read_dataset(src, actor_args["id_col"], text_cols)
     # Split big blocks so that every actor gets work even from a single large file.
@@ -192,6 +210,7 @@ def _predictions(
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=actor_args["threads"],
+        num_gpus=gpus_per_actor,
     )
 
 

@@ -35,6 +35,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default="auto",
         help="engine in each actor (default: auto)",
     )
+    ray.add_argument(
+        "--actor-gpus",
+        type=float,
+        default=0.0,
+        help="GPUs per actor, fractions share one (default 0: actors on CPUs)",
+    )
     return p
 
 
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("predict: give DATA or --text (one of them)")
     if args.engine == "ray":
         if args.device != "auto":
-            raise UsageError("predict: --engine ray runs its actors on CPUs; drop --device")
+            raise UsageError("predict: --device does not apply to --engine ray (see --actor-gpus)")
         return _predict_ray(args)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
     if args.text is not None:
@@ -90,6 +96,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
         num_actors=args.num_actors,
         batch_size=args.chunk_rows,
         address=args.address,
+        gpus_per_actor=args.actor_gpus,
     )
     print(f"wrote {n} rows to {args.output} (engine ray, {args.num_actors} actors)")
     return 0
