@@ -165,7 +165,7 @@ def test_usage_errors(run, capsys, tmp_path):
     code, _, err = cli(
         capsys, "predict", run[0] / "model", "--text", "x", "--engine", "ray", "--device", "cpu"
     )
-    assert_user_error(code, err, "--engine ray runs its actors on CPUs")
+    assert_user_error(code, err, "--device does not apply to --engine ray")
     if not torch.cuda.is_available():
         code, _, err = cli(capsys, "predict", run[0] / "model", "--text", "x", "--device", "cuda")
         assert_user_error(code, err, "device 'cuda': no GPU is available here")
