@@ -50,7 +50,7 @@ def test_health_labels_info(client, predictor):
     info = client.get("/info").json()
     assert info["labels"] == predictor.labels
     assert info["text_cols"] == ["TITLE", "ABSTRACT"]
-    assert info["engine"] == "torch"
+    assert info["engine"] == "torch" and info["device"] == "cpu"
     assert info["kind"] == "transformer"
     assert "micro_f1" in info["metrics"]
     assert "torch" in info["versions"]

@@ -108,6 +108,7 @@ def test_page_asks_for_the_key_then_tags_an_abstract(server, page, tmp_path):
     page.get_by_label("Title").fill(TITLE)  # the inputs follow the model's text columns
     page.get_by_label("Abstract").fill(ABSTRACT)
     assert page.locator("#keybar").is_hidden()
+    assert " on cpu" in page.locator("#meta").inner_text()  # engine and device, from /info
     page.get_by_role("button", name="Classify", exact=True).click()
     page.locator("#result").wait_for(state="visible")
 

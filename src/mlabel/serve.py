@@ -435,6 +435,7 @@ def model_info(
             "max_len": predictor.max_len,
             "metrics": meta.get("metrics") or {},
             "engine": predictor.engine,
+            "device": str(predictor.device),
             "versions": {
                 **(meta.get("versions") or {}),
                 "mlabel (serving)": package_version("mlabel"),
