@@ -360,6 +360,8 @@ def test_resume_refuses_other_settings_and_changes_nothing(resume_cfg, split, tm
     ):
         training.train(changed, *split, tmp_path, resume=True)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    shutil.rmtree(tmp_path / "checkpoints")  # nothing to resume from: the new settings start afresh
+    assert training.train(changed, *split, tmp_path, resume=True).history[0]["epoch"] == 1
 
 
 def test_resume_may_train_for_more_epochs(resume_cfg, split, tmp_path):

@@ -438,8 +438,8 @@ def _stopped(state: dict, cfg: TrainConfig, va: _Data | None) -> bool:
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
     """Refuse to resume a run with settings that would change its training (`RESUMABLE` aside)."""
     path = out / "config.yaml"
-    if not path.is_file():
-        return
+    if not path.is_file() or not ckpt.list_checkpoints(out / "checkpoints"):
+        return  # nothing to resume: the run starts afresh with these settings
     saved = from_dict(load_config(path), source=str(path)).to_dict()
     changed = [
         f"{key} (run {saved[key]!r}, now {value!r})"
