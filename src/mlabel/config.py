@@ -20,6 +20,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLS = ("max", "mean")
 ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")  # prediction engines, see mlabel.predict
+THRESHOLD_METHODS = ("fixed", "global", "per-label", "shrunk")  # and fixed:X; see mlabel.metrics
 
 
 @dataclass
@@ -138,7 +139,7 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
 
 def _check_thresholds(method: str) -> None:
     """`fixed`, `fixed:X` with 0 < X < 1, `global`, `per-label` or `shrunk`."""
-    if method in ("fixed", "global", "per-label", "shrunk"):
+    if method in THRESHOLD_METHODS:
         return
     value = method.removeprefix("fixed:")
     try:

@@ -14,8 +14,9 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from mlabel.config import THRESHOLD_METHODS
+
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
-THRESHOLD_METHODS = ("fixed", "fixed:X", "global", "per-label", "shrunk")
 BOOTSTRAP_METRICS = ("micro_f1", "macro_f1")
 SMOOTH_POINTS = 7  # moving-average window over the 0.01-step grid, i.e. 0.07 wide
 
@@ -117,7 +118,8 @@ def tune_thresholds(
         return np.full(n_labels, _parse_fixed(method))
     if method not in THRESHOLD_METHODS:
         raise ValueError(
-            f"unknown threshold method {method!r}; expected one of {', '.join(THRESHOLD_METHODS)}"
+            f"unknown threshold method {method!r}; expected fixed:X or one of "
+            f"{', '.join(THRESHOLD_METHODS)}"
         )
     grid = np.asarray(grid, dtype=float)
     micro, per_label = f1_by_threshold(y_true, y_prob, grid)

@@ -14,7 +14,7 @@ import yaml
 from mlabel.config import LOSSES, POOLINGS, ConfigError, TrainConfig, from_dict
 
 STUDY_NAME = "mlabel"
-# The methods the tuner tries: a subset of metrics.THRESHOLD_METHODS.
+# The methods the tuner tries: all of config.THRESHOLD_METHODS, fixed at 0.5.
 SEARCHED_THRESHOLDS = ("fixed:0.5", "global", "per-label", "shrunk")
 
 
