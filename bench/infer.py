@@ -27,8 +27,10 @@ from transformers.utils import logging as hf_logging
 
 from mlabel.classifier import fit_model
 from mlabel.config import TrainConfig
+from mlabel.encoding import load_tokenizer
 from mlabel.export import agreement_f1, choose_engine, export_onnx
 from mlabel.metrics import multilabel_metrics
+from mlabel.model import EncoderClassifier
 from mlabel.predict import Predictor
 
 MAX_LEN = 256
@@ -41,12 +43,15 @@ class PipelineModel(PreTrainedModel):
     _supports_sdpa = True  # the wrapped encoder picks its own attention implementation
 
     def __init__(self, predictor: Predictor):
-        config = copy.deepcopy(predictor._model.encoder.config)
+        classifier = EncoderClassifier.load(
+            predictor.model_dir, predictor.info["pooling"], len(predictor.labels)
+        )
+        config = copy.deepcopy(classifier.encoder.config)
         config.id2label = dict(enumerate(predictor.labels))
         config.label2id = {label: i for i, label in enumerate(predictor.labels)}
         config.problem_type = "multi_label_classification"
         super().__init__(config)
-        self.classifier = predictor._model
+        self.classifier = classifier
 
     def forward(self, input_ids, attention_mask, **unused) -> SequenceClassifierOutput:
         return SequenceClassifierOutput(logits=self.classifier(input_ids, attention_mask))
@@ -67,17 +72,19 @@ def trained_model(quick: bool) -> Path:
     return model_dir
 
 
-def pipeline_run(predictor: Predictor, texts: list[str], batch: int):
-    tokenizer = predictor._tokenizer
-    pipe = pipeline(
+def peer_pipeline(predictor: Predictor):
+    """The Hugging Face pipeline over the same network and tokenizer as `predictor`."""
+    return pipeline(
         "text-classification",
         model=PipelineModel(predictor).eval(),
-        tokenizer=tokenizer,
+        tokenizer=load_tokenizer(str(predictor.model_dir)),
         top_k=None,
         function_to_apply="sigmoid",
         device="cpu",
     )
 
+
+def pipeline_run(pipe, texts: list[str], batch: int):
     def run() -> np.ndarray:
         with torch.inference_mode():
             out = pipe(texts, batch_size=batch, truncation=True, max_length=MAX_LEN)
@@ -108,11 +115,12 @@ def main() -> int:
     print(f"model: {model_dir} ({len(texts)} held-out abstracts, max_len {MAX_LEN})")
     print(f"mlabel auto engine (recorded by export): {record['choice']}")
     runs = {f"mlabel {e}": (lambda p=p: p.predict_proba(texts)) for e, p in engines.items()}
-    runs.update({f"pipeline batch {b}": pipeline_run(fp32, texts, b) for b in PIPELINE_BATCHES})
+    pipe = peer_pipeline(fp32)
+    runs.update({f"pipeline batch {b}": pipeline_run(pipe, texts, b) for b in PIPELINE_BATCHES})
     for predictor in engines.values():  # first calls allocate and pick kernels
         predictor.predict_proba(texts[:32])
     for b in PIPELINE_BATCHES:
-        pipeline_run(fp32, texts[:32], b)()
+        pipeline_run(pipe, texts[:32], b)()
     seconds, outputs = interleaved(runs, rounds)
     rates = {name: len(texts) / s for name, s in seconds.items()}
     reference = fp32.predict_proba(texts) >= fp32.thresholds
