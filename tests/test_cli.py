@@ -114,6 +114,15 @@ def test_predict_without_id_column_uses_row_numbers(run, rows, tmp_path, capsys)
     assert pd.read_csv(tmp_path / "p.csv")["ID"].tolist() == list(range(30))
 
 
+def test_predict_keeps_an_id_column_spelled_id(run, rows, tmp_path, capsys):
+    table = rows[1].rename(columns={"ID": "id"}).assign(id=lambda t: "00" + t["id"].astype(str))
+    table.to_csv(tmp_path / "lower.csv", index=False)
+    out = tmp_path / "p.csv"
+    assert cli(capsys, "predict", run[0] / "model", tmp_path / "lower.csv", "-o", out)[0] == 0
+    written = pd.read_csv(out, dtype=str)
+    assert list(written.columns)[0] == "id" and written["id"].tolist() == table["id"].tolist()
+
+
 def test_predict_one_text(run, capsys):
     code, out, _ = cli(capsys, "predict", run[0] / "model", "--text", "Quantum spin chains")
     assert code == 0

@@ -110,6 +110,20 @@ def test_missing_id_column_uses_row_numbers(tmp_path):
     assert ex.ids == ["0", "1", "2", "3"]
 
 
+@pytest.mark.parametrize("name", ["id", "Id"])
+def test_id_column_spelled_in_another_case_is_the_id(tmp_path, name):
+    """A table's "id" is the default "ID": not a label column, read as text (zeros kept)."""
+    df = small_frame().rename(columns={"ID": name})
+    ex = load_examples(write(df, tmp_path / "t.csv"), ["TITLE", "ABSTRACT"])
+    assert ex.ids == ["007", "a2", "a3", "a4"] and ex.labels == ["Physics", "Math"]
+
+
+def test_two_id_columns_but_for_case_are_not_guessed(tmp_path):
+    df = small_frame().drop(columns="ID").assign(id=["1", "2", "3", "4"], Id=["5", "6", "7", "8"])
+    ex = load_examples(write(df, tmp_path / "t.csv"), ["TITLE"], label_cols=["Physics", "Math"])
+    assert ex.ids == ["0", "1", "2", "3"]  # ambiguous: row numbers, as without an id column
+
+
 def test_dataframe_input_counts_rows_by_position():
     df = small_frame().set_index("ID", drop=False)
     ex = load_examples(df, ["TITLE", "ABSTRACT"])

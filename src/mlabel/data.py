@@ -234,6 +234,21 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[
     return texts
 
 
+def id_spellings(id_col: str) -> list[str]:
+    """`id_col` and the ways a table may capitalise it ("ID", "id", "Id"): read as strings."""
+    return list(dict.fromkeys([id_col, id_col.lower(), id_col.upper(), id_col.capitalize()]))
+
+
+def resolve_id_col(columns: Iterable[object], id_col: str) -> str:
+    """`id_col`, or the one column that matches it but for case (a table's "id" for the default
+    "ID"); `id_col` unchanged when there is none (the ids are then row numbers)."""
+    names = [str(c) for c in columns]
+    if id_col in names:
+        return id_col
+    matches = [c for c in names if c.lower() == id_col.lower()]
+    return matches[0] if len(matches) == 1 else id_col
+
+
 def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
     """The id column as strings, or row numbers "0", "1", ... when the column is absent."""
     if id_col not in df.columns:
@@ -328,7 +343,7 @@ def read_rows(
     if isinstance(data, pd.DataFrame):
         df, source = data.reset_index(drop=True), "DataFrame"
     else:
-        df, source = read_table(data, str_cols=[id_col, *text_cols]), Path(data).name
+        df, source = read_table(data, str_cols=[*id_spellings(id_col), *text_cols]), Path(data).name
     if len(df) == 0:
         raise DataError(f"{source}: no data rows")
     return df, source
@@ -353,6 +368,7 @@ def load_examples(
     """
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
     df, source = read_rows(data, text_cols, id_col)
+    id_col = resolve_id_col(df.columns, id_col)
     ids = _read_ids(df, id_col, source)
     texts = join_texts(df, text_cols, source)
     if not require_labels:

@@ -222,23 +222,20 @@ def predict_file(
     chunk_rows: int = 5000,
 ) -> int:
     """Read, classify and write a table chunk by chunk (memory does not grow with rows)."""
-    from mlabel.data import iter_table, join_texts
+    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
     from mlabel.output import TableWriter
 
     cut = predictor.decision_thresholds(threshold)
     n = 0
     with TableWriter(dst) as writer:
         for chunk in iter_table(
-            src, chunk_rows=chunk_rows, str_cols=[id_col, *predictor.text_cols]
+            src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *predictor.text_cols]
         ):
             texts = join_texts(chunk, predictor.text_cols, Path(src).name)
             probs = predictor.predict_proba(texts)
-            ids = (
-                chunk[id_col].astype(str).tolist()
-                if id_col in chunk
-                else [str(i) for i in chunk.index]
-            )
+            col = resolve_id_col(chunk.columns, id_col)
+            ids = chunk[col].astype(str).tolist() if col in chunk else [str(i) for i in chunk.index]
             values = probs if proba else (probs >= cut).astype(np.int8)
-            writer.write(ids, id_col, predictor.labels, values)
+            writer.write(ids, col, predictor.labels, values)
             n += len(ids)
     return n

@@ -32,6 +32,7 @@ from mlabel.data import (
     labels_from_list_column,
     read_rows,
     require_columns,
+    resolve_id_col,
     text_cells,
 )
 from mlabel.metrics import THRESHOLD_GRID, confusion_matrices, f1_by_threshold, micro_f1
@@ -243,6 +244,7 @@ def profile_table(
     """Profile a table; unlike load_examples it reports empty texts and duplicate ids."""
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
     df, source = read_rows(data, text_cols, id_col)
+    id_col = resolve_id_col(df.columns, id_col)
     require_columns(df, text_cols, source)
     empty = _empty_text_rows(df, text_cols)
     texts = np.array([""] * len(df), dtype=object)

@@ -12,7 +12,7 @@ from mlabel.config import TrainConfig
 HELP = {
     "model": "encoder name or path, `default` (embedded all-MiniLM-L6-v2) or `tfidf` (baseline)",
     "text_cols": "text columns, joined in this order",
-    "id_col": "id column (default ID; else the row number)",
+    "id_col": "id column (default ID, in any case; else the row number)",
     "label_cols": "0/1 label columns (default: every column that is not id or text)",
     "labels_col": "one column holding label lists, e.g. 'cs.AI|math.CO'",
     "val_frac": "validation share, split by iterative multi-label stratification",

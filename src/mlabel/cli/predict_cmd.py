@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         _show(predictor, ["text"], [args.text], args.threshold)
         return 0
     if not args.output:
-        from mlabel.data import iter_table, load_examples
+        from mlabel.data import id_spellings, iter_table, load_examples
 
-        columns = [args.id_col, *predictor.text_cols]
+        columns = [*id_spellings(args.id_col), *predictor.text_cols]
         # Only the first --limit rows are read: a huge table prints as fast as a small one.
         head = next(iter_table(args.data, chunk_rows=args.limit, str_cols=columns))
         rows = load_examples(head, predictor.text_cols, args.id_col, require_labels=False)
