@@ -170,6 +170,16 @@ def test_label_list_column(tmp_path):
     np.testing.assert_array_equal(ex.y, [[1, 0, 1], [0, 0, 1], [1, 1, 0]])
 
 
+@pytest.mark.parametrize("name", ["t.jsonl", "t.parquet"])
+def test_label_lists_stored_as_arrays(tmp_path, name):
+    """JSON Lines and Parquet can hold real lists: taken as they are, like "a|b" text."""
+    tags = [["cs.AI", "math.CO"], ["math.CO"], [" cs.LG ", "cs.AI"], []]
+    df = pd.DataFrame({"ID": ["1", "2", "3", "4"], "TITLE": list("abcd"), "tags": tags})
+    ex = load_examples(write(df, tmp_path / name), ["TITLE"], labels_col="tags")
+    assert ex.labels == ["cs.AI", "cs.LG", "math.CO"]
+    np.testing.assert_array_equal(ex.y, [[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0]])
+
+
 def test_label_list_with_27_labels_and_custom_separator(tmp_path):
     names = [f"L{i:02d}" for i in range(27)]
     rows = [";".join(names[i : i + 3]) for i in range(0, 27, 3)] * 2

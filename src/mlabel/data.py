@@ -294,11 +294,19 @@ def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) ->
 
 
 def _parse_label_lists(cells: pd.Series, sep: str) -> list[list[str]]:
-    """ "a|b" -> ["a", "b"]; an empty or missing cell means no labels."""
-    return [
-        [] if pd.isna(cell) else [p.strip() for p in str(cell).split(sep) if p.strip()]
-        for cell in cells
-    ]
+    """ "a|b" -> ["a", "b"]; a list cell (JSON Lines, Parquet) is taken as it is; an empty or
+    missing cell means no labels."""
+    return [_label_list(cell, sep) for cell in cells]
+
+
+def _label_list(cell: object, sep: str) -> list[str]:
+    if isinstance(cell, list | tuple | np.ndarray):
+        parts = [str(p) for p in cell if not (p is None or (isinstance(p, float) and np.isnan(p)))]
+    elif pd.isna(cell):
+        return []
+    else:
+        parts = str(cell).split(sep)
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _label_matrix_from_lists(
