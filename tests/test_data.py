@@ -180,6 +180,18 @@ def test_label_lists_stored_as_arrays(tmp_path, name):
     np.testing.assert_array_equal(ex.y, [[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0]])
 
 
+def test_label_lists_written_as_text_literals(tmp_path):
+    """pandas writes list cells to CSV as "['a', 'b']" (Hugging Face exports too): read as lists."""
+    df = pd.DataFrame({"TITLE": list("abc"), "tags": [["x", "y|z"], [], ["y|z"]]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    ex = load_examples(tmp_path / "t.csv", ["TITLE"], labels_col="tags")
+    assert ex.labels == ["x", "y|z"]  # the list decides, not the separator
+    np.testing.assert_array_equal(ex.y, [[1, 1], [0, 0], [0, 1]])
+    ints = write_text(tmp_path / "i.csv", 'TITLE,labels\na,"[3, 27]"\nb,[27]\nc,[not a list\n')
+    ex = load_examples(ints, ["TITLE"], labels_col="labels")
+    assert ex.labels == ["27", "3", "[not a list"]
+
+
 def test_label_list_with_27_labels_and_custom_separator(tmp_path):
     names = [f"L{i:02d}" for i in range(27)]
     rows = [";".join(names[i : i + 3]) for i in range(0, 27, 3)] * 2

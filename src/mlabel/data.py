@@ -7,6 +7,7 @@ A quoted CSV field that spans several lines still counts as one row.
 
 from __future__ import annotations
 
+import ast
 import bz2
 import difflib
 import gzip
@@ -294,12 +295,15 @@ def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) ->
 
 
 def _parse_label_lists(cells: pd.Series, sep: str) -> list[list[str]]:
-    """ "a|b" -> ["a", "b"]; a list cell (JSON Lines, Parquet) is taken as it is; an empty or
-    missing cell means no labels."""
+    """ "a|b" -> ["a", "b"]; a list cell (JSON Lines, Parquet) is taken as it is, and so is a
+    list written as text ("['a', 'b']", as pandas writes lists to CSV); an empty or missing cell
+    means no labels."""
     return [_label_list(cell, sep) for cell in cells]
 
 
 def _label_list(cell: object, sep: str) -> list[str]:
+    if isinstance(cell, str) and cell.strip().startswith("[") and cell.strip().endswith("]"):
+        cell = _literal_list(cell)
     if isinstance(cell, list | tuple | np.ndarray):
         parts = [str(p) for p in cell if not (p is None or (isinstance(p, float) and np.isnan(p)))]
     elif pd.isna(cell):
@@ -307,6 +311,15 @@ def _label_list(cell: object, sep: str) -> list[str]:
     else:
         parts = str(cell).split(sep)
     return [p.strip() for p in parts if p.strip()]
+
+
+def _literal_list(text: str) -> list | str:
+    """A list literal ("['a', 'b']", '["a"]', "[3, 27]") as a list; other text unchanged."""
+    try:
+        value = ast.literal_eval(text.strip())  # literals only: never runs code
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    return value if isinstance(value, list) else text
 
 
 def _label_matrix_from_lists(
