@@ -124,6 +124,13 @@ def test_two_id_columns_but_for_case_are_not_guessed(tmp_path):
     assert ex.ids == ["0", "1", "2", "3"]  # ambiguous: row numbers, as without an id column
 
 
+def test_a_saved_index_column_is_not_a_label(tmp_path):
+    """`df.to_csv(path)` without index=False writes a headerless first column ("Unnamed: 0")."""
+    small_frame().to_csv(tmp_path / "t.csv")
+    ex = load_examples(tmp_path / "t.csv", ["TITLE", "ABSTRACT"])
+    assert ex.labels == ["Physics", "Math"] and ex.ids == ["007", "a2", "a3", "a4"]
+
+
 def test_dataframe_input_counts_rows_by_position():
     df = small_frame().set_index("ID", drop=False)
     ex = load_examples(df, ["TITLE", "ABSTRACT"])

@@ -12,6 +12,7 @@ import bz2
 import difflib
 import gzip
 import lzma
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from mlabel.errors import DataError
 FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
+UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
 
 
 @dataclass
@@ -419,8 +421,13 @@ def labels_from_list_column(
 
 
 def default_label_columns(df: pd.DataFrame, id_col: str, text_cols: Sequence[str]) -> list[str]:
-    """Every column that is neither the id nor a text column: read as 0/1 labels by default."""
-    return [str(c) for c in df.columns if c != id_col and c not in text_cols]
+    """Every column that is neither the id nor a text column: read as 0/1 labels by default.
+    Columns without a header (pandas names them "Unnamed: 0", ...: a saved index) are skipped."""
+    return [
+        str(c)
+        for c in df.columns
+        if c != id_col and c not in text_cols and not UNNAMED.fullmatch(str(c))
+    ]
 
 
 def _label_column_names(
