@@ -95,6 +95,19 @@ def test_predictor_runs_on_the_device_it_names(trained_tiny, texts):
     )
 
 
+def test_tfidf_model_runs_on_the_cpu_and_checks_the_device(small_csv, tmp_path, monkeypatch):
+    from mlabel.classifier import fit_model
+    from mlabel.config import TrainConfig
+
+    cfg = TrainConfig(model="tfidf", text_cols=["TITLE", "ABSTRACT"], val_frac=0.25)
+    model_dir = fit_model(cfg, small_csv, tmp_path).model_dir
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert Predictor(model_dir).device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelError, match="no GPU is available"):
+        Predictor(model_dir, device="cuda")
+
+
 def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path):
     src = tmp_path / "in.csv"
     pd.read_csv(small_csv).head(40).to_csv(src, index=False)

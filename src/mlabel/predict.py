@@ -114,8 +114,9 @@ class Predictor:
         self.max_len: int = self.info.get("max_len", 0)
         if engine not in ENGINES:
             raise ModelError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-        transformer = self.info["kind"] == "transformer"
-        self.device = inference_device(device, engine) if transformer else torch.device("cpu")
+        self.device = inference_device(device, engine)  # checked for every kind of model
+        if self.info["kind"] != "transformer":
+            self.device = torch.device("cpu")  # scikit-learn models run on the CPU
         self.engine = self._pick_engine(engine)
         self._tfidf = self._load_tfidf()
         self._model = None
