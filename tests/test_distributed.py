@@ -52,6 +52,16 @@ def _options(model: str, small_csv: Path) -> list[str]:
     ]
 
 
+def _torchrun(*args: str) -> str:
+    """`mlabel train ARGS` on 2 CPU ranks; its stdout."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command = [*torchrun, "--master_port", str(_free_port()), "-m", "mlabel", "train", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-8000:]
+    return done.stdout
+
+
 def _history(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -67,13 +77,8 @@ def test_two_processes_match_one(tiny_no_dropout, small_csv, tmp_path):
     """
     options = _options(tiny_no_dropout, small_csv)
     assert main(["train", *options, "--threads", "2", "--out", str(tmp_path / "one")]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command = [*torchrun, "--master_port", str(_free_port()), "-m", "mlabel", "train", *options]
-    command += ["--threads", "1", "--out", str(tmp_path / "two")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("model saved to") == 1
+    stdout = _torchrun(*options, "--threads", "1", "--out", str(tmp_path / "two"))
+    assert stdout.count("model saved to") == 1
     one, two = _history(tmp_path / "one"), _history(tmp_path / "two")
     assert len(one) == len(two) == 2
     for a, b in zip(one, two):
@@ -83,22 +88,13 @@ def test_two_processes_match_one(tiny_no_dropout, small_csv, tmp_path):
     assert (tmp_path / "two" / "model" / "mlabel.json").is_file()
 
 
-def _torchrun(*args: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command = [*torchrun, "--master_port", str(_free_port()), "-m", "mlabel", "train", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-8000:]
-
-
 def test_resume_with_two_processes_matches_the_uninterrupted_run(tiny_encoder, small_csv, tmp_path):
     """With dropout on, every rank draws its own masks: resuming must give each rank back its own
     random state, so that the resumed run ends with the uninterrupted run's weights."""
     options = _options(tiny_encoder, small_csv)
     options[options.index("--dropout") + 1] = "0.1"
-    options[options.index("--max-len") + 1] = (
-        "512"  # untruncated: the ranks' shares differ in length
-    )
+    # untruncated texts: the ranks' shares differ in length, so their generators drift apart
+    options[options.index("--max-len") + 1] = "512"
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     _torchrun(*options, "--threads", "1", "--out", str(full))
     # a crash just after epoch 1's checkpoint: its files, nothing of epoch 2

@@ -60,24 +60,35 @@ def test_gpu_actors_are_refused_where_they_could_not_run(
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_gpu_actors_ask_ray_for_gpus_and_run_on_cuda(monkeypatch):
-    """The request Ray Data gets (a GPU path no test machine here can run)."""
+def test_gpu_actors_ask_ray_for_gpus_and_run_on_cuda(
+    ray_session, trained_tiny, table, tmp_path, monkeypatch
+):
+    """What predict_ray asks of Ray Data for GPU actors (a GPU path no test machine here runs)."""
     from mlabel import ray_predict
 
-    seen = {}
+    seen, requested = {}, {}
 
     class Dataset:
         def repartition(self, **kwargs):
             return self
 
         def map_batches(self, fn, **kwargs):
-            seen.update(kwargs)
+            requested.update(kwargs)
 
+    def predictions(ray, model_dir, src, text_cols, actor_args, num_actors, batch, gpus):
+        seen.update(actor_args, gpus=gpus)
+        original(ray, model_dir, src, text_cols, actor_args, num_actors, batch, gpus)
+
+    original = ray_predict._predictions
     monkeypatch.setattr(ray_predict, "read_dataset", lambda *args: Dataset())
-    args = {"threads": 1, "device": "cuda", "id_col": "ID"}
-    ray_predict._predictions(ray, "m", "x.csv", ["TITLE"], args, 2, 64, 0.5)
-    assert seen["num_gpus"] == 0.5 and seen["num_cpus"] == 1
-    assert seen["fn_constructor_kwargs"]["device"] == "cuda"
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3, "GPU": 1})
+    monkeypatch.setattr(ray_predict, "_predictions", predictions)
+    monkeypatch.setattr(ray_predict, "_write", lambda *args: 0)
+    ray_predict.predict_ray(trained_tiny, str(table), str(tmp_path / "x.csv"), gpus_per_actor=0.5)
+    assert seen["gpus"] == 0.5 and seen["device"] == "cuda" and requested["num_gpus"] == 0.5
+    ray_predict.predict_ray(trained_tiny, str(table), str(tmp_path / "x.csv"))
+    assert seen["gpus"] == 0 and seen["device"] == "cpu"
 
 
 def test_folder_output_is_parquet_parts(ray_session, tmp_path):

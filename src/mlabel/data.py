@@ -307,7 +307,7 @@ def _label_list(cell: object, sep: str) -> list[str]:
     if isinstance(cell, str) and cell.strip().startswith("[") and cell.strip().endswith("]"):
         cell = _literal_list(cell)
     if isinstance(cell, list | tuple | np.ndarray):
-        parts = [str(p) for p in cell if not (p is None or (isinstance(p, float) and np.isnan(p)))]
+        parts = [str(p) for p in cell if not pd.isna(p)]
     elif pd.isna(cell):
         return []
     else:
