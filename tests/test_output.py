@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from mlabel.cli import main
 from mlabel.data import DataError, read_table
 from mlabel.output import TableWriter
 from mlabel.predict import load_predictor, predict_file
 
 LABELS = ["b", "a, with comma", "c"]
+OLD_RESULTS = b"ID,Physics\n1,1\n"
 
 
 def write_chunks(path, values: np.ndarray, chunk: int) -> None:
@@ -41,12 +48,91 @@ def test_unknown_output_format(tmp_path):
         TableWriter(tmp_path / "out.txt")
 
 
-def test_failure_leaves_no_half_table(tmp_path):
-    path = tmp_path / "out.parquet"
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_failure_keeps_the_old_table_and_leaves_no_half_one(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    write_chunks(path, np.ones((4, 3)), chunk=2)
+    old = path.read_bytes()
     with pytest.raises(RuntimeError), TableWriter(path) as writer:
         writer.write(["1"], "ID", LABELS, np.zeros((1, 3)))
         raise RuntimeError("chunk 2 failed")
-    assert not path.exists()
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == [path.name]
+    with pytest.raises(RuntimeError), TableWriter(tmp_path / f"new{suffix}"):
+        raise RuntimeError("failed before the first chunk")
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_no_chunk_at_all_replaces_the_old_table_with_an_empty_file(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("last week's results")
+    with TableWriter(path):
+        pass
+    assert path.read_bytes() == b""
+
+
+def test_failed_predict_keeps_the_existing_output(trained_tiny, small_csv, tmp_path, capsys):
+    results = tmp_path / "results.csv"
+    results.write_bytes(OLD_RESULTS)
+    pd.read_csv(small_csv).drop(columns="ABSTRACT").head(5).to_csv(tmp_path / "bad.csv")
+    code = main(["predict", str(trained_tiny), str(tmp_path / "bad.csv"), "-o", str(results)])
+    assert code == 2 and "ABSTRACT" in capsys.readouterr().err
+    assert results.read_bytes() == OLD_RESULTS
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv", "results.csv"]
+
+
+# Prepended to a script: its first chunk is written, then it waits until killed.
+STALL_AFTER_FIRST_CHUNK = """
+import sys
+from mlabel.output import TableWriter
+
+write = TableWriter.write
+
+def write_then_stall(self, *args):
+    write(self, *args)
+    print("first chunk written", flush=True)
+    sys.stdin.read()
+
+TableWriter.write = write_then_stall
+"""
+PREDICT = "from mlabel.cli import main\nmain(sys.argv[1:])\n"
+WRITE_CHUNKS = """
+import numpy as np
+with TableWriter(sys.argv[1]) as writer:
+    for i in range(10):
+        writer.write([str(i)], "ID", ["a"], np.ones((1, 1)))
+"""
+
+
+def kill_after_first_chunk(out: Path, script: str, *args: str) -> None:
+    """Run a script that writes `out` and SIGKILL it (no handler runs) mid-way through."""
+    command = [sys.executable, "-c", STALL_AFTER_FIRST_CHUNK + script, *args]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout.readline() == "first chunk written\n"
+        assert len(os.listdir(out.parent)) == 2  # the new table is being written beside the old
+        proc.kill()
+
+
+def test_predict_killed_mid_way_keeps_the_old_output(trained_tiny, small_csv, tmp_path):
+    out = tmp_path / "results.csv"
+    out.write_bytes(OLD_RESULTS)
+    argv = ["predict", str(trained_tiny), str(small_csv), "-o", str(out), "--chunk-rows", "50"]
+    kill_after_first_chunk(out, PREDICT, *argv)
+    assert out.read_bytes() == OLD_RESULTS
+    assert main(argv) == 0  # run again: it completes and clears what the killed run left
+    assert len(read_table(out)) == len(pd.read_csv(small_csv))
+    assert os.listdir(tmp_path) == [out.name]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_writer_killed_mid_way_keeps_the_old_table(tmp_path, suffix):
+    out = tmp_path / f"out{suffix}"
+    write_chunks(out, np.ones((4, 3)), chunk=2)
+    old = out.read_bytes()
+    kill_after_first_chunk(out, WRITE_CHUNKS, str(out))
+    assert out.read_bytes() == old
 
 
 def test_predict_file_streams_like_one_chunk(trained_tiny, small_csv, tmp_path):

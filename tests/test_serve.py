@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 
+import httpx
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from mlabel.cli import build_parser
 from mlabel.config import ConfigError
 from mlabel.predict import load_predictor
-from mlabel.serve import MicroBatcher, ServeSettings, create_app
+from mlabel.serve import BodyLimit, MicroBatcher, ServeSettings, create_app
 
 ABSTRACT = "We prove a bound on the spectral gap of random regular graphs."
 TITLE = "Spectral gaps of random graphs"
@@ -206,6 +212,84 @@ def test_settings_are_checked():
         ServeSettings(max_texts=0)
     with pytest.raises(ConfigError, match="api_key is empty"):
         ServeSettings(api_key=" ")
+
+
+# ----------------------------------------------------------------------------- oversized bodies
+OVER_LIMIT = "request body over the limit of 2,097,152 bytes"
+
+
+@pytest.fixture(scope="module")
+def live_url(predictor):
+    """`/predict` on uvicorn in a thread: only a real socket shows whether a client reads a 413."""
+    config = uvicorn.Config(create_app(predictor), host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/predict"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("megabytes", [3, 5, 50])
+def test_oversized_body_gets_413_not_a_reset(live_url, megabytes):
+    """urllib and httpx send the whole body before they read the answer, unlike curl."""
+    body = b'{"texts": ["' + b"x" * (megabytes * 10**6) + b'"]}'
+    headers = {"Content-Type": "application/json"}
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(urllib.request.Request(live_url, body, headers), timeout=30)
+    assert answer.value.code == 413
+    assert json.loads(answer.value.read())["detail"] == OVER_LIMIT
+    chunked = (body[i : i + 2**16] for i in range(0, len(body), 2**16))  # no Content-Length
+    for content in (body, chunked):
+        response = httpx.post(live_url, content=content, headers=headers, timeout=30)
+        assert response.status_code == 413 and response.json()["detail"] == OVER_LIMIT
+    assert httpx.post(live_url, json={"texts": ["a"]}, timeout=30).status_code == 200
+
+
+def body_limit_reads(receive, headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+    """The status BodyLimit (limit 1,000 bytes) answers a fake client, and its receive() calls."""
+    sent, calls = [], 0
+
+    async def counted():
+        nonlocal calls
+        calls += 1
+        return await receive()
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        raise AssertionError("an oversized body reached the app")
+
+    limit = BodyLimit(app, max_bytes=1000)
+    asyncio.run(limit({"type": "http", "headers": headers}, counted, send))
+    return sent[0]["status"], calls
+
+
+async def endless_body():
+    return {"type": "http.request", "body": b"x" * 2**20, "more_body": True}
+
+
+def test_body_limit_stops_discarding_at_its_bounds(monkeypatch):
+    # A streamed body is read no further than 64 MiB, a declared larger one not at all.
+    status, calls = body_limit_reads(endless_body, [])
+    assert status == 413 and calls == 65
+    assert body_limit_reads(endless_body, [(b"content-length", b"67108865")]) == (413, 0)
+    # A client waiting for `100 Continue` never sends the body.
+    expect = [(b"content-length", b"5000"), (b"expect", b"100-continue")]
+    assert body_limit_reads(endless_body, expect) == (413, 0)
+
+    async def trickle():
+        await asyncio.sleep(0.01)
+        return {"type": "http.request", "body": b"x" * 100, "more_body": True}
+
+    monkeypatch.setattr(BodyLimit, "DISCARD_S", 0.2)
+    start = time.monotonic()
+    assert body_limit_reads(trickle, [(b"content-length", b"5000000")])[0] == 413
+    assert time.monotonic() - start < 1
 
 
 # ----------------------------------------------------------------------------- API key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +10,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlabel.atomic import replace_on_success
 from mlabel.data import DataError
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
 
 
 class TableWriter:
-    """Append chunks of (id, one column per label) to a file; the format follows the extension."""
+    """Append chunks of (id, one column per label) to a file; the format follows the extension.
+
+    The table is written to a temporary file that replaces `path` when the `with` block ends
+    without an error; until then (and after a failure or a kill) `path` keeps its old content.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -27,26 +33,30 @@ class TableWriter:
         self._first = True
 
     def __enter__(self) -> TableWriter:
-        self.path.unlink(missing_ok=True)
+        self._stack = contextlib.ExitStack()
+        self._tmp = self._stack.enter_context(replace_on_success(self.path))
+        self._stack.callback(self._close)  # runs first: the table is complete before it replaces
         return self
 
     def write(self, ids: list[str], id_col: str, labels: list[str], values: np.ndarray) -> None:
         frame = pd.DataFrame(values, columns=labels)
         frame.insert(0, id_col, ids)
         if self.fmt == ".csv":
-            frame.to_csv(self.path, mode="a", header=self._first, index=False, float_format="%.6f")
+            frame.to_csv(self._tmp, mode="a", header=self._first, index=False, float_format="%.6f")
         elif self.fmt == ".jsonl":
-            with open(self.path, "a", encoding="utf-8") as f:
+            with open(self._tmp, "a", encoding="utf-8") as f:
                 frame.to_json(f, orient="records", lines=True)
         else:
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
             self._parquet.write_table(table)
         self._first = False
 
-    def __exit__(self, exc_type, *exc) -> None:
+    def __exit__(self, *exc) -> bool:
+        return self._stack.__exit__(*exc)
+
+    def _close(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
-        if exc_type is not None:  # a half-written table would look complete
-            self.path.unlink(missing_ok=True)
+        self._tmp.touch()  # no chunk at all: an empty file, not last run's table

@@ -296,17 +296,36 @@ def prediction_response(
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it."""
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it.
+
+    Most clients (urllib, httpx, browsers) send the whole body before reading the answer; if
+    the server answered and closed with the body unread, they would see a connection reset
+    instead of the 413. So the rest of an oversized body is read and dropped first, for bodies
+    up to `discard_bytes` in all (64 MiB, or twice the limit if that is more) and for at most
+    `DISCARD_S` seconds; beyond those bounds the server answers and closes at once. Clients that
+    wait for `100 Continue` (curl) get the 413 without sending the body.
+    """
+
+    DISCARD_BYTES = 64 * 1024 * 1024
+    DISCARD_S = 5.0
 
     def __init__(self, app, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.discard_bytes = max(self.DISCARD_BYTES, 2 * max_bytes)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"0")
+        if not declared.isdigit():
+            return await self._reject(send)
+        if int(declared) > self.max_bytes:
+            # Reading would make the server send `100 Continue`, asking for the body.
+            expects_continue = headers.get(b"expect", b"").lower() == b"100-continue"
+            if int(declared) <= self.discard_bytes and not expects_continue:
+                await self._discard(receive, 0)
             return await self._reject(send)
         body, more = b"", True
         while more:
@@ -316,8 +335,26 @@ class BodyLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
+                if more:
+                    await self._discard(receive, len(body))
                 return await self._reject(send)
         await self.app(scope, _replay(body, receive), send)
+
+    async def _discard(self, receive, read: int) -> None:
+        """Read and drop the rest of the body, within the byte and time bounds."""
+
+        async def drain() -> None:
+            total = read
+            while total <= self.discard_bytes:
+                message = await receive()
+                if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                    return
+                total += len(message.get("body", b""))
+
+        try:
+            await asyncio.wait_for(drain(), self.DISCARD_S)
+        except TimeoutError:  # a slow sender: answer and close
+            pass
 
     async def _reject(self, send) -> None:
         limit = f"{self.max_bytes:,}"

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mlabel.atomic import write_text_atomic
 from mlabel.config import LOSSES, POOLINGS, ConfigError, TrainConfig, from_dict
 
 STUDY_NAME = "mlabel"
@@ -189,7 +190,7 @@ def write_best(trial, out: Path) -> None:
         f"--thresholds-from {where} --out RUN\n"
     )
     body = yaml.safe_dump(from_dict(trial.user_attrs["config"]).to_dict(), sort_keys=False)
-    (out / "best.yaml").write_text(header + body, encoding="utf-8")
+    write_text_atomic(out / "best.yaml", header + body)
 
 
 def _figure(width: float = 7, height: float = 4):
