@@ -35,7 +35,7 @@ from mlabel.data import Examples, load_examples, split_examples
 from mlabel.metrics import apply_thresholds, bootstrap_ci, multilabel_metrics, tune_thresholds
 from mlabel.model import EncoderClassifier, read_meta, write_meta
 from mlabel.predict import Predictor
-from mlabel.reports import read_metrics_jsonl
+from mlabel.reports.curves import read_metrics_jsonl
 
 SPLIT_SEED = 0
 TEST_FRAC = 0.2

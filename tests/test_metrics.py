@@ -11,6 +11,7 @@ from mlabel.metrics import (
     bootstrap_ci,
     classification_report_text,
     confusion_matrices,
+    expected_calibration_error,
     f1_by_threshold,
     multilabel_metrics,
     tune_thresholds,
@@ -199,3 +200,10 @@ def test_bootstrap_is_seeded_and_validates_metric():
     )
     with pytest.raises(ValueError, match="'accuracy'.*micro_f1, macro_f1"):
         bootstrap_ci(y_true, y_pred, metric="accuracy")
+
+
+def test_expected_calibration_error_weights_bins_by_pairs():
+    y = np.array([[1, 0], [0, 1]])
+    assert expected_calibration_error(y, y.astype(float)) == 0.0
+    probs = np.array([[0.95, 0.45], [0.05, 0.55]])  # four bins, one pair each
+    assert expected_calibration_error(y, probs) == pytest.approx((0.05 + 0.45 + 0.05 + 0.45) / 4)

@@ -12,13 +12,10 @@ import pytest
 
 from mlabel.cli import main
 from mlabel.evaluation import evaluate_model
-from mlabel.reports import (
-    evaluation_tables,
-    find_metrics_jsonl,
-    label_colors,
-    plot_training_curves,
-    profile_table,
-)
+from mlabel.reports.curves import plot_training_curves
+from mlabel.reports.evaluation import evaluation_tables, find_metrics_jsonl
+from mlabel.reports.profile import profile_table
+from mlabel.reports.render import label_colors
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 INSPECT_PLOTS = {
@@ -130,6 +127,8 @@ def test_inspect_without_labels(small_csv, tmp_path, capsys):
     # a leftover text column is not silently taken for labels
     assert main(["inspect", str(parquet), "--text-cols", "ABSTRACT"]) == 2
     assert "--no-labels" in capsys.readouterr().err
+    # and --no-labels is what makes that table inspectable
+    assert main(["inspect", str(parquet), "--text-cols", "ABSTRACT", "--no-labels"]) == 0
 
 
 def test_suggested_max_len_covers_95_percent(small_csv):

@@ -12,14 +12,14 @@ import pytest
 
 from mlabel.cli import main
 from mlabel.config import ConfigError, TrainConfig, from_dict, load_config
+from mlabel.reports.curves import plot_history, plot_importance
 from mlabel.tune import (
     STUDY_NAME,
     PruningCallback,
     SearchSpace,
+    completed,
     fixed_names,
     param_importances,
-    plot_history,
-    plot_importance,
     tune,
 )
 
@@ -159,8 +159,8 @@ def test_plots_with_too_few_trials(tmp_path, n_trials):
     study = optuna.create_study(direction="maximize")
     study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=n_trials)
     assert param_importances(study) == {}
-    plot_history(study, tmp_path / "history.png")
-    plot_importance(study, tmp_path / "importance.png")
+    plot_history(completed(study), tmp_path / "history.png")
+    plot_importance(param_importances(study), tmp_path / "importance.png")
     assert (tmp_path / "importance.png").stat().st_size > 0
 
 

@@ -19,6 +19,7 @@ from mlabel.config import THRESHOLD_METHODS
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 BOOTSTRAP_METRICS = ("micro_f1", "macro_f1")
 SMOOTH_POINTS = 7  # moving-average window over the 0.01-step grid, i.e. 0.07 wide
+CALIBRATION_BINS = 10
 
 
 def apply_thresholds(y_prob: np.ndarray, thresholds: float | np.ndarray) -> np.ndarray:
@@ -167,6 +168,26 @@ def bootstrap_ci(
     if y_pred_b is not None:
         result["p_a_better"] = float(np.mean(samples[0] > samples[1]))
     return result
+
+
+def calibration_bins(
+    y: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin: rows, mean predicted probability, observed positive rate."""
+    p, t = probs.ravel(), (y.ravel() > 0).astype(float)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    mean_p = np.bincount(which, weights=p, minlength=bins) / np.maximum(count, 1)
+    rate = np.bincount(which, weights=t, minlength=bins) / np.maximum(count, 1)
+    return count, mean_p, rate
+
+
+def expected_calibration_error(
+    y: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
+    """Bin-weighted mean |observed rate - mean probability| over all (row, label) pairs."""
+    count, mean_p, rate = calibration_bins(y, probs, bins)
+    return float((count * np.abs(rate - mean_p)).sum() / max(count.sum(), 1))
 
 
 def _hits(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from mlabel.model import (
     write_meta,
 )
 from mlabel.predict import batched_logits, sigmoid
-from mlabel.reports import plot_training_curves
+from mlabel.reports.curves import plot_training_curves
 from mlabel.runtime import Runtime, autocast_dtype, setup
 
 console = Console(stderr=True)

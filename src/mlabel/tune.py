@@ -13,6 +13,7 @@ import yaml
 
 from mlabel.atomic import write_text_atomic
 from mlabel.config import LOSSES, POOLINGS, ConfigError, TrainConfig, from_dict
+from mlabel.reports.curves import plot_history, plot_importance
 
 STUDY_NAME = "mlabel"
 # The methods the tuner tries: all of config.THRESHOLD_METHODS, fixed at 0.5.
@@ -167,8 +168,8 @@ def write_outputs(study, out: Path) -> None:
     out = Path(out)
     if completed(study):
         write_best(study.best_trial, out)
-    plot_history(study, out / "history.png")
-    plot_importance(study, out / "importance.png")
+    plot_history(completed(study), out / "history.png")
+    plot_importance(param_importances(study), out / "importance.png")
 
 
 def write_best(trial, out: Path) -> None:
@@ -191,51 +192,6 @@ def write_best(trial, out: Path) -> None:
     )
     body = yaml.safe_dump(from_dict(trial.user_attrs["config"]).to_dict(), sort_keys=False)
     write_text_atomic(out / "best.yaml", header + body)
-
-
-def _figure(width: float = 7, height: float = 4):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def plot_history(study, path: Path) -> None:
-    """Each completed trial's micro-F1 and the best so far."""
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = _figure()
-    done = completed(study)
-    numbers = [t.number for t in done]
-    values = [t.value for t in done]
-    best = [max(values[: i + 1]) for i in range(len(values))]
-    ax.plot(numbers, values, "o", label="trial", alpha=0.7)
-    ax.step(numbers, best, where="post", label="best so far", color="C3")
-    ax.set(xlabel="trial", ylabel="validation micro-F1", title="Optimisation history")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if done:
-        ax.legend(loc="best")
-    fig.savefig(path, dpi=100)
-
-
-def plot_importance(study, path: Path) -> None:
-    """Parameter importances (fANOVA) as a bar chart, or a note when there is too little to say."""
-    fig, ax = _figure()
-    importances = param_importances(study)
-    if importances:
-        names = list(importances)[::-1]
-        ax.barh(names, [importances[n] for n in names], color="C0")
-        ax.set(xlabel="importance for validation micro-F1", title="Hyperparameter importance")
-    else:
-        ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            "Importance needs 2 or more completed trials\nthat differ in their settings.",
-            ha="center",
-            va="center",
-        )
-    fig.savefig(path, dpi=100)
 
 
 def param_importances(study) -> dict[str, float]:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_evaluation(result))
     if args.report:
-        from mlabel.reports import find_metrics_jsonl, write_evaluation_report
+        from mlabel.reports.evaluation import find_metrics_jsonl, write_evaluation_report
 
         history = find_metrics_jsonl(args.model_dir)
         path = write_evaluation_report(result, args.report, history, n_errors=args.errors)

@@ -29,7 +29,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from mlabel.reports import inspect_tables, max_len_advice, profile_table, write_inspect_report
+    from mlabel.reports.profile import (
+        inspect_tables,
+        max_len_advice,
+        profile_table,
+        write_inspect_report,
+    )
 
     profile = profile_table(
         args.data,

@@ -1,0 +1,1 @@
+"""Plots and reports: `mlabel inspect`, `mlabel evaluate --report`, training and tuning curves."""

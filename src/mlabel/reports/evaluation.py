@@ -1,0 +1,311 @@
+"""How a model does on a labelled table, for `mlabel evaluate --report`: summary, per-label
+and worst-error tables, confusion matrices, precision-recall and F1-by-threshold curves, and
+a reliability diagram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+from mlabel.metrics import (
+    CALIBRATION_BINS,
+    THRESHOLD_GRID,
+    calibration_bins,
+    confusion_matrices,
+    expected_calibration_error,
+    f1_by_threshold,
+    micro_f1,
+)
+from mlabel.reports.curves import plot_training_curves
+from mlabel.reports.render import Report, TextTable, label_colors, label_grid, label_title, save_png
+
+N_ERRORS = 10  # rows in each "worst errors" table
+SNIPPET = 160  # characters of text shown per error
+
+
+def find_metrics_jsonl(model_dir: str | Path) -> Path | None:
+    """RUN/metrics.jsonl for a model folder RUN/model, when it exists and is not empty."""
+    path = Path(model_dir).resolve().parent / "metrics.jsonl"
+    return path if path.is_file() and path.stat().st_size else None
+
+
+def evaluation_tables(result, n_errors: int = N_ERRORS) -> list[TextTable]:
+    """Summary, per-label, most confident false positives and false negatives."""
+    return [
+        _summary_table(result),
+        _per_label_table(result),
+        *_worst_error_tables(result, n_errors),
+    ]
+
+
+def _summary_table(result) -> TextTable:
+    m = result.metrics
+    info = result.predictor.info
+    rows = [
+        ["rows", f"{len(result.examples)}"],
+        ["labels", f"{len(result.predictor.labels)}"],
+        ["thresholds", _threshold_summary(result.thresholds, info.get("threshold_method", ""))],
+        ["engine", result.predictor.engine],
+    ]
+    names = {
+        "micro_f1": "micro-F1",
+        "macro_f1": "macro-F1",
+        "samples_f1": "samples-F1",
+        "micro_precision": "micro precision",
+        "micro_recall": "micro recall",
+        "subset_accuracy": "subset accuracy",
+        "hamming_loss": "Hamming loss",
+    }
+    rows += [[name, f"{m[key]:.4f}"] for key, name in names.items()]
+    return TextTable("Summary", ["", "value"], rows)
+
+
+def _threshold_summary(thresholds: np.ndarray, method: str) -> str:
+    if np.allclose(thresholds, thresholds[0]):
+        return f"{thresholds[0]:.2f} for every label" + (f" ({method})" if method else "")
+    return f"per label, {thresholds.min():.2f} to {thresholds.max():.2f}" + (
+        f" ({method})" if method else ""
+    )
+
+
+def _per_label_table(result) -> TextTable:
+    y, probs, labels = result.examples.y, result.probs, result.predictor.labels
+    cms = confusion_matrices(y, result.y_pred)
+    rows = []
+    for j, label in enumerate(labels):
+        s = result.metrics["per_label"][label]
+        ap = average_precision_score(y[:, j], probs[:, j]) if y[:, j].any() else float("nan")
+        rows.append(
+            [label, f"{result.thresholds[j]:.2f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}"]
+            + [f"{s['f1']:.3f}", f"{ap:.3f}", f"{s['support']}"]
+            + [f"{cms[j, 1, 1]}", f"{cms[j, 0, 1]}", f"{cms[j, 1, 0]}"]
+        )
+    header = ["label", "threshold", "precision", "recall", "F1", "AP", "support", "TP", "FP", "FN"]
+    return TextTable("Precision, recall and F1 per label", header, rows)
+
+
+def _worst_error_tables(result, n_errors: int) -> list[TextTable]:
+    y, probs, labels = result.examples.y > 0, result.probs, result.predictor.labels
+    pred = result.y_pred > 0
+    header = ["id", "label", "probability", "threshold", "true labels", "text"]
+    tables = []
+    for title, mask, order in (
+        ("Most confident false positives", ~y & pred, -probs),
+        ("Most confident false negatives", y & ~pred, probs),
+    ):
+        rows_cols = np.argwhere(mask)
+        ranked = rows_cols[np.argsort(order[mask], kind="stable")][:n_errors]
+        rows = [
+            [result.examples.ids[i], labels[j], f"{probs[i, j]:.3f}", f"{result.thresholds[j]:.2f}"]
+            + [", ".join(np.asarray(labels)[y[i]]) or "(none)", _snippet(result.examples.texts[i])]
+            for i, j in ranked
+        ]
+        tables.append(TextTable(f"{title} ({int(mask.sum())} in all)", header, rows))
+    return tables
+
+
+def _snippet(text: str, width: int = SNIPPET) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def write_evaluation_report(
+    result, out_dir: str | Path, metrics_jsonl: str | Path | None = None, n_errors: int = N_ERRORS
+) -> Path:
+    """PNG plots, report.md and report.html for an Evaluation in `out_dir`; returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, per_label, false_pos, false_neg = evaluation_tables(result, n_errors)
+    report = Report(f"Evaluation: {result.predictor.model_dir.name} on {result.examples.source}")
+    report.table(summary)
+    report.heading("Per label")
+    report.table(per_label)
+    _add_plots(report, result, out)
+    if metrics_jsonl is not None:
+        report.heading("Training")
+        report.image(
+            plot_training_curves(Path(metrics_jsonl), out / "training_curves.png"),
+            "Loss and validation metrics per epoch",
+        )
+    report.heading("Worst errors")
+    report.table(false_pos)
+    report.table(false_neg)
+    return report.write(out)
+
+
+def _add_plots(report: Report, result, out: Path) -> None:
+    """The per-label, threshold and calibration plots of an Evaluation."""
+    y, probs, t = result.examples.y, result.probs, result.thresholds
+    labels = result.predictor.labels
+    cms = confusion_matrices(y, result.y_pred)
+    report.image(
+        plot_confusion_grid(labels, cms, out / "confusion_matrices.png"),
+        "Confusion matrix per label",
+    )
+    report.image(
+        plot_pr_curves(labels, y, probs, t, out / "pr_curves.png"),
+        "Precision-recall curve per label",
+    )
+    report.heading("Thresholds")
+    report.image(
+        plot_f1_global(y, probs, t, out / "f1_threshold.png"), "Micro-F1 against a single threshold"
+    )
+    report.image(
+        plot_f1_per_label(labels, y, probs, t, out / "f1_threshold_per_label.png"),
+        "F1 against threshold per label",
+    )
+    report.heading("Calibration")
+    ece = expected_calibration_error(y, probs)
+    report.text(
+        f"Expected calibration error (all labels pooled, {CALIBRATION_BINS} bins): {ece:.4f}"
+    )
+    report.image(plot_reliability(y, probs, out / "calibration.png"), "Reliability diagram")
+
+
+def plot_confusion_grid(labels: list[str], cms: np.ndarray, out_png: Path) -> Path:
+    """One 2x2 matrix per label, coloured by row share (so rare labels are readable too)."""
+    fig, axes = label_grid(
+        len(labels), "Confusion matrix per label (colour: share of the true row)"
+    )
+    colors = label_colors(len(labels))
+    for ax, label, cm, color in zip(axes, labels, cms, colors):
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), name in zip(np.ndindex(2, 2), ("TN", "FP", "FN", "TP")):
+            ax.text(
+                j,
+                i,
+                f"{name}\n{cm[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if share[i, j] > 0.6 else "black",
+            )
+        ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=8)
+        ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=8)
+        label_title(ax, label, color)
+    return save_png(fig, out_png)
+
+
+def plot_pr_curves(
+    labels: list[str], y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, out_png: Path
+) -> Path:
+    """Precision-recall curve per label; the dot is the model's threshold."""
+    fig, axes = label_grid(len(labels), "Precision-recall per label (dot: the model's threshold)")
+    for j, (ax, color) in enumerate(zip(axes, label_colors(len(labels)))):
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.05))
+        ax.tick_params(labelsize=8)
+        truth, pred = y[:, j] > 0, probs[:, j] >= thresholds[j]
+        if not truth.any():
+            label_title(ax, labels[j], color, "no positives in the data")
+            continue
+        precision, recall, _ = precision_recall_curve(truth, probs[:, j])
+        ax.plot(recall, precision, color=color, linewidth=2, drawstyle="steps-post")
+        ax.axhline(truth.mean(), color="#999999", linestyle=":", linewidth=1)
+        tp = float((truth & pred).sum())
+        if pred.any():  # with nothing predicted, precision is undefined: no dot
+            ax.plot(tp / truth.sum(), tp / pred.sum(), "o", color="black", markersize=6)
+        note = f"AP {average_precision_score(truth, probs[:, j]):.2f}, t={thresholds[j]:.2f}"
+        label_title(ax, labels[j], color, note + ("" if pred.any() else " (none predicted)"))
+    fig.supxlabel("recall")
+    fig.supylabel("precision")
+    return save_png(fig, out_png)
+
+
+def plot_f1_global(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, out_png: Path) -> Path:
+    """Micro-F1 against one threshold for all labels, with the best and the model's marked."""
+    micro, _ = f1_by_threshold(y, probs)
+    best = int(np.argmax(micro))
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(THRESHOLD_GRID, micro, color="#4c72b0", linewidth=2, label="micro-F1, one threshold")
+    ax.plot(
+        THRESHOLD_GRID[best],
+        micro[best],
+        "o",
+        color="#4c72b0",
+        label=f"best: {micro[best]:.3f} at {THRESHOLD_GRID[best]:.2f}",
+    )
+    model_f1 = micro_f1(y > 0, probs >= thresholds)
+    if np.allclose(thresholds, thresholds[0]):
+        ax.axvline(
+            thresholds[0],
+            color="#c44e52",
+            linestyle="--",
+            label=f"model's threshold {thresholds[0]:.2f} (micro-F1 {model_f1:.3f})",
+        )
+    else:
+        ax.axhline(
+            model_f1,
+            color="#c44e52",
+            linestyle="--",
+            label=f"model's per-label thresholds (micro-F1 {model_f1:.3f})",
+        )
+    ax.set(xlabel="threshold", ylabel="micro-F1", ylim=(0, 1.02), xlim=(0, 1))
+    ax.set_title("Micro-F1 against the decision threshold")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return save_png(fig, out_png)
+
+
+def plot_f1_per_label(
+    labels: list[str], y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, out_png: Path
+) -> Path:
+    """F1 against threshold per label; the dashed line is the model's threshold for that label."""
+    _, curves = f1_by_threshold(y, probs)
+    fig, axes = label_grid(
+        len(labels), "F1 against threshold per label (dashed: the model's threshold)"
+    )
+    for j, (ax, color) in enumerate(zip(axes, label_colors(len(labels)))):
+        best = int(np.argmax(curves[j]))
+        label_title(
+            ax, labels[j], color, f"best {curves[j][best]:.2f} at {THRESHOLD_GRID[best]:.2f}"
+        )
+        ax.plot(THRESHOLD_GRID, curves[j], color=color, linewidth=2)
+        ax.plot(THRESHOLD_GRID[best], curves[j][best], "o", color=color, markersize=5)
+        ax.axvline(thresholds[j], color="black", linestyle="--", linewidth=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1.05))
+        ax.tick_params(labelsize=8)
+    fig.supxlabel("threshold")
+    fig.supylabel("F1")
+    return save_png(fig, out_png)
+
+
+def plot_reliability(y: np.ndarray, probs: np.ndarray, out_png: Path) -> Path:
+    """Reliability diagram over all (row, label) pairs, with how many pairs fall in each bin."""
+    count, mean_p, rate = calibration_bins(y, probs)
+    used = count > 0
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    fig = Figure(figsize=(6.5, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], color="#999999", linestyle=":", label="perfectly calibrated")
+    top.bar(
+        edges[:-1][used],
+        rate[used],
+        width=1 / CALIBRATION_BINS,
+        align="edge",
+        color="#4c72b0",
+        alpha=0.35,
+        edgecolor="#4c72b0",
+        label="observed rate per bin",
+    )
+    top.plot(mean_p[used], rate[used], "o-", color="#4c72b0", label="mean probability vs rate")
+    top.set(ylabel="share that is truly positive", xlim=(0, 1), ylim=(0, 1.02))
+    ece = expected_calibration_error(y, probs)
+    top.set_title(f"Reliability diagram, all labels pooled (ECE {ece:.3f})")
+    top.legend(loc="upper left", fontsize=9)
+    bottom.bar(
+        edges[:-1][used],
+        count[used],
+        width=1 / CALIBRATION_BINS,
+        align="edge",
+        color="#888888",
+        edgecolor="white",
+    )
+    bottom.set_yscale("log")
+    bottom.set_ylim(bottom=0.8)
+    bottom.set(xlabel="predicted probability", ylabel="(row, label) pairs")
+    return save_png(fig, out_png)

@@ -1,0 +1,331 @@
+"""What a table holds, for `mlabel inspect`: texts, their lengths in words and tokens,
+duplicates and labels, shown as tables, a --max-len suggestion and a report with plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlabel.data import (
+    default_label_columns,
+    join_texts,
+    label_matrix_from_columns,
+    labels_from_list_column,
+    read_rows,
+    require_columns,
+    resolve_id_col,
+    text_cells,
+)
+from mlabel.errors import DataError, ModelError
+from mlabel.reports.data_plots import (
+    plot_cooccurrence,
+    plot_label_frequencies,
+    plot_labels_per_row,
+    plot_length_by_label,
+    plot_length_histogram,
+)
+from mlabel.reports.render import Report, TextTable, pct
+
+COVERAGE = 0.95  # share of rows the suggested --max-len keeps whole
+
+
+@dataclass
+class DataProfile:
+    """What a table holds: texts, their lengths, duplicates and (when present) labels."""
+
+    source: str
+    text_cols: list[str]
+    texts: list[str]  # "" where a row has no text
+    empty: np.ndarray  # (n,) bool
+    duplicate_texts: int  # rows that repeat an earlier row's text
+    duplicate_ids: int | None  # rows that repeat an earlier id; None without an id column
+    words: np.ndarray  # (n,) words per row, 0 for empty rows
+    tokens: np.ndarray  # (n,) tokens per row with special tokens, 0 for empty rows
+    tokenizer: str
+    model_max_len: int
+    labels: list[str]
+    y: np.ndarray | None  # (n, L) 0/1, or None for unlabelled data
+    conflicting: int = 0  # distinct duplicated texts whose copies carry different labels
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.texts)
+
+    @property
+    def suggested_max_len(self) -> int:
+        """The token length that COVERAGE of the (non-empty) rows fit in, capped at the model's."""
+        return min(_covering_length(self.tokens[~self.empty]), self.model_max_len)
+
+
+def _covering_length(lengths: np.ndarray, coverage: float = COVERAGE) -> int:
+    return int(np.quantile(lengths, coverage, method="inverted_cdf")) if len(lengths) else 0
+
+
+def profile_table(
+    data: str | Path | pd.DataFrame,
+    text_cols: Sequence[str],
+    id_col: str = "ID",
+    label_cols: Sequence[str] | None = None,
+    labels_col: str | None = None,
+    label_sep: str = "|",
+    with_labels: bool = True,
+    model: str = "default",
+) -> DataProfile:
+    """Profile a table; unlike load_examples it reports empty texts and duplicate ids."""
+    text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
+    df, source = read_rows(data, text_cols, id_col)
+    id_col = resolve_id_col(df.columns, id_col)
+    require_columns(df, text_cols, source)
+    empty = _empty_text_rows(df, text_cols)
+    texts = _row_texts(df, text_cols, empty, source)
+    labels, y = [], None
+    if with_labels:
+        labels, y = _read_labels(df, text_cols, id_col, label_cols, labels_col, label_sep, source)
+    tokenizer = _load_tokenizer(model)
+    return DataProfile(
+        source=source,
+        text_cols=text_cols,
+        texts=texts,
+        empty=empty,
+        duplicate_texts=int(pd.Series(texts)[~empty].duplicated().sum()),
+        duplicate_ids=int(df[id_col].duplicated().sum()) if id_col in df.columns else None,
+        words=np.array([len(t.split()) for t in texts], dtype=np.int64),
+        tokens=np.where(empty, 0, token_lengths(tokenizer, texts)),
+        tokenizer=model,
+        model_max_len=_model_max_len(tokenizer),
+        labels=labels,
+        y=y,
+        conflicting=_conflicting_duplicates(texts, empty, y),
+    )
+
+
+def _empty_text_rows(df: pd.DataFrame, text_cols: list[str]) -> np.ndarray:
+    cells = [text_cells(df, c) == "" for c in text_cols]
+    return np.logical_and.reduce([c.to_numpy() for c in cells])
+
+
+def _row_texts(df: pd.DataFrame, text_cols: list[str], empty: np.ndarray, source: str) -> list[str]:
+    """Each row's text columns joined as `load_examples` joins them; "" for rows without text."""
+    texts = np.array([""] * len(df), dtype=object)
+    if (~empty).any():
+        texts[~empty] = join_texts(df[~empty], text_cols, source)
+    return texts.tolist()
+
+
+def _read_labels(
+    df: pd.DataFrame,
+    text_cols: list[str],
+    id_col: str,
+    label_cols: Sequence[str] | None,
+    labels_col: str | None,
+    label_sep: str,
+    source: str,
+) -> tuple[list[str], np.ndarray | None]:
+    """Labels from a list column or 0/1 columns, read by `mlabel.data` as for training;
+    ([], None) when no column is left for them."""
+    if labels_col is not None:
+        return labels_from_list_column(df, labels_col, label_sep, None, source)
+    names = list(label_cols or default_label_columns(df, id_col, text_cols))
+    if not names:
+        return [], None
+    try:
+        return names, label_matrix_from_columns(df, names, source)
+    except DataError as err:
+        if label_cols is not None:
+            raise
+        raise DataError(
+            f"{err}; columns other than id and text are read as 0/1 labels: name a list column "
+            "with --labels-col, choose columns with --label-cols, or pass --no-labels"
+        ) from None
+
+
+def _load_tokenizer(model: str):
+    from mlabel.encoding import load_tokenizer
+    from mlabel.model import resolve_encoder
+
+    try:
+        return load_tokenizer(resolve_encoder(model))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load a tokenizer for model {model!r}: {err}") from None
+
+
+def token_lengths(tokenizer, texts: list[str], batch: int = 4096) -> np.ndarray:
+    """Tokens per text, special tokens included, without truncation."""
+    counts: list[int] = []
+    for start in range(0, len(texts), batch):
+        enc = tokenizer(
+            texts[start : start + batch],
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        counts.extend(len(ids) for ids in enc["input_ids"])
+    return np.asarray(counts, dtype=np.int64)
+
+
+def _model_max_len(tokenizer) -> int:
+    """The tokenizer's position limit; a huge sentinel (no limit recorded) becomes 512."""
+    limit = int(min(tokenizer.model_max_length, 10**9))
+    return limit if limit < 10**6 else 512
+
+
+def _conflicting_duplicates(texts: list[str], empty: np.ndarray, y: np.ndarray | None) -> int:
+    if y is None:
+        return 0
+    keys = ["".join(row) for row in y.astype(int).astype(str)]
+    frame = pd.DataFrame({"text": texts, "labels": keys})[~empty]
+    return int((frame.groupby("text")["labels"].nunique() > 1).sum())
+
+
+def inspect_tables(p: DataProfile) -> list[TextTable]:
+    """The numbers of a profile as tables: overview, lengths, and (with labels) label counts."""
+    tables = [_overview_table(p), _length_table(p)]
+    if p.y is not None:
+        tables += [_label_count_table(p), _labels_per_row_table(p)]
+    return tables
+
+
+def _overview_table(p: DataProfile) -> TextTable:
+    n = p.n_rows
+    rows = [
+        ["rows", f"{n}"],
+        ["text columns", ", ".join(p.text_cols)],
+        ["empty texts", f"{int(p.empty.sum())} ({pct(p.empty.sum(), n)}){_first_rows(p.empty)}"],
+        ["duplicate texts", f"{p.duplicate_texts} ({pct(p.duplicate_texts, n)})"],
+        ["duplicate ids", "no id column" if p.duplicate_ids is None else f"{p.duplicate_ids}"],
+    ]
+    if p.y is not None:
+        per_row = p.y.sum(axis=1)
+        rows += [
+            ["labels", f"{len(p.labels)}"],
+            ["labels per row (mean)", f"{per_row.mean():.2f}"],
+            [
+                "rows without labels",
+                f"{int((per_row == 0).sum())} ({pct((per_row == 0).sum(), n)})",
+            ],
+            ["duplicate texts with different labels", f"{p.conflicting}"],
+        ]
+    else:
+        rows.append(["labels", "none (length statistics only)"])
+    return TextTable("Overview", ["", "value"], rows)
+
+
+def _first_rows(mask: np.ndarray, show: int = 5) -> str:
+    rows = np.flatnonzero(mask)[:show] + 1
+    more = ", ..." if mask.sum() > show else ""
+    return f": row {', '.join(map(str, rows))}{more}" if len(rows) else ""
+
+
+def _length_table(p: DataProfile) -> TextTable:
+    rows = []
+    for unit, values in (("words", p.words), (f"tokens ({p.tokenizer})", p.tokens)):
+        v = values[~p.empty]
+        if not len(v):
+            continue
+        q = np.quantile(v, [0.5, 0.9, COVERAGE, 0.99])
+        rows.append(
+            [unit, f"{v.min()}", f"{q[0]:.0f}", f"{v.mean():.1f}", f"{q[1]:.0f}"]
+            + [f"{_covering_length(v)}", f"{q[3]:.0f}", f"{v.max()}"]
+        )
+    header = ["length in", "min", "median", "mean", "p90", f"p{COVERAGE * 100:.0f}", "p99", "max"]
+    return TextTable("Text length (non-empty rows)", header, rows)
+
+
+def max_len_advice(p: DataProfile) -> str:
+    """Which --max-len keeps COVERAGE of rows whole, and how many rows the default --max-len and
+    the model's limit cut."""
+    from mlabel.config import TrainConfig
+
+    tokens = p.tokens[~p.empty]
+    if not len(tokens):
+        return "No row has text, so there is no length to suggest."
+    default = TrainConfig.max_len
+    over_default = int((tokens > default).sum())
+    over_limit = int((tokens > p.model_max_len).sum())
+    return (
+        f"Suggested --max-len {p.suggested_max_len}: {pct((tokens <= p.suggested_max_len).sum(), len(tokens))} "
+        f"of rows fit whole. The default --max-len {default} truncates {over_default} rows "
+        f"({pct(over_default, len(tokens))}); {over_limit} rows are longer than the model's limit "
+        f"of {p.model_max_len} tokens (--long chunk reads them whole)."
+    )
+
+
+def _label_count_table(p: DataProfile) -> TextTable:
+    counts = p.y.sum(axis=0).astype(int)
+    rows = []
+    for j in np.argsort(-counts, kind="stable"):
+        has = (p.y[:, j] > 0) & ~p.empty
+        median = f"{np.median(p.tokens[has]):.0f}" if has.any() else "-"
+        rows.append([p.labels[j], f"{counts[j]}", pct(counts[j], p.n_rows), median])
+    return TextTable("Positives per label", ["label", "rows", "share", "median tokens"], rows)
+
+
+def _labels_per_row_table(p: DataProfile) -> TextTable:
+    per_row = p.y.sum(axis=1).astype(int)
+    values, counts = np.unique(per_row, return_counts=True)
+    rows = [[f"{v}", f"{c}", pct(c, p.n_rows)] for v, c in zip(values, counts)]
+    return TextTable("Labels per row", ["labels", "rows", "share"], rows)
+
+
+def write_inspect_report(p: DataProfile, out_dir: str | Path) -> Path:
+    """PNG plots, report.md and report.html for a profile in `out_dir`; returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    overview, lengths, *label_tables = inspect_tables(p)
+    report = Report(f"Data report: {p.source}")
+    report.table(overview)
+    if p.y is not None:
+        _add_label_section(report, p, label_tables, out)
+    report.heading("Text length")
+    report.table(lengths)
+    report.text(max_len_advice(p))
+    _add_length_plots(report, p, out)
+    return report.write(out)
+
+
+def _add_label_section(report: Report, p: DataProfile, tables: list[TextTable], out: Path) -> None:
+    counts, per_row = tables
+    report.heading("Labels")
+    report.table(counts)
+    report.image(
+        plot_label_frequencies(p.labels, p.y, out / "label_frequencies.png"), "Label frequencies"
+    )
+    report.table(per_row)
+    report.image(plot_labels_per_row(p.y, out / "labels_per_row.png"), "Labels per row")
+    report.image(
+        plot_cooccurrence(p.labels, p.y, out / "label_cooccurrence.png"), "Label co-occurrence"
+    )
+
+
+def _add_length_plots(report: Report, p: DataProfile, out: Path) -> None:
+    rows = ~p.empty
+    words = p.words[rows]
+    report.image(
+        plot_length_histogram(words, "words", out / "length_words.png", _covering_length(words)),
+        "Text length in words",
+    )
+    report.image(
+        plot_length_histogram(
+            p.tokens[rows],
+            f"tokens of the {p.tokenizer} tokenizer",
+            out / "length_tokens.png",
+            cut=p.suggested_max_len,
+            limit=p.model_max_len,
+        ),
+        "Text length in tokens, with the suggested --max-len",
+    )
+    if p.y is not None:
+        report.image(
+            plot_length_by_label(
+                p.labels,
+                p.y[rows],
+                p.tokens[rows],
+                out / "length_by_label.png",
+                p.suggested_max_len,
+            ),
+            "Text length in tokens by label",
+        )
