@@ -14,12 +14,18 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from mlabel import checkpoint as ckpt
-from mlabel import dropout, training
+from mlabel import dropout, folder, training
 from mlabel.baseline import TfidfModel
-from mlabel.config import ConfigError, TrainConfig, from_dict, load_config
+from mlabel.callbacks import ConsoleTable, CurvesPlot
+from mlabel.classifier import fit_model
+from mlabel.config import TrainConfig, from_dict, load_config
 from mlabel.data import Examples, load_examples, split_examples
-from mlabel.model import EncoderClassifier, read_meta
+from mlabel.errors import ConfigError
+from mlabel.metrics import tune_thresholds
+from mlabel.model import EncoderClassifier
+from mlabel.optim import build_optimizer
 from mlabel.predict import load_predictor
+from mlabel.runtime import Runtime
 
 TEXT_COLS = ["TITLE", "ABSTRACT"]
 TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to differ between runs
@@ -87,9 +93,9 @@ def reference(resume_cfg, split, tmp_path_factory) -> dict:
         shapes.append(probs.shape)
         return probs, loss
 
-    original = training._evaluate
+    original = training._Run._evaluate
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "_evaluate", evaluate)
+        mp.setattr(training._Run, "_evaluate", evaluate)
         result = training.train(resume_cfg, *split, out)
     return {"out": out, "result": result, "shapes": shapes}
 
@@ -171,15 +177,15 @@ def test_model_folder_opens_with_transformers(reference, split):
     model_dir = reference["out"] / "model"
     encoder = AutoModel.from_pretrained(model_dir)
     assert encoder.config.hidden_size == 32
-    meta = read_meta(model_dir)
-    assert meta["labels"] == split[0].labels
-    assert len(meta["thresholds"]) == len(split[0].labels)
-    assert meta["max_len"] == 32
-    assert meta["text_cols"] == TEXT_COLS
-    assert meta["pooling"] == "mean"
-    assert {"micro_f1", "macro_f1", "per_label"} <= meta["metrics"].keys()
-    assert from_dict(meta["config"]).thresholds == "per-label"
-    assert {"torch", "transformers"} <= meta["versions"].keys()
+    info = folder.read(model_dir)
+    assert info.labels == split[0].labels
+    assert len(info.thresholds) == len(split[0].labels)
+    assert info.max_len == 32
+    assert info.text_cols == TEXT_COLS
+    assert info.pooling == "mean"
+    assert {"micro_f1", "macro_f1", "per_label"} <= info.metrics.keys()
+    assert from_dict(info.config).thresholds == "per-label"
+    assert {"torch", "transformers"} <= info.versions.keys()
 
 
 @pytest.mark.parametrize(
@@ -187,12 +193,11 @@ def test_model_folder_opens_with_transformers(reference, split):
 )
 def test_thresholds_are_tuned_on_the_validation_split(request, split, run, method):
     out = request.getfixturevalue(run)["out"]
-    meta = read_meta(out / "model")
-    assert meta["threshold_method"] == method
-    assert meta["threshold_source"] == "validation split"
+    info = folder.read(out / "model")
+    assert info.threshold_method == method
+    assert info.threshold_source == "validation split"
     probs = np.load(out / "val_probs.npy")
-    tuned = training.tune_thresholds(split[1].y, probs, method)
-    np.testing.assert_allclose(meta["thresholds"], tuned)
+    np.testing.assert_allclose(info.thresholds, tune_thresholds(split[1].y, probs, method))
 
 
 # ---------------------------------------------------------------- losses and validation
@@ -201,7 +206,7 @@ def test_thresholds_are_tuned_on_the_validation_split(request, split, run, metho
 def test_val_loss_is_the_mean_bce_of_the_saved_probabilities(reference, split):
     """val_probs.npy holds the best epoch's probabilities; its val_loss is their mean BCE."""
     out = reference["out"]
-    best = read_meta(out / "model")["best_epoch"]
+    best = folder.read(out / "model").best_epoch
     val_loss = _history(out)[best - 1]["val_loss"]
     expected = _bce(np.load(out / "val_probs.npy"), split[1].y).mean()
     assert val_loss == pytest.approx(expected, abs=1e-5)
@@ -242,7 +247,7 @@ def test_gradient_accumulation_steps_once_per_two_batches(accumulated, split):
 def test_layer_decay_gives_lower_layers_lower_learning_rates(tiny_encoder):
     cfg = _config(tiny_encoder, lr=1e-3, layer_decay=0.5, head_lr=1e-2)
     model = EncoderClassifier.from_encoder(tiny_encoder, 3)
-    optimizer = training._optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg)
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     named = dict(model.named_parameters())
 
@@ -266,11 +271,22 @@ def test_layer_decay_gives_lower_layers_lower_learning_rates(tiny_encoder):
 def test_early_stopping_after_patience_epochs_without_improvement(frozen):
     assert [r["epoch"] for r in _history(frozen["out"])] == [1, 2, 3]
     assert frozen["result"].best_epoch == 1
-    assert read_meta(frozen["out"] / "model")["best_epoch"] == 1
+    assert folder.read(frozen["out"] / "model").best_epoch == 1
 
 
 def test_keep_prunes_to_the_last_checkpoints_and_the_best(frozen):
     assert _checkpoints(frozen["out"]) == {"epoch-001", "epoch-003"}
+
+
+def test_checkpoint_state_json_keeps_its_format(reference):
+    """state.json is TrainState's fields, in the order of the dict it replaced: old checkpoints
+    resume, new ones resume under older code."""
+    state = json.loads((reference["out"] / "checkpoints/step-0000006/state.json").read_text())
+    keys = ["epoch", "batch", "global_step", "best", "best_epoch", "bad_epochs", "epoch_loss"]
+    assert list(state) == [*keys, "history"]
+    assert (state["epoch"], state["batch"], state["global_step"]) == (1, 2, 6)
+    assert state["epoch_loss"][1] > 0  # the summed loss of epoch 2's first two steps
+    assert _without_timing(state["history"]) == _without_timing(reference["result"].history[:1])
 
 
 def test_checkpoint_every_epoch_and_every_save_steps(reference):
@@ -290,9 +306,9 @@ def _assert_same_run(out: Path, reference: dict) -> None:
     last = "checkpoints/epoch-002"  # the final weights; the model folder holds the best epoch's
     for name in ("model.safetensors", "optimizer.safetensors"):
         _assert_same_tensors(out / last / name, ref / last / name)
-    mine, theirs = read_meta(out / "model"), read_meta(ref / "model")
-    assert mine["thresholds"] == theirs["thresholds"]
-    assert mine["best_epoch"] == theirs["best_epoch"]
+    mine, theirs = folder.read(out / "model"), folder.read(ref / "model")
+    assert mine.thresholds == theirs.thresholds
+    assert mine.best_epoch == theirs.best_epoch
 
 
 def _assert_same_tensors(path: Path, reference: Path) -> None:
@@ -325,6 +341,11 @@ def test_resume_after_an_epoch_matches_the_uninterrupted_run(
         training.train(resume_cfg, *split, tmp_path, callbacks=(stop,))
     assert isinstance(stop.aborted, Interrupt)  # callbacks hear why the run stopped
     assert len(_history(tmp_path)) == 1
+    # as written before state.json had epoch_loss (it is [0, 0] at an epoch's end)
+    state_json = tmp_path / "checkpoints" / "epoch-001" / "state.json"
+    state = json.loads(state_json.read_text())
+    assert state.pop("epoch_loss") == [0.0, 0.0]
+    state_json.write_text(json.dumps(state))
     training.train(resume_cfg, *split, tmp_path, resume=True)
     _assert_same_run(tmp_path, reference)
 
@@ -394,10 +415,10 @@ def test_all_data_takes_thresholds_from_another_model(reference, split, tiny_enc
     source = reference["out"] / "model"
     cfg = _config(tiny_encoder, all_data=True, thresholds="per-label", thresholds_from=str(source))
     training.train(cfg, split[0], None, tmp_path)
-    meta, theirs = read_meta(tmp_path / "model"), read_meta(source)
-    assert meta["thresholds"] == theirs["thresholds"]
-    assert meta["threshold_method"] == "per-label"
-    assert meta["threshold_source"] == str(source)
+    info, theirs = folder.read(tmp_path / "model"), folder.read(source)
+    assert info.thresholds == theirs.thresholds
+    assert info.threshold_method == "per-label"
+    assert info.threshold_source == str(source)
 
 
 def test_all_data_with_tuned_thresholds_needs_a_source(split, tiny_encoder, tmp_path):
@@ -419,13 +440,71 @@ def test_thresholds_from_a_model_with_other_labels_is_refused(
 
 def test_ensemble_blends_tfidf_and_tunes_thresholds_on_the_blend(tiny_encoder, split, tmp_path):
     training.train(_config(tiny_encoder, ensemble="tfidf", thresholds="global"), *split, tmp_path)
-    meta = read_meta(tmp_path / "model")
-    assert meta["ensemble"] == {"kind": "tfidf", "weight": 0.5}
+    info = folder.read(tmp_path / "model")
+    assert (info.ensemble.kind, info.ensemble.weight) == ("tfidf", 0.5)
     tfidf = TfidfModel.load(tmp_path / "model" / "tfidf")
     val_texts = split[1].texts
     blend = 0.5 * np.load(tmp_path / "val_probs.npy") + 0.5 * tfidf.predict_proba(val_texts)
-    np.testing.assert_allclose(
-        meta["thresholds"], training.tune_thresholds(split[1].y, blend, "global")
-    )
+    np.testing.assert_allclose(info.thresholds, tune_thresholds(split[1].y, blend, "global"))
     served = load_predictor(tmp_path / "model", engine="torch").predict_proba(val_texts[:8])
     np.testing.assert_allclose(served, blend[:8], atol=1e-5)
+
+
+# ---------------------------------------------------------------- runtime, rank 0 and callbacks
+
+
+def test_train_sets_up_the_runtime_only_when_not_given(tiny_encoder, split, tmp_path, monkeypatch):
+    calls = []
+
+    def setup(threads):
+        calls.append(threads)
+        return Runtime(rank=0, world=1, device=torch.device("cpu"))
+
+    def built(*args):
+        raise Interrupt
+
+    monkeypatch.setattr(training, "setup", setup)
+    monkeypatch.setattr(training, "_Run", built)
+    cfg = _config(tiny_encoder)
+    with pytest.raises(Interrupt):
+        training.train(cfg, *split, tmp_path, runtime=Runtime(0, 1, torch.device("cpu")))
+    assert calls == []  # the caller's setup() is the process's only one
+    with pytest.raises(Interrupt):
+        training.train(cfg, *split, tmp_path)
+    assert calls == [cfg.threads]
+
+
+def test_only_rank_0_calls_the_callbacks():
+    heard = []
+
+    class Recorder:
+        def on_epoch_end(self, record: dict) -> None:
+            heard.append(record["epoch"])
+
+    for rank in (0, 1):
+        notify = training._Callbacks(Runtime(rank, 2, torch.device("cpu")), [Recorder()])
+        notify("on_epoch_end", {"epoch": rank + 1})
+    assert heard == [1]
+
+
+def test_fit_model_prints_and_plots_before_the_given_callbacks(small_csv, tmp_path, monkeypatch):
+    given = StopAfterEpoch(1)
+    monkeypatch.setattr(training, "train", lambda *args, callbacks, **kwargs: callbacks)
+    table, plot, mine = fit_model(
+        TrainConfig(text_cols=TEXT_COLS), small_csv, tmp_path, callbacks=(given,)
+    )
+    assert isinstance(table, ConsoleTable) and isinstance(plot, CurvesPlot) and mine is given
+
+
+def test_default_callbacks_print_the_epoch_and_draw_the_curves(tmp_path, capsys):
+    records = [
+        {"epoch": e, "train_loss": 1.0 / e, "val_loss": 0.9 / e, "micro_f1": 0.2 * e}
+        for e in (1, 2)
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    ConsoleTable().on_epoch_end(records[1])
+    err = capsys.readouterr().err
+    assert "micro_f1" in err and "0.4000" in err
+    result = training.TrainResult(tmp_path, tmp_path / "model", records, 2)
+    CurvesPlot(tmp_path).on_train_end(result)
+    assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlabel.callbacks import Callback, default_callbacks
 from mlabel.config import TrainConfig, from_dict
 from mlabel.data import Examples, join_texts, load_examples, split_examples
+from mlabel.finalize import TrainResult
 from mlabel.predict import Predictor
+from mlabel.runtime import Runtime
 
 
 def prepare_data(cfg: TrainConfig, data: Any, val: Any = None) -> tuple[Examples, Examples | None]:
@@ -39,15 +43,19 @@ def fit_model(
     out: str | Path,
     val: Any = None,
     resume: bool = False,
-    callbacks=(),
-):
-    """Train the model `cfg.model` names (an encoder, or `tfidf`) into `out/model`."""
+    callbacks: Sequence[Callback] = (),
+    runtime: Runtime | None = None,
+) -> TrainResult:
+    """Train the model `cfg.model` names (an encoder, or `tfidf`) into `out/model`. An encoder's
+    epochs are printed and its curves drawn (`default_callbacks`) before `callbacks` hear of them.
+    `runtime` is the process's `mlabel.runtime.setup()` (made in training when not given)."""
     from mlabel.training import train, train_tfidf
 
     train_ex, val_ex = prepare_data(cfg, data, val)
     if cfg.model == "tfidf":
         return train_tfidf(cfg, train_ex, val_ex, out)
-    return train(cfg, train_ex, val_ex, out, resume=resume, callbacks=callbacks)
+    callbacks = (*default_callbacks(out), *callbacks)
+    return train(cfg, train_ex, val_ex, out, resume=resume, callbacks=callbacks, runtime=runtime)
 
 
 class Classifier:
@@ -98,6 +106,6 @@ class Classifier:
     @classmethod
     def load(cls, directory: str | Path, engine: str = "auto") -> Classifier:
         predictor = Predictor(directory, engine)
-        clf = cls(predictor.info["config"].get("model", "default"))
+        clf = cls(predictor.info.config.get("model", "default"))
         clf._use(predictor)
         return clf

@@ -1,43 +1,49 @@
 """The training loop: length-grouped batches, accumulation, clipping, evaluation, early stopping,
-checkpoints and exact resume. Runs as one process or under torchrun (DistributedDataParallel)."""
+checkpoints and exact resume. Runs as one process or under torchrun (DistributedDataParallel):
+every rank trains, rank 0 alone writes the run folder, prints and calls the callbacks
+(`@_main_only`). The console table and the curves plot are callbacks the callers add."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import math
-import re
-import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from rich.console import Console
-from rich.table import Table
 from tqdm.auto import tqdm
 
 from mlabel import checkpoint as ckpt
-from mlabel import dropout
-from mlabel.config import ConfigError, TrainConfig, from_dict, load_config, save_config
+from mlabel import dropout, folder
+from mlabel.config import TrainConfig, from_dict, load_config, save_config
 from mlabel.data import Examples
+from mlabel.decision import decide
+from mlabel.distributed import gather_rows, global_sum, rng_states, share, wrap
 from mlabel.encoding import Encoded, collate, encode, load_tokenizer, pool_windows, training_batches
-from mlabel.metrics import apply_thresholds, multilabel_metrics, tune_thresholds
-from mlabel.model import (
-    EncoderClassifier,
-    attention,
-    package_versions,
-    read_meta,
-    resolve_encoder,
-    write_meta,
+from mlabel.engines import batched_logits, sigmoid
+from mlabel.errors import ConfigError
+from mlabel.finalize import (
+    TrainResult,
+    finalize_thresholds,
+    model_info,
+    threshold_source,
+    train_tfidf,
 )
-from mlabel.predict import batched_logits, sigmoid
-from mlabel.reports.curves import plot_training_curves
+from mlabel.metrics import multilabel_metrics, tune_thresholds
+from mlabel.model import EncoderClassifier, attention, resolve_encoder
+from mlabel.optim import build_optimizer, build_scheduler, loss_function
 from mlabel.runtime import Runtime, autocast_dtype, setup
+
+__all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
 
 console = Console(stderr=True)
 
@@ -45,32 +51,57 @@ console = Console(stderr=True)
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
 RESUMABLE = ("epochs", "patience", "threads", "save_steps", "keep", "track")
 
-
-class Callback(Protocol):
-    """Hooks for tuners and trackers; raising in `on_epoch_end` stops the run (e.g. Optuna pruning)."""
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
-
-    def on_train_end(self, result: TrainResult) -> None: ...
-
-    def on_train_abort(self, error: BaseException) -> None:
-        """The run stopped on `error` (raised again afterwards): a pruning, Ctrl-C or a failure."""
+T = TypeVar("T")
 
 
 @dataclass
-class TrainResult:
-    out_dir: Path
-    model_dir: Path
-    history: list[dict[str, Any]]
-    best_epoch: int
-    metrics: dict[str, Any] = field(default_factory=dict)
+class TrainState:
+    """Where a run stands: each checkpoint's state.json, from which a resumed run goes on."""
+
+    epoch: int = 0  # epochs done
+    batch: int = 0  # batches of the next epoch done (a step checkpoint falls mid-epoch)
+    global_step: int = 0
+    best: float = -1.0  # the best validation micro-F1
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one
+    epoch_loss: list[float] = field(default_factory=lambda: [0.0, 0.0])  # summed loss, elements
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
+
+    def end_epoch(self, record: dict[str, Any], improved: bool) -> None:
+        self.epoch, self.batch, self.epoch_loss = record["epoch"], 0, [0.0, 0.0]
+        self.history.append(record)
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = record.get("micro_f1", 0.0), self.epoch, 0
+        else:
+            self.bad_epochs += 1
 
 
 @dataclass
 class _Data:
     encoded: Encoded
-    y: np.ndarray
+    y: np.ndarray  # one row per window when chunking long texts
     examples: Examples
+
+
+def _main_only(method: Callable[..., T]) -> Callable[..., T | None]:
+    """Rank 0's side effects (files, console, callbacks) go through here: other ranks skip them."""
+
+    @functools.wraps(method)
+    def on_rank_0(self, *args: Any, **kwargs: Any) -> T | None:
+        return method(self, *args, **kwargs) if self.rt.is_main else None
+
+    return on_rank_0
+
+
+@dataclass
+class _Callbacks:
+    rt: Runtime
+    callbacks: Sequence[Any]
+
+    @_main_only
+    def __call__(self, event: str, arg: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(arg)
 
 
 def train(
@@ -79,116 +110,267 @@ def train(
     val_ex: Examples | None,
     out_dir: str | Path,
     resume: bool = False,
-    callbacks: tuple[Callback, ...] = (),
+    callbacks: Sequence[Any] = (),
+    runtime: Runtime | None = None,
 ) -> TrainResult:
-    """Fine-tune an encoder classifier; the best epoch ends in `out_dir/model`. Callbacks hear of
-    each epoch, then of the end or of the error that stopped the run."""
+    """Fine-tune an encoder classifier; the best epoch ends in `out_dir/model`. `callbacks`
+    (`mlabel.callbacks.Callback`) hear of each epoch, then of the end or of the error that stopped
+    the run. `runtime` is the process's `setup()` (made here when not given)."""
+    rt = runtime or setup(cfg.threads)
+    notify = _Callbacks(rt, callbacks)
     try:
-        result = _train(cfg, train_ex, val_ex, Path(out_dir), resume, callbacks)
+        threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training
+        if resume:
+            _check_resumable(Path(out_dir), cfg)
+        run = _Run(cfg, train_ex, val_ex, Path(out_dir), rt)
+        run.start(resume)
+        result = run.fit(notify)
     except BaseException as error:
-        for cb in callbacks:
-            cb.on_train_abort(error)
+        notify("on_train_abort", error)
         raise
-    for cb in callbacks:
-        cb.on_train_end(result)
+    notify("on_train_end", result)
     return result
 
 
-def _train(
-    cfg: TrainConfig,
-    train_ex: Examples,
-    val_ex: Examples | None,
-    out: Path,
-    resume: bool,
-    callbacks: tuple[Callback, ...],
-) -> TrainResult:
-    rt = setup(cfg.threads)
-    _threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training, not after
-    if resume:
-        _check_resumable(out, cfg)
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(resolve_encoder(cfg.model))
-    tr = _encode(tokenizer, train_ex, cfg, rt, "train")
-    va = _encode(tokenizer, val_ex, cfg, rt, "validation") if val_ex is not None else None
-    model = EncoderClassifier.from_encoder(
-        cfg.model, len(train_ex.labels), cfg.pooling, cfg.dropout
-    )
-    if rt.device.type == "cpu":
-        dropout.use_fast_dropout(model)
-    model.to(rt.device)
-    net = _wrap(model, rt)
-    steps_per_epoch = math.ceil(math.ceil(len(tr.y) / cfg.batch_size) / cfg.grad_accum)
-    optimizer = _optimizer(model, cfg)
-    scheduler = _scheduler(optimizer, cfg, steps_per_epoch * cfg.epochs)
-    loss_fn = _loss_fn(cfg, tr.y, rt.device)
-    state = {
-        "epoch": 0,
-        "batch": 0,
-        "global_step": 0,
-        "best": -1.0,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "epoch_loss": [0.0, 0.0],
-        "history": [],
-    }
-    if resume:
-        state = _resume(out, model, optimizer, scheduler, state, rt)
-    if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        # metrics.jsonl is the checkpoint's history: epochs logged after it are run again
-        _write_history(out, state["history"])
-        save_config(cfg, out / "config.yaml")
-    dtype = autocast_dtype(cfg.precision, rt.device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    best_probs = None
-    while state["epoch"] < cfg.epochs and not _stopped(state, cfg, va):
-        epoch = state["epoch"] + 1
-        t0 = time.perf_counter()
-        with attention(model.encoder, _train_attention(rt)):
-            train_loss = _train_epoch(
-                net, tr, cfg, rt, optimizer, scheduler, loss_fn, dtype, scaler, state, out, model
-            )
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}
-        record["samples_per_s"] = len(tr.y) / max(time.perf_counter() - t0, 1e-9)
-        if va is not None:
-            probs, val_loss = _evaluate(model, va, cfg, rt, loss_fn, dtype)
-            y_val = va.examples.y  # one row per text (va.y has one per window when chunking)
-            thresholds = tune_thresholds(y_val, probs, cfg.thresholds)
-            scores = multilabel_metrics(y_val, apply_thresholds(probs, thresholds), train_ex.labels)
-            record.update(
-                val_loss=val_loss, **{k: v for k, v in scores.items() if k != "per_label"}
-            )
-            improved = record["micro_f1"] > state["best"]
-        else:
-            improved, probs = True, None
-        record["seconds"] = time.perf_counter() - t0
-        state.update(epoch=epoch, batch=0, epoch_loss=[0.0, 0.0])
-        state["history"].append(record)
-        if improved:
-            state.update(best=record.get("micro_f1", 0.0), best_epoch=epoch, bad_epochs=0)
-            best_probs = probs
-        else:
-            state["bad_epochs"] += 1
-        rngs = _rng_states(rt)
-        if rt.is_main:
-            _log_epoch(out, record)
-            if improved:
-                _save_model(model, tokenizer, out / "model", cfg, train_ex.labels, record)
-                if probs is not None:
-                    np.save(out / "val_probs.npy", probs)
-            _checkpoint(out, f"epoch-{epoch:03d}", model, optimizer, scheduler, state, cfg, rngs)
-        for cb in callbacks:
-            cb.on_epoch_end(record)
-    return _finish(cfg, out, train_ex, va, best_probs, state, rt)
+class _Run:
+    """One training run: the model on this rank's device, what trains it, its data and where it
+    stands. Built right after seeding, so the new head's weights depend on the seed alone."""
 
-
-def _encode(tokenizer, ex: Examples, cfg: TrainConfig, rt: Runtime, name: str) -> _Data:
-    enc = encode(tokenizer, ex.texts, cfg.max_len, cfg.long == "chunk", cfg.stride)
-    if enc.n_truncated and cfg.long == "truncate" and rt.is_main:
-        console.print(
-            f"{name}: {enc.n_truncated} of {enc.n_texts} texts are longer than max_len {cfg.max_len} "
-            "tokens and were truncated (use --long chunk to read them whole)"
+    def __init__(
+        self, cfg: TrainConfig, train_ex: Examples, val_ex: Examples | None, out: Path, rt: Runtime
+    ):
+        self.cfg, self.rt, self.out, self.state = cfg, rt, out, TrainState()
+        torch.manual_seed(cfg.seed)
+        self.tokenizer = load_tokenizer(resolve_encoder(cfg.model))
+        self.train = _encode(self.tokenizer, train_ex, cfg)
+        self.val = _encode(self.tokenizer, val_ex, cfg) if val_ex is not None else None
+        self.model = EncoderClassifier.from_encoder(
+            cfg.model, len(train_ex.labels), cfg.pooling, cfg.dropout
         )
+        if rt.device.type == "cpu":
+            dropout.use_fast_dropout(self.model)
+        self.model.to(rt.device)
+        self.net = wrap(self.model, rt)  # in DDP under torchrun
+        steps_per_epoch = math.ceil(math.ceil(len(self.train.y) / cfg.batch_size) / cfg.grad_accum)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch * cfg.epochs)
+        self.loss_fn = loss_function(cfg, self.train.y, rt.device)
+        self.dtype = autocast_dtype(cfg.precision, rt.device)  # None: fp32
+        # fp16 needs loss scaling; disabled, the scaler passes everything through unchanged
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+
+    def start(self, resume: bool) -> None:
+        """Report truncated texts, restore the newest checkpoint, write the run folder's start."""
+        self._note_truncation()
+        if resume:
+            self._resume()
+        self._start_folder()
+
+    def _note_truncation(self) -> None:
+        for name, data in (("train", self.train), ("validation", self.val)):
+            enc = data.encoded if data is not None else None
+            if enc and enc.n_truncated and self.cfg.long == "truncate":
+                self._say(
+                    f"{name}: {enc.n_truncated} of {enc.n_texts} texts are longer than max_len "
+                    f"{self.cfg.max_len} tokens and were truncated (use --long chunk to read them whole)"
+                )
+
+    def fit(self, notify: _Callbacks) -> TrainResult:
+        """Epochs until the last one or early stopping; then thresholds for the best epoch."""
+        state, best_probs = self.state, None
+        while state.epoch < self.cfg.epochs and not self._stopped():
+            t0 = time.perf_counter()
+            with attention(self.model.encoder, _train_attention(self.rt)):
+                train_loss = self._train_epoch()
+            lr = self.scheduler.get_last_lr()[0]
+            record = {"epoch": state.epoch + 1, "train_loss": train_loss, "lr": lr}
+            record["samples_per_s"] = len(self.train.y) / max(time.perf_counter() - t0, 1e-9)
+            probs = self._validate(record) if self.val is not None else None
+            improved = probs is None or record["micro_f1"] > state.best
+            record["seconds"] = time.perf_counter() - t0
+            state.end_epoch(record, improved)
+            if improved:
+                best_probs = probs
+            self._save_epoch(record, improved, probs, rng_states(self.rt))
+            notify("on_epoch_end", record)
+        return self._finish(best_probs)
+
+    def _train_epoch(self) -> float:
+        """One pass over the data (the rest of it when resuming mid-epoch); returns the true
+        mean loss per label and example."""
+        cfg, rt, state = self.cfg, self.rt, self.state
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000 + state.epoch)
+        batches = training_batches(self.train.encoded.lengths, cfg.batch_size, generator)
+        self.net.train()
+        # (summed loss, elements) of this rank; rank 0 carries what a resumed epoch summed before
+        loss_sum = torch.tensor(state.epoch_loss if rt.is_main else [0.0, 0.0], dtype=torch.float64)
+        skip, done, t0 = state.batch, 0, time.perf_counter()
+        desc = f"epoch {state.epoch + 1}/{cfg.epochs}"
+        bar = tqdm(
+            total=len(batches), initial=skip, desc=desc, disable=not rt.is_main, unit="batch"
+        )
+        for first in range(0, len(batches), cfg.grad_accum):
+            group = batches[first : first + cfg.grad_accum]
+            if done < skip:  # resuming mid-epoch: these batches were trained before the checkpoint
+                done += len(group)
+                continue
+            step_rows = sum(len(b) for b in group)
+            for i, batch in enumerate(group):
+                mine, weight = share(batch, rt)
+                sync = i == len(group) - 1 or not rt.distributed
+                with self.net.no_sync() if not sync else contextlib.nullcontext():
+                    loss = self._micro_step(mine, weight, step_rows, loss_sum)
+                done += 1
+                bar.update(1)
+            self._optimizer_step()
+            state.global_step += 1
+            state.batch = done
+            rate = (done - skip) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
+            if cfg.save_steps and state.global_step % cfg.save_steps == 0 and done < len(batches):
+                state.epoch_loss = global_sum(loss_sum, rt)
+                self._checkpoint(f"step-{state.global_step:07d}", rng_states(rt))
+        bar.close()
+        loss, elements = global_sum(loss_sum, rt)
+        return loss / max(elements, 1)
+
+    def _micro_step(
+        self, rows: np.ndarray, weight: float, step_rows: int, loss_sum: torch.Tensor
+    ) -> float:
+        """Forward and backward for this rank's share; the loss is scaled so gradients are a
+        global mean. Adds (summed loss, elements) to `loss_sum`; returns the batch's mean loss."""
+        device = self.rt.device
+        inputs = {k: v.to(device) for k, v in collate(self.train.encoded, rows).items()}
+        target = torch.from_numpy(self.train.y[rows]).to(device)
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            logits = self.net(**inputs)
+        per_element = self.loss_fn(logits.float(), target)
+        total = per_element.sum()
+        # DDP averages gradients over ranks, so scale by world to get the mean over the global batch.
+        scaled = weight * total * self.rt.world / (step_rows * target.shape[1])
+        self.scaler.scale(scaled).backward()
+        loss_sum += weight * torch.tensor([total.item(), per_element.numel()], dtype=torch.float64)
+        return total.item() / max(per_element.numel(), 1)
+
+    def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _validate(self, record: dict[str, Any]) -> np.ndarray:
+        """Add validation loss and metrics (thresholds tuned on this epoch) to `record`."""
+        probs, val_loss = self._evaluate()
+        y_val = self.val.examples.y  # one row per text (val.y has one per window when chunking)
+        thresholds = tune_thresholds(y_val, probs, self.cfg.thresholds)
+        scores = multilabel_metrics(y_val, decide(probs, thresholds), self.train.examples.labels)
+        record.update(val_loss=val_loss, **{k: v for k, v in scores.items() if k != "per_label"})
+        return probs
+
+    def _evaluate(self) -> tuple[np.ndarray, float]:
+        """Validation probabilities per text (fresh each epoch) and the true mean loss; ranks
+        share the work."""
+        va, rt = self.val, self.rt
+        self.model.eval()
+        rows = np.arange(len(va.y))[rt.rank :: rt.world]
+        logits = batched_logits(self.model, va.encoded, rows, self.dtype, rt.device)
+        rows, logits = gather_rows(rows, logits, rt)
+        full = np.zeros((len(va.y), logits.shape[1]), dtype=np.float32)
+        full[rows] = logits
+        with torch.no_grad():
+            target = torch.from_numpy(va.y).to(rt.device)
+            val_loss = float(self.loss_fn(torch.from_numpy(full).to(rt.device), target).mean())
+        probs = pool_windows(
+            sigmoid(full), va.encoded.owner, va.encoded.n_texts, self.cfg.long_pool
+        )
+        self.model.train()
+        return probs, val_loss
+
+    def _stopped(self) -> bool:
+        """Early stopping on validation micro-F1 (never without a validation split)."""
+        patience = self.cfg.patience
+        return self.val is not None and patience > 0 and self.state.bad_epochs >= patience
+
+    def _resume(self) -> None:
+        """Every rank restores the newest complete checkpoint: weights, optimizer, its RNG, state."""
+        directory = self.out / "checkpoints"
+        found = ckpt.list_checkpoints(directory)
+        if not found:
+            self._say(f"no complete checkpoint in {directory}; starting from scratch")
+            return
+        self._say(f"resuming from {found[-1]}")
+        parts = (self.model, self.optimizer, self.scheduler)
+        # a state.json without a newer field (epoch_loss) keeps that field's default
+        self.state = TrainState(**ckpt.load_checkpoint(found[-1], *parts, self.rt.rank))
+
+    def _finish(self, best_probs: np.ndarray | None) -> TrainResult:
+        state = self.state
+        result = TrainResult(self.out, self.out / "model", state.history, state.best_epoch)
+        self._finalize_model(result, best_probs)
+        if self.rt.distributed:
+            dist.barrier()  # other ranks return once the model folder is complete
+        return result
+
+    # ------------------------------------------------------------ rank 0: files and console
+
+    @_main_only
+    def _say(self, message: str) -> None:
+        console.print(message)
+
+    @_main_only
+    def _start_folder(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        # metrics.jsonl is the checkpoint's history: epochs logged after it are run again
+        lines = [json.dumps(r) + "\n" for r in self.state.history]
+        (self.out / "metrics.jsonl").write_text("".join(lines))
+        save_config(self.cfg, self.out / "config.yaml")
+
+    @_main_only
+    def _save_epoch(
+        self, record: dict, improved: bool, probs: np.ndarray | None, rngs: list[dict]
+    ) -> None:
+        """Log the epoch, keep the model when it is the best so far, and checkpoint."""
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if improved:
+            with folder.staged(self.out / "model") as tmp:
+                self.model.save(tmp)
+                self.tokenizer.save_pretrained(tmp)
+                folder.write(model_info(self.cfg, self.train.examples.labels, record), tmp)
+            if probs is not None:
+                np.save(self.out / "val_probs.npy", probs)
+        self._checkpoint(f"epoch-{record['epoch']:03d}", rngs)
+
+    @_main_only
+    def _checkpoint(self, name: str, rngs: list[dict]) -> None:
+        """Save checkpoint `name` (with every rank's `rngs`), then keep the newest `cfg.keep`
+        and the best epoch's."""
+        directory, state = self.out / "checkpoints", self.state
+        parts = (self.model, self.optimizer, self.scheduler)
+        ckpt.save_checkpoint(directory, name, *parts, dataclasses.asdict(state), rngs)
+        ckpt.prune_checkpoints(directory, self.cfg.keep, f"epoch-{state.best_epoch:03d}")
+
+    @_main_only
+    def _finalize_model(self, result: TrainResult, best_probs: np.ndarray | None) -> None:
+        """Tune thresholds on the best epoch's validation predictions (or take them from
+        elsewhere) and record them in the model folder."""
+        if self.val is not None and best_probs is None:  # the best epoch ran before a resume
+            best_probs = np.load(self.out / "val_probs.npy", allow_pickle=False)
+        val_ex = self.val.examples if self.val else None
+        update = finalize_thresholds(
+            self.cfg, result.model_dir, self.train.examples, val_ex, best_probs
+        )
+        info = folder.read(result.model_dir)
+        info = dataclasses.replace(info, **update, best_epoch=self.state.best_epoch)
+        folder.write(info, result.model_dir)
+        result.metrics = info.metrics
+
+
+def _encode(tokenizer, ex: Examples, cfg: TrainConfig) -> _Data:
+    enc = encode(tokenizer, ex.texts, cfg.max_len, cfg.long == "chunk", cfg.stride)
     return _Data(encoded=enc, y=ex.y[enc.owner].astype(np.float32), examples=ex)
 
 
@@ -196,243 +378,6 @@ def _train_attention(rt: Runtime) -> str | None:
     """On CPU, eager attention with mlabel's dropout: torch's CPU SDPA backward and dropout are
     slow there (bench/RESULTS.md, Training). Validation and inference keep SDPA, faster forward."""
     return dropout.ATTENTION if rt.device.type == "cpu" else None
-
-
-def _wrap(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
-    if not rt.distributed:
-        return model
-    ids = [rt.device.index] if rt.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def _layer_index(name: str, n_layers: int) -> int:
-    """0 for embeddings, 1..n for encoder layers, n+1 for anything above them (the head)."""
-    if name.startswith("head."):
-        return n_layers + 1
-    found = re.search(r"\.(?:layer|layers)\.(\d+)\.", name)
-    if found:
-        return int(found.group(1)) + 1
-    return 0 if "embeddings" in name else n_layers
-
-
-def _optimizer(model: EncoderClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Parameter groups with layer-wise learning-rate decay and no weight decay on biases/norms."""
-    n_layers = getattr(model.encoder.config, "num_hidden_layers", 12)
-    groups: dict[tuple[int, bool], list] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            decay = param.ndim > 1 and cfg.optimizer == "adamw"
-            groups.setdefault((_layer_index(name, n_layers), decay), []).append(param)
-    param_groups = []
-    for (depth, decay), params in sorted(groups.items()):
-        lr = (
-            cfg.lr * cfg.layer_decay ** (n_layers - depth)
-            if depth <= n_layers
-            else cfg.head_lr or cfg.lr
-        )
-        wd = cfg.weight_decay if decay else 0.0
-        param_groups.append({"params": params, "lr": lr, "weight_decay": wd})
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    try:
-        return cls(param_groups, lr=cfg.lr, fused=True)
-    except (RuntimeError, TypeError):
-        return cls(param_groups, lr=cfg.lr)
-
-
-def _scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup for `warmup` of the steps, then linear decay to zero."""
-    warm = int(cfg.warmup * total)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / (warm + 1)
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _loss_fn(cfg: TrainConfig, y: np.ndarray, device: torch.device):
-    """Per-element loss (summed by the caller): BCE with optional pos_weight, or focal."""
-    pos_weight = None
-    if cfg.pos_weight == "auto":
-        pos = y.sum(0).clip(min=1)
-        pos_weight = torch.tensor(
-            np.sqrt((len(y) - pos) / pos).clip(1.0, 50.0), dtype=torch.float32, device=device
-        )
-
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        bce = F.binary_cross_entropy_with_logits(
-            logits, target, pos_weight=pos_weight, reduction="none"
-        )
-        if cfg.loss == "focal":
-            p = torch.sigmoid(logits)
-            p_t = p * target + (1 - p) * (1 - target)
-            bce = bce * (1 - p_t) ** cfg.focal_gamma
-        return bce
-
-    return loss
-
-
-def _train_epoch(
-    net,
-    tr: _Data,
-    cfg,
-    rt: Runtime,
-    optimizer,
-    scheduler,
-    loss_fn,
-    dtype,
-    scaler,
-    state,
-    out,
-    model,
-) -> float:
-    """One pass over the data; returns the true mean loss per label and example."""
-    epoch = state["epoch"]
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000 + epoch)
-    batches = training_batches(tr.encoded.lengths, cfg.batch_size, generator)
-    net.train()
-    # (summed loss, elements) of this rank; rank 0 carries what a resumed epoch summed before
-    loss_sum = torch.tensor(state["epoch_loss"] if rt.is_main else [0.0, 0.0], dtype=torch.float64)
-    skip = state["batch"]
-    steps = [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
-    bar = tqdm(
-        total=len(batches),
-        initial=skip,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        disable=not rt.is_main,
-        unit="batch",
-    )
-    done, t0 = 0, time.perf_counter()
-    for group in steps:
-        if done < skip:  # resuming mid-epoch: these batches were trained before the checkpoint
-            done += len(group)
-            continue
-        step_rows = sum(len(b) for b in group)
-        for i, batch in enumerate(group):
-            mine, weight = _share(batch, rt)
-            sync = i == len(group) - 1 or not rt.distributed
-            with net.no_sync() if not sync else contextlib.nullcontext():
-                loss = _micro_step(
-                    net, tr, mine, weight, step_rows, rt, loss_fn, dtype, scaler, loss_sum
-                )
-            done += 1
-            bar.update(1)
-        _optimizer_step(model, optimizer, scheduler, scaler, cfg)
-        state["global_step"] += 1
-        state["batch"] = done
-        rate = (done - skip) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
-        if cfg.save_steps and state["global_step"] % cfg.save_steps == 0 and done < len(batches):
-            state["epoch_loss"] = _global_sum(loss_sum, rt)
-            rngs = _rng_states(rt)
-            if rt.is_main:
-                name = f"step-{state['global_step']:07d}"
-                _checkpoint(out, name, model, optimizer, scheduler, state, cfg, rngs)
-    bar.close()
-    loss, elements = _global_sum(loss_sum, rt)
-    return loss / max(elements, 1)
-
-
-def _checkpoint(
-    out: Path, name: str, model, optimizer, scheduler, state: dict, cfg, rngs: list[dict]
-) -> None:
-    """Save checkpoint `name`, then keep the newest `cfg.keep` and the best epoch's."""
-    ckpt.save_checkpoint(out / "checkpoints", name, model, optimizer, scheduler, state, rngs)
-    ckpt.prune_checkpoints(out / "checkpoints", cfg.keep, f"epoch-{state['best_epoch']:03d}")
-
-
-def _rng_states(rt: Runtime) -> list[dict]:
-    """Every rank's generator states, for rank 0's checkpoint: each rank draws its own dropout."""
-    mine = ckpt.rng_state()
-    if not rt.distributed:
-        return [mine]
-    states: list = [None] * rt.world
-    dist.all_gather_object(states, {k: v.cpu() for k, v in mine.items()})
-    return states
-
-
-def _global_sum(values: torch.Tensor, rt: Runtime) -> list[float]:
-    """The sum over ranks, leaving `values` as it is."""
-    if not rt.distributed:
-        return values.tolist()
-    total = values.clone().to(rt.device)  # NCCL reduces only GPU tensors
-    dist.all_reduce(total)
-    return total.cpu().tolist()
-
-
-def _share(batch: np.ndarray, rt: Runtime) -> tuple[np.ndarray, float]:
-    """This rank's rows of a global batch, and their weight in the loss.
-
-    A batch smaller than the world leaves some ranks without rows; they run its first row with
-    weight 0 instead, so that every rank joins DDP's gradient all-reduce (else it would hang).
-    """
-    mine = batch[rt.rank :: rt.world]
-    return (mine, 1.0) if len(mine) else (batch[:1], 0.0)
-
-
-def _micro_step(
-    net, tr: _Data, rows, weight, step_rows, rt, loss_fn, dtype, scaler, loss_sum
-) -> float:
-    """Forward and backward for this rank's share; the loss is scaled so gradients are a global mean."""
-    inputs = {k: v.to(rt.device) for k, v in collate(tr.encoded, rows).items()}
-    target = torch.from_numpy(tr.y[rows]).to(rt.device)
-    autocast = torch.autocast(rt.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-    with autocast:
-        logits = net(**inputs)
-    per_element = loss_fn(logits.float(), target)
-    total = per_element.sum()
-    # DDP averages gradients over ranks, so scale by world to get the mean over the global batch.
-    scaled = weight * total * rt.world / (step_rows * target.shape[1])
-    (scaler.scale(scaled) if scaler else scaled).backward()
-    loss_sum += weight * torch.tensor([total.item(), per_element.numel()], dtype=torch.float64)
-    return total.item() / max(per_element.numel(), 1)
-
-
-def _optimizer_step(model, optimizer, scheduler, scaler, cfg: TrainConfig) -> None:
-    if scaler:
-        scaler.unscale_(optimizer)
-    if cfg.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
-def _evaluate(
-    model, va: _Data, cfg: TrainConfig, rt: Runtime, loss_fn, dtype
-) -> tuple[np.ndarray, float]:
-    """Validation probabilities per text (fresh each epoch) and the true mean loss; ranks share the work."""
-    model.eval()
-    rows = np.arange(len(va.y))[rt.rank :: rt.world]
-    logits = batched_logits(model, va.encoded, rows, dtype, rt.device)
-    if rt.distributed:
-        parts: list = [None] * rt.world
-        dist.all_gather_object(parts, (rows, logits))
-        rows = np.concatenate([p[0] for p in parts])
-        logits = np.concatenate([p[1] for p in parts])
-    full = np.zeros((len(va.y), logits.shape[1]), dtype=np.float32)
-    full[rows] = logits
-    with torch.no_grad():
-        val_loss = float(
-            loss_fn(
-                torch.from_numpy(full).to(rt.device), torch.from_numpy(va.y).to(rt.device)
-            ).mean()
-        )
-    probs = pool_windows(sigmoid(full), va.encoded.owner, va.encoded.n_texts, cfg.long_pool)
-    model.train()
-    return probs, val_loss
-
-
-def _stopped(state: dict, cfg: TrainConfig, va: _Data | None) -> bool:
-    """Early stopping on validation micro-F1 (never without a validation split)."""
-    return va is not None and cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
 
 
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
@@ -451,179 +396,3 @@ def _check_resumable(out: Path, cfg: TrainConfig) -> None:
             f"{out}: cannot resume with other settings: {'; '.join(changed)}. Resume with the "
             f"run's settings ({path}) or train into a new folder"
         )
-
-
-def _resume(out: Path, model, optimizer, scheduler, state: dict, rt: Runtime) -> dict:
-    """The trainer state of the newest complete checkpoint, with model, optimizer and RNG restored."""
-    found = ckpt.list_checkpoints(out / "checkpoints")
-    if not found:
-        if rt.is_main:
-            console.print(f"no complete checkpoint in {out / 'checkpoints'}; starting from scratch")
-        return state
-    if rt.is_main:
-        console.print(f"resuming from {found[-1]}")
-    return {**state, **ckpt.load_checkpoint(found[-1], model, optimizer, scheduler, rt.rank)}
-
-
-def _write_history(out: Path, history: list[dict]) -> None:
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-
-
-def _log_epoch(out: Path, record: dict) -> None:
-    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-    keys = ["epoch", "train_loss", "val_loss", "micro_f1", "macro_f1", "samples_per_s"]
-    table = Table(*[k for k in keys if k in record], title=None, box=None)
-    table.add_row(*[_fmt(record[k]) for k in keys if k in record])
-    console.print(table)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _save_model(
-    model, tokenizer, directory: Path, cfg: TrainConfig, labels: list[str], record: dict
-) -> None:
-    """Write a sibling temp folder, move the old model aside, rename: a complete model is always on disk."""
-    tmp, old = (
-        directory.with_name(directory.name + ".tmp"),
-        directory.with_name(directory.name + ".old"),
-    )
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    tokenizer.save_pretrained(tmp)
-    write_meta(tmp, _meta(cfg, labels, [0.5] * len(labels), "fixed:0.5", "default", record))
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _meta(cfg: TrainConfig, labels, thresholds, method: str, source: str, metrics: dict) -> dict:
-    return {
-        "format": 1,
-        "kind": "transformer",
-        "labels": list(labels),
-        "thresholds": [float(t) for t in thresholds],
-        "threshold_method": method,
-        "threshold_source": source,
-        "max_len": cfg.max_len,
-        "text_cols": cfg.text_cols,
-        "pooling": cfg.pooling,
-        "long": cfg.long,
-        "stride": cfg.stride,
-        "long_pool": cfg.long_pool,
-        "metrics": metrics,
-        "config": cfg.to_dict(),
-        "versions": package_versions(),
-        "ensemble": None,
-    }
-
-
-def _finish(
-    cfg: TrainConfig,
-    out: Path,
-    train_ex: Examples,
-    va: _Data | None,
-    best_probs,
-    state,
-    rt: Runtime,
-) -> TrainResult:
-    """Tune thresholds on the best epoch's validation predictions (or take them from elsewhere)."""
-    model_dir = out / "model"
-    result = TrainResult(out, model_dir, state["history"], state["best_epoch"])
-    if rt.is_main:
-        meta = read_meta(model_dir)
-        if va is not None and best_probs is None:
-            best_probs = np.load(out / "val_probs.npy", allow_pickle=False)
-        meta.update(
-            finalize_thresholds(cfg, model_dir, train_ex, va.examples if va else None, best_probs)
-        )
-        meta["best_epoch"] = state["best_epoch"]
-        write_meta(model_dir, meta)
-        result.metrics = meta.get("metrics", {})
-        plot_training_curves(out / "metrics.jsonl", out / "training_curves.png")
-    if rt.distributed:
-        dist.barrier()
-    return result
-
-
-def finalize_thresholds(
-    cfg: TrainConfig, model_dir: Path, train_ex: Examples, val_ex: Examples | None, probs
-) -> dict:
-    """Thresholds, their source, the optional TF-IDF ensemble and the validation metrics for mlabel.json."""
-    update: dict[str, Any] = {}
-    source = _threshold_source(cfg, train_ex.labels, val_ex is not None)
-    if cfg.ensemble == "tfidf":
-        from mlabel.baseline import TfidfModel
-
-        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
-        tfidf.save(model_dir / "tfidf")
-        update["ensemble"] = {"kind": "tfidf", "weight": 0.5}
-        if val_ex is not None:
-            probs = 0.5 * probs + 0.5 * tfidf.predict_proba(val_ex.texts)
-    if source is not None:
-        thresholds = np.asarray(source["thresholds"])
-        update.update(
-            threshold_method=source["threshold_method"], threshold_source=str(cfg.thresholds_from)
-        )
-    elif val_ex is None:
-        thresholds = tune_thresholds(
-            np.zeros((1, len(train_ex.labels))), np.zeros((1, len(train_ex.labels))), cfg.thresholds
-        )
-        update.update(threshold_method=cfg.thresholds, threshold_source="fixed")
-    else:
-        thresholds = tune_thresholds(val_ex.y, probs, cfg.thresholds)
-        update.update(threshold_method=cfg.thresholds, threshold_source="validation split")
-    update["thresholds"] = [float(t) for t in thresholds]
-    # Without a validation split there is nothing to score (not the last epoch's training record).
-    update["metrics"] = (
-        multilabel_metrics(val_ex.y, apply_thresholds(probs, thresholds), train_ex.labels)
-        if val_ex is not None
-        else {}
-    )
-    return update
-
-
-def _threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> dict | None:
-    """The model folder `thresholds_from` names (its mlabel.json), checked against this run."""
-    if cfg.thresholds_from:
-        source = read_meta(cfg.thresholds_from)
-        if source["labels"] != labels:
-            raise ConfigError(
-                f"thresholds_from {cfg.thresholds_from}: its labels {source['labels']} differ "
-                f"from this data's {labels}"
-            )
-        return source
-    if not has_val and not cfg.thresholds.startswith("fixed"):
-        raise ConfigError(
-            f"thresholds {cfg.thresholds!r} are tuned on a validation split and this run has "
-            "none (all_data); pass thresholds_from=<a trained model folder> or a fixed threshold"
-        )
-    return None
-
-
-def train_tfidf(
-    cfg: TrainConfig, train_ex: Examples, val_ex: Examples | None, out_dir: str | Path
-) -> TrainResult:
-    """The built-in baseline: TF-IDF + logistic regression, saved as the same kind of model folder."""
-    from mlabel.baseline import TfidfModel
-
-    out = Path(out_dir)
-    model_dir = out / "model"
-    t0 = time.perf_counter()
-    tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tfidf.save(model_dir / "tfidf")
-    probs = tfidf.predict_proba(val_ex.texts) if val_ex is not None else None
-    meta = _meta(cfg, train_ex.labels, [], "", "", {})
-    meta.update(kind="tfidf", pooling=None, max_len=None)
-    meta.update(finalize_thresholds(cfg.replace(ensemble=None), model_dir, train_ex, val_ex, probs))
-    write_meta(model_dir, meta)
-    save_config(cfg, out / "config.yaml")
-    record = {"epoch": 1, "seconds": time.perf_counter() - t0}
-    record.update({k: v for k, v in meta.get("metrics", {}).items() if k != "per_label"})
-    (out / "metrics.jsonl").write_text(json.dumps(record) + "\n")
-    return TrainResult(out, model_dir, [record], 1, meta.get("metrics", {}))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from typing import TYPE_CHECKING
 
 from mlabel.cli.common import add_config_options, config_values
 from mlabel.config import from_dict, load_config
+
+if TYPE_CHECKING:
+    from mlabel.training import TrainResult
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,28 +27,34 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mlabel.classifier import fit_model
-    from mlabel.model import read_meta
     from mlabel.runtime import setup, teardown
-    from mlabel.tracking import tracking_callbacks
+    from mlabel.tracking import require_tracker, tracking_callbacks
 
     values = load_config(args.config) if args.config else {}  # checked on its own, by file name
     cfg = from_dict({**values, **config_values(args)}, source="options")
-    rt = setup(cfg.threads)  # under torchrun: join the process group; rank 0 alone reports
-    if not rt.is_main:
+    require_tracker(cfg.track)  # on every rank, before joining a process group
+    rt = setup(cfg.threads)  # once per process; under torchrun, joins the process group
+    if not rt.is_main:  # rank 0 alone reports (training keeps its files and callbacks to rank 0)
         warnings.simplefilter("ignore")
-    callbacks = tracking_callbacks(cfg, args.out) if rt.is_main else ()
-    result = fit_model(cfg, args.data, args.out, resume=args.resume, callbacks=callbacks)
+    callbacks = tracking_callbacks(cfg, args.out)  # none on the other ranks
+    result = fit_model(
+        cfg, args.data, args.out, resume=args.resume, callbacks=callbacks, runtime=rt
+    )
     teardown(rt)
-    if not rt.is_main:
-        return 0
-    metrics = result.metrics
-    if metrics:
-        meta = read_meta(result.model_dir)
-        blend = ", blended with TF-IDF" if meta.get("ensemble") else ""
+    if rt.is_main:
+        _print_summary(result)
+    return 0
+
+
+def _print_summary(result: TrainResult) -> None:
+    from mlabel.folder import read
+
+    if result.metrics:
+        info = read(result.model_dir)
+        blend = ", blended with TF-IDF" if info.ensemble else ""
         print(
-            f"best epoch {result.best_epoch}: micro-F1 {metrics['micro_f1']:.4f}, "
-            f"macro-F1 {metrics['macro_f1']:.4f} "
-            f"(validation split, thresholds {meta['threshold_method']}{blend})"
+            f"best epoch {result.best_epoch}: micro-F1 {result.metrics['micro_f1']:.4f}, "
+            f"macro-F1 {result.metrics['macro_f1']:.4f} "
+            f"(validation split, thresholds {info.threshold_method}{blend})"
         )
     print(f"model saved to {result.model_dir}")
-    return 0

@@ -1,0 +1,136 @@
+"""The end of a training run: the model folder's record, its thresholds (tuned on the validation
+split, fixed, or taken from another model folder), the optional TF-IDF blend, and the
+`TrainResult` a run returns. The TF-IDF baseline, which trains in one step, is only this."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlabel import folder
+from mlabel.config import TrainConfig, save_config
+from mlabel.data import Examples
+from mlabel.decision import decide
+from mlabel.errors import ConfigError
+from mlabel.folder import Ensemble, ModelInfo
+from mlabel.metrics import multilabel_metrics, tune_thresholds
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_dir: Path
+    history: list[dict[str, Any]]  # one record per epoch, as in metrics.jsonl
+    best_epoch: int
+    metrics: dict[str, Any] = field(default_factory=dict)  # the best epoch's, tuned thresholds
+
+
+def model_info(
+    cfg: TrainConfig, labels: list[str], metrics: dict, kind: str = "transformer"
+) -> ModelInfo:
+    """The record of a model trained with `cfg`, before its thresholds are chosen."""
+    encoder = kind == "transformer"
+    return ModelInfo(
+        kind=kind,
+        labels=list(labels),
+        thresholds=[0.5] * len(labels),
+        threshold_method="fixed:0.5",
+        threshold_source="default",
+        max_len=cfg.max_len if encoder else None,
+        text_cols=cfg.text_cols,
+        pooling=cfg.pooling if encoder else None,
+        long=cfg.long,
+        stride=cfg.stride,
+        long_pool=cfg.long_pool,
+        metrics=metrics,
+        config=cfg.to_dict(),
+        versions=folder.package_versions(),
+    )
+
+
+def finalize_thresholds(
+    cfg: TrainConfig,
+    model_dir: Path,
+    train_ex: Examples,
+    val_ex: Examples | None,
+    probs: np.ndarray | None,
+) -> dict[str, Any]:
+    """Thresholds, their source, the optional TF-IDF ensemble and the validation metrics for mlabel.json."""
+    update: dict[str, Any] = {}
+    source = threshold_source(cfg, train_ex.labels, val_ex is not None)
+    if cfg.ensemble == "tfidf":
+        from mlabel.baseline import TfidfModel
+
+        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+        tfidf.save(folder.tfidf_dir(model_dir))
+        update["ensemble"] = Ensemble(weight=0.5)
+        if val_ex is not None:
+            probs = 0.5 * probs + 0.5 * tfidf.predict_proba(val_ex.texts)
+    if source is not None:
+        thresholds = np.asarray(source.thresholds)
+        update.update(
+            threshold_method=source.threshold_method, threshold_source=str(cfg.thresholds_from)
+        )
+    elif val_ex is None:
+        thresholds = tune_thresholds(
+            np.zeros((1, len(train_ex.labels))), np.zeros((1, len(train_ex.labels))), cfg.thresholds
+        )
+        update.update(threshold_method=cfg.thresholds, threshold_source="fixed")
+    else:
+        thresholds = tune_thresholds(val_ex.y, probs, cfg.thresholds)
+        update.update(threshold_method=cfg.thresholds, threshold_source="validation split")
+    update["thresholds"] = [float(t) for t in thresholds]
+    # Without a validation split there is nothing to score (not the last epoch's training record).
+    update["metrics"] = (
+        multilabel_metrics(val_ex.y, decide(probs, thresholds), train_ex.labels)
+        if val_ex is not None
+        else {}
+    )
+    return update
+
+
+def threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> ModelInfo | None:
+    """The record of the model folder `thresholds_from` names, checked against this run."""
+    if cfg.thresholds_from:
+        source = folder.read(cfg.thresholds_from)
+        if source.labels != labels:
+            raise ConfigError(
+                f"thresholds_from {cfg.thresholds_from}: its labels {source.labels} differ "
+                f"from this data's {labels}"
+            )
+        return source
+    if not has_val and not cfg.thresholds.startswith("fixed"):
+        raise ConfigError(
+            f"thresholds {cfg.thresholds!r} are tuned on a validation split and this run has "
+            "none (all_data); pass thresholds_from=<a trained model folder> or a fixed threshold"
+        )
+    return None
+
+
+def train_tfidf(
+    cfg: TrainConfig, train_ex: Examples, val_ex: Examples | None, out_dir: str | Path
+) -> TrainResult:
+    """The built-in baseline: TF-IDF + logistic regression, saved as the same kind of model folder."""
+    from mlabel.baseline import TfidfModel
+
+    out = Path(out_dir)
+    model_dir = out / "model"
+    t0 = time.perf_counter()
+    tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+    probs = tfidf.predict_proba(val_ex.texts) if val_ex is not None else None
+    with folder.staged(model_dir) as tmp:
+        tfidf.save(folder.tfidf_dir(tmp))
+        update = finalize_thresholds(cfg.replace(ensemble=None), tmp, train_ex, val_ex, probs)
+        info = dataclasses.replace(model_info(cfg, train_ex.labels, {}, kind="tfidf"), **update)
+        folder.write(info, tmp)
+    save_config(cfg, out / "config.yaml")
+    record = {"epoch": 1, "seconds": time.perf_counter() - t0}
+    record.update({k: v for k, v in info.metrics.items() if k != "per_label"})
+    (out / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    return TrainResult(out, model_dir, [record], 1, info.metrics)
