@@ -12,7 +12,7 @@ $(BIN)/python:
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[onnx]'
+	$(BIN)/pip install -q -e '.[onnx,serve]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed

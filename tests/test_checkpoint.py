@@ -13,10 +13,9 @@ from torch import nn
 
 from mlabel import checkpoint as ckpt
 from mlabel import training
-from mlabel.checkpoint import CheckpointError
 from mlabel.config import TrainConfig
 from mlabel.data import Examples
-from mlabel.model import ModelError
+from mlabel.errors import CheckpointError, ModelError
 from mlabel.predict import load_predictor
 
 

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from mlabel.config import ConfigError, TrainConfig, from_dict, load_config, save_config
+from mlabel.config import TrainConfig, from_dict, load_config, save_config
+from mlabel.errors import ConfigError
 
 
 def test_defaults_are_valid():

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from mlabel.data import (
-    DataError,
     Examples,
     iter_table,
     join_texts,
@@ -15,6 +14,7 @@ from mlabel.data import (
     read_table,
     split_examples,
 )
+from mlabel.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from mlabel.cli import main
-from mlabel.data import DataError, read_table
+from mlabel.data import read_table
+from mlabel.errors import DataError
 from mlabel.output import TableWriter
 from mlabel.predict import load_predictor, predict_file
 

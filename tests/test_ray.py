@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlabel.cli import main
-from mlabel.data import DataError
+from mlabel.errors import DataError
 from mlabel.predict import load_predictor, predict_file
 from mlabel.ray_predict import _write, input_format
 

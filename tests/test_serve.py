@@ -18,7 +18,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from mlabel.cli import build_parser
-from mlabel.config import ConfigError
+from mlabel.errors import ConfigError
 from mlabel.predict import load_predictor
 from mlabel.serve import BodyLimit, MicroBatcher, ServeSettings, create_app
 

@@ -110,7 +110,7 @@ def test_tensorboard_writes_scalars(tmp_path):
 
 @pytest.mark.parametrize(
     ("track", "modules"),
-    [("mlflow", ["mlflow", "mlflow.tracking"]), ("tensorboard", ["torch.utils.tensorboard"])],
+    [("mlflow", ["mlflow", "mlflow.tracking"]), ("tensorboard", ["tensorboard"])],
 )
 def test_missing_extra_is_a_clear_error(
     track, modules, tiny_encoder, small_csv, tmp_path, monkeypatch, capsys

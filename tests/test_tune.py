@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from mlabel.cli import main
-from mlabel.config import ConfigError, TrainConfig, from_dict, load_config
+from mlabel.config import TrainConfig, from_dict, load_config
+from mlabel.errors import ConfigError
 from mlabel.reports.curves import plot_history, plot_importance
 from mlabel.tune import (
     STUDY_NAME,

@@ -8,7 +8,7 @@ from importlib import import_module
 _EXPORTS = {
     "Classifier": "mlabel.classifier",
     "TrainConfig": "mlabel.config",
-    "DataError": "mlabel.data",
+    "DataError": "mlabel.errors",
     "load_examples": "mlabel.data",
     "read_table": "mlabel.data",
     "load_table": "mlabel.data",

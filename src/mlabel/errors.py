@@ -24,3 +24,7 @@ class CheckpointError(MlabelError):
 
 class UsageError(MlabelError):
     """Command-line arguments that do not fit together."""
+
+
+class ExtraMissing(MlabelError):
+    """An optional extra (`pip install 'mlabel[EXTRA]'`) that a task needs is not installed."""

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlabel.atomic import replace_on_success
-from mlabel.data import DataError
+from mlabel.errors import DataError
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
 

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlabel.config import ConfigError
-from mlabel.data import DataError, join_texts
+from mlabel import extras
+from mlabel.data import join_texts
+from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.model import read_meta
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
@@ -23,13 +24,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "engine ray needs Ray Data, an optional extra: pip install 'mlabel[ray]'"
-        ) from None
+    extras.require("ray", "engine ray")
+    import ray
+
     return ray
 
 
@@ -232,8 +229,6 @@ def _write(preds, dst: str, id_col: str, labels: list[str]) -> int:
 def _user_error(exc: Exception, src: str) -> Exception | None:
     """The error mlabel would raise without Ray, when a worker failed on the data or the model."""
     import pyarrow as pa
-
-    from mlabel.model import ModelError
 
     cause = getattr(exc, "cause", None)  # the worker's own exception
     if isinstance(cause, DataError | ModelError):

@@ -35,8 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from mlabel.config import ConfigError
 from mlabel.data import join_text_parts
+from mlabel.errors import ConfigError
 from mlabel.model import package_version
 from mlabel.predict import Predictor
 

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlabel.config import ConfigError, TrainConfig
+from mlabel import extras
+from mlabel.config import TrainConfig
 
 EXPERIMENT = "mlabel"
 
@@ -39,8 +40,10 @@ def _numbers(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _missing(package: str, track: str) -> ConfigError:
-    return ConfigError(f"--track {track} needs the {package} package: pip install 'mlabel[track]'")
+def require_tracker(track: str | None) -> None:
+    """Raise ExtraMissing, in one line, when the package `--track` names is not installed."""
+    if track is not None:
+        extras.require("track", f"--track {track}", (track,))
 
 
 class MlflowTracker:
@@ -58,10 +61,9 @@ class MlflowTracker:
         store: str | Path | None = None,
         run_name: str | None = None,
     ):
-        try:
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise _missing("mlflow", "mlflow") from None
+        require_tracker("mlflow")
+        from mlflow.tracking import MlflowClient
+
         self.out = Path(out_dir)
         local = Path(store) if store is not None else self.out / "mlruns"
         self.uri = os.environ.get("MLFLOW_TRACKING_URI") or _local_store(local)
@@ -105,10 +107,10 @@ def _deliberate(error: BaseException) -> bool:
     """Ctrl-C or an Optuna pruning (optuna is an optional extra)."""
     if isinstance(error, KeyboardInterrupt):
         return True
-    try:
-        from optuna import TrialPruned
-    except ImportError:
+    if extras.missing("tune"):
         return False
+    from optuna import TrialPruned
+
     return isinstance(error, TrialPruned)
 
 
@@ -127,10 +129,9 @@ class TensorBoardTracker:
     """Writes per-epoch scalars and the settings to `out_dir/tensorboard`."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise _missing("tensorboard", "tensorboard") from None
+        require_tracker("tensorboard")
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
         settings = "\n".join(f"    {k}: {_param(v)}" for k, v in cfg.to_dict().items())
         self.writer.add_text("config", settings)

@@ -11,8 +11,10 @@ from typing import Any
 
 import yaml
 
+from mlabel import extras
 from mlabel.atomic import write_text_atomic
-from mlabel.config import LOSSES, POOLINGS, ConfigError, TrainConfig, from_dict
+from mlabel.config import LOSSES, POOLINGS, TrainConfig, from_dict
+from mlabel.errors import ConfigError
 from mlabel.reports.curves import plot_history, plot_importance
 
 STUDY_NAME = "mlabel"
@@ -91,17 +93,11 @@ class PruningCallback:
         pass
 
 
-def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("mlabel tune needs optuna: pip install 'mlabel[tune]'") from None
-    return optuna
-
-
 def open_study(out: Path, storage: str | None, seed: int):
     """The study in `storage` (default: SQLite in `out`), created or loaded to resume."""
-    optuna = _optuna()
+    extras.require("tune", "mlabel tune")
+    import optuna
+
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     # Heartbeats let a later run mark trials of a killed run as failed instead of running forever.
     rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)

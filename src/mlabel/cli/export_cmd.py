@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlabel import extras
 from mlabel.errors import UsageError
 
 
@@ -24,10 +25,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlabel.export import choose_engine, export_onnx
-
     if not args.onnx:
         raise UsageError("mlabel export: nothing to do; give --onnx (and optionally --int8)")
+    extras.require("onnx", "mlabel export --onnx")
+    from mlabel.export import choose_engine, export_onnx
+
     for path in export_onnx(args.model_dir, int8=args.int8):
         print(f"wrote {path}")
     texts, source = _sample(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlabel import extras
 from mlabel.cli.common import add_engine_option
 from mlabel.errors import UsageError
 
@@ -85,6 +86,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
 
     if args.data is None or not args.output:
         raise UsageError("predict --engine ray: give DATA and -o OUT (a file, or a folder)")
+    extras.require("ray", "mlabel predict --engine ray")
     n = predict_ray(
         args.model_dir,
         args.data,

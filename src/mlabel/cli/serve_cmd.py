@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from mlabel import extras
 from mlabel.cli.common import add_engine_option
 
 # Options left out keep the defaults of mlabel.serve.ServeSettings (imported only when serving).
@@ -40,6 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    extras.require("serve", "mlabel serve")
     from mlabel.serve import ServeSettings, serve
 
     values = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}

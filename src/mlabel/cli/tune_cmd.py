@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlabel import extras
 from mlabel.cli.common import add_config_options, config_values
 from mlabel.config import from_dict
 
@@ -31,6 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    extras.require("tune", "mlabel tune")
     from rich.console import Console
 
     from mlabel.tune import SearchSpace, completed, fixed_names, max_len_choices, trials_table, tune
