@@ -44,7 +44,7 @@ class PipelineModel(PreTrainedModel):
 
     def __init__(self, predictor: Predictor):
         classifier = EncoderClassifier.load(
-            predictor.model_dir, predictor.info["pooling"], len(predictor.labels)
+            predictor.model_dir, predictor.info.pooling, len(predictor.labels)
         )
         config = copy.deepcopy(classifier.encoder.config)
         config.id2label = dict(enumerate(predictor.labels))

@@ -28,12 +28,14 @@ import pandas as pd
 from benchkit import DATA, ROOT, TEXT_COLS, WORK
 from safetensors.torch import load_file
 
+from mlabel import folder
 from mlabel.baseline import TfidfModel
 from mlabel.classifier import fit_model
 from mlabel.config import TrainConfig, load_config
 from mlabel.data import Examples, load_examples, split_examples
-from mlabel.metrics import apply_thresholds, bootstrap_ci, multilabel_metrics, tune_thresholds
-from mlabel.model import EncoderClassifier, read_meta, write_meta
+from mlabel.decision import decide
+from mlabel.metrics import bootstrap_ci, multilabel_metrics, tune_thresholds
+from mlabel.model import EncoderClassifier
 from mlabel.predict import Predictor
 from mlabel.reports.curves import read_metrics_jsonl
 
@@ -98,10 +100,10 @@ def load_run(out: Path, name: str, seed: int, train_df, test_df, model_dir: Path
     """Read a run folder (finished or still training: then its best epoch so far)."""
     cfg = load_config(out / "config.yaml")
     model_dir = model_dir or out / "model"
-    info = read_meta(model_dir)
+    info = folder.read(model_dir)
     val = None
     if not cfg.get("all_data"):
-        ex = load_examples(train_df, cfg["text_cols"], label_cols=info["labels"])
+        ex = load_examples(train_df, cfg["text_cols"], label_cols=info.labels)
         inner_train, val = split_examples(ex, cfg["val_frac"], cfg["seed"])
     finished = (out / "minutes.json").is_file()
     if finished:
@@ -117,11 +119,11 @@ def load_run(out: Path, name: str, seed: int, train_df, test_df, model_dir: Path
         cfg.get("thresholds", "fixed:0.5"),
         cfg.get("threads"),
         cfg.get("val_frac", 0.0),
-        info["labels"],
+        info.labels,
         val,
         np.load(out / "val_probs.npy") if val is not None else None,
         held_out_probs(model_dir, test_df),
-        load_examples(test_df, info["text_cols"], label_cols=info["labels"]).y.astype(int),
+        load_examples(test_df, info.text_cols, label_cols=info.labels).y.astype(int),
     )
     if cfg.get("ensemble") == "tfidf":
         tfidf_dir = model_dir / "tfidf"
@@ -135,8 +137,8 @@ def load_run(out: Path, name: str, seed: int, train_df, test_df, model_dir: Path
     return run
 
 
-def _test_texts(test_df: pd.DataFrame, info: dict) -> list[str]:
-    return load_examples(test_df, info["text_cols"], label_cols=info["labels"]).texts
+def _test_texts(test_df: pd.DataFrame, info: folder.ModelInfo) -> list[str]:
+    return load_examples(test_df, info.text_cols, label_cols=info.labels).texts
 
 
 def held_out_probs(model_dir: Path, test_df: pd.DataFrame) -> np.ndarray:
@@ -148,31 +150,33 @@ def held_out_probs(model_dir: Path, test_df: pd.DataFrame) -> np.ndarray:
     predictor = Predictor(model_dir)
     texts = _test_texts(test_df, predictor.info)
     probs = predictor.predict_proba(texts)
-    ensemble = predictor.info.get("ensemble")
+    ensemble = predictor.info.ensemble
     if ensemble:
-        w = ensemble["weight"]
-        probs = (probs - w * TfidfModel.load(model_dir / "tfidf").predict_proba(texts)) / (1 - w)
+        w = np.asarray(ensemble.weight)
+        tfidf = TfidfModel.load(folder.tfidf_dir(model_dir))
+        probs = (probs - w * tfidf.predict_proba(texts)) / (1 - w)
     np.save(cache, probs)
     return probs
 
 
 def checkpoint_model(out: Path, epoch: int) -> Path:
     """A model folder holding epoch `epoch`'s weights (from the run's checkpoint), encoder only."""
-    folder = out / f"model-epoch-{epoch}"
-    if (folder / "mlabel.json").is_file():
-        return folder
+    dest = out / f"model-epoch-{epoch}"
+    if (dest / "mlabel.json").is_file():
+        return dest
     tmp = Path(tempfile.mkdtemp(dir=out))
     shutil.copytree(out / "model", tmp, dirs_exist_ok=True)
     shutil.rmtree(tmp / "tfidf", ignore_errors=True)
-    info = read_meta(tmp)
-    model = EncoderClassifier.load(tmp, info["pooling"], len(info["labels"]))
+    info = folder.read(tmp)
+    model = EncoderClassifier.load(tmp, info.pooling, len(info.labels))
     model.load_state_dict(
         load_file(str(out / "checkpoints" / f"epoch-{epoch:03d}" / "model.safetensors"))
     )
     model.save(tmp)
-    write_meta(tmp, {**info, "ensemble": None, "best_epoch": epoch})
-    tmp.rename(folder)
-    return folder
+    info.ensemble, info.best_epoch = None, epoch
+    folder.write(info, tmp)
+    tmp.rename(dest)
+    return dest
 
 
 def blend(enc: np.ndarray, tfidf: np.ndarray, weight: float = ENSEMBLE_WEIGHT) -> np.ndarray:
@@ -187,7 +191,7 @@ def predictions(run: Run, ensemble: bool, method: str | None = None) -> np.ndarr
         val_p, test_p = blend(val_p, run.tfidf_val), blend(test_p, run.tfidf_test)
     y_val = run.val.y if run.val is not None else None  # fixed cuts need no validation
     cuts = tune_thresholds(y_val, test_p if y_val is None else val_p, method)
-    return apply_thresholds(test_p, cuts)
+    return decide(test_p, cuts)
 
 
 def table_rows(runs: dict[str, list[Run]]) -> dict[str, list[tuple[Run, np.ndarray]]]:
@@ -261,7 +265,7 @@ def held_out_score(run: Run, weight: float, method: str, rows=None) -> tuple[flo
     val_p = blend(run.val_probs, run.tfidf_val, weight)[rows]
     test_p = blend(run.test_probs, run.tfidf_test, weight)
     cuts = tune_thresholds(run.val.y[rows], val_p, method)
-    m = multilabel_metrics(run.test_y, apply_thresholds(test_p, cuts), run.labels)
+    m = multilabel_metrics(run.test_y, decide(test_p, cuts), run.labels)
     return m["micro_f1"], m["macro_f1"]
 
 
@@ -321,7 +325,7 @@ def epoch_table(outs: list[Path], test_df: pd.DataFrame, test: Examples) -> str:
         for ckpt in sorted((out / "checkpoints").glob("epoch-*")):
             epoch = int(ckpt.name.split("-")[1])
             probs = held_out_probs(checkpoint_model(out, epoch), test_df)
-            m = multilabel_metrics(y, apply_thresholds(probs, 0.5), test.labels)
+            m = multilabel_metrics(y, decide(probs, 0.5), test.labels)
             columns.setdefault(epoch, []).append(_pair((m["micro_f1"], m["macro_f1"])))
     head = ["epoch", *[out.name for out in outs]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

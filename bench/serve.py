@@ -26,8 +26,8 @@ import httpx
 import numpy as np
 from benchkit import DATA, TEXT_COLS, free_port
 
+from mlabel import folder
 from mlabel.data import join_texts, read_table
-from mlabel.model import read_meta
 from mlabel.predict import load_predictor
 
 WORK = benchkit.WORK / "serve"
@@ -172,7 +172,7 @@ def print_row(row: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model = Path(args.model) if args.model else quick_model(args.data, args.train_rows)
-    text_cols = read_meta(model)["text_cols"]
+    text_cols = folder.read(model).text_cols
     texts = bench_texts(args.data, args.train_rows, args.texts, text_cols)
     docs_per_s, engine = offline_docs_per_s(model, args.engine, texts)
     print(f"model {model}, engine {engine}, {len(texts)} distinct texts")

@@ -31,8 +31,9 @@ def tiny_model(directory: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    from mlabel import folder
     from mlabel.export import export_onnx
-    from mlabel.model import EncoderClassifier, resolve_encoder, write_meta
+    from mlabel.model import EncoderClassifier, resolve_encoder
 
     if (directory / "mlabel.json").is_file():
         return directory
@@ -44,9 +45,10 @@ def tiny_model(directory: Path) -> Path:
         directory
     )
     AutoTokenizer.from_pretrained(resolve_encoder("default")).save_pretrained(directory)
-    meta = {"format": 1, "kind": "transformer", "labels": LABELS, "text_cols": TEXT_COLS}
-    meta.update(thresholds=[0.5] * len(LABELS), max_len=128, pooling="mean", ensemble=None)
-    write_meta(directory, meta)
+    info = folder.ModelInfo(
+        labels=LABELS, thresholds=[0.5] * len(LABELS), text_cols=TEXT_COLS, max_len=128
+    )
+    folder.write(info, directory)
     export_onnx(directory)
     return directory
 

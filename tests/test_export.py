@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mlabel.predict as predict_mod
+import mlabel.engines as engines_mod
+from mlabel import folder
 from mlabel.cli import main
 from mlabel.data import load_examples
-from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx, onnx_path
-from mlabel.metrics import apply_thresholds, multilabel_metrics
-from mlabel.model import ModelError, read_meta, write_meta
+from mlabel.decision import decide
+from mlabel.errors import ExtraMissing, ModelError
+from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx
+from mlabel.folder import EngineChoice, onnx_path
+from mlabel.metrics import multilabel_metrics
 from mlabel.predict import Predictor
 
 
@@ -29,7 +32,7 @@ def exported(trained_tiny, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def held_out(small_csv, exported):
-    return load_examples(small_csv, ["TITLE", "ABSTRACT"], labels=read_meta(exported)["labels"])
+    return load_examples(small_csv, ["TITLE", "ABSTRACT"], labels=folder.read(exported).labels)
 
 
 def test_export_writes_both_models(exported):
@@ -42,13 +45,15 @@ def test_export_writes_both_models(exported):
 
 @pytest.mark.parametrize("engine", ["onnx", "onnx-int8"])
 def test_engines_agree_with_fp32(exported, held_out, engine, monkeypatch):
-    monkeypatch.setattr(predict_mod, "ONNX_MAX_TOKENS", 256)  # many batches: order restored
+    monkeypatch.setattr(engines_mod, "ONNX_MAX_TOKENS", 256)  # many batches: order restored
     fp32 = Predictor(exported, "torch")
     other = Predictor(exported, engine)
-    assert other.engine == engine and other._model is None
+    assert other.engine == engine and isinstance(
+        other.scorer.encoder.logits, engines_mod.OnnxLogits
+    )
     p32, p = fp32.predict_proba(held_out.texts), other.predict_proba(held_out.texts)
     np.testing.assert_allclose(p, p32, atol=1e-4 if engine == "onnx" else 0.05)
-    d32, d = apply_thresholds(p32, fp32.thresholds), apply_thresholds(p, other.thresholds)
+    d32, d = decide(p32, fp32.thresholds), decide(p, other.thresholds)
     f1_32 = multilabel_metrics(held_out.y, d32, held_out.labels)["micro_f1"]
     f1 = multilabel_metrics(held_out.y, d, held_out.labels)["micro_f1"]
     assert abs(f1 - f1_32) <= 0.005
@@ -57,10 +62,10 @@ def test_engines_agree_with_fp32(exported, held_out, engine, monkeypatch):
 
 def test_auto_uses_the_recorded_choice(exported, held_out):
     record = choose_engine(exported, held_out.texts[:24], "small.csv")
-    assert set(record["measured"]) >= {"torch", "onnx", "onnx-int8"}
-    assert record["measured"][record["choice"]]["agreement_f1"] >= AGREEMENT
-    assert read_meta(exported)["engine"]["choice"] == record["choice"]
-    assert Predictor(exported, "auto").engine == record["choice"]
+    assert set(record.measured) >= {"torch", "onnx", "onnx-int8"}
+    assert record.measured[record.choice]["agreement_f1"] >= AGREEMENT
+    assert folder.read(exported).engine.choice == record.choice
+    assert Predictor(exported, "auto").engine == record.choice
 
 
 def test_onnx_engine_needs_an_export(trained_tiny):
@@ -127,10 +132,12 @@ def test_missing_onnx_extra_is_a_clear_error(
     assert f"needs the {package} package: pip install 'mlabel[onnx]'" in capsys.readouterr().err
     assert not onnx_path(trained_tiny, "onnx").exists()
     if package == "onnxruntime":  # running an exported model needs onnxruntime only
-        with pytest.raises(ModelError, match=r"model-int8.onnx needs the .*mlabel\[onnx\]"):
+        with pytest.raises(ExtraMissing, match=r"model-int8.onnx needs the .*mlabel\[onnx\]"):
             Predictor(exported, "onnx-int8")
         copy = shutil.copytree(exported, tmp_path / "model")
-        write_meta(copy, {**read_meta(copy), "engine": {"choice": "onnx-int8"}})
+        info = folder.read(copy)
+        info.engine = EngineChoice(choice="onnx-int8")
+        folder.write(info, copy)
         assert Predictor(copy, "auto").engine in ("torch", "bf16")  # the recorded choice skipped
     else:
         assert Predictor(exported, "onnx-int8").engine == "onnx-int8"

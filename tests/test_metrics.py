@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from mlabel.decision import decide
 from mlabel.metrics import (
     _best_threshold,
     _smooth,
-    apply_thresholds,
     bootstrap_ci,
     classification_report_text,
     confusion_matrices,
@@ -77,15 +77,6 @@ def test_confusion_matrices_are_tn_fp_fn_tp_per_label():
     np.testing.assert_array_equal(cm[2], [[1, 0], [1, 2]])
 
 
-def test_apply_thresholds_scalar_and_vector():
-    y_prob = np.array([[0.2, 0.6], [0.5, 0.4]])
-    np.testing.assert_array_equal(apply_thresholds(y_prob, 0.5), [[0, 1], [1, 0]])
-    np.testing.assert_array_equal(apply_thresholds(y_prob, np.array([0.1, 0.7])), [[1, 0], [1, 0]])
-    assert np.issubdtype(apply_thresholds(y_prob, 0.5).dtype, np.integer)
-    with pytest.raises(ValueError, match="one value per label"):
-        apply_thresholds(y_prob, np.array([0.1, 0.2, 0.3]))
-
-
 def separable_data() -> tuple[np.ndarray, np.ndarray]:
     """400 rows: a common label (200 positives at 0.6, negatives at 0.2) and a rare one
     (4 positives at 0.9, negatives at 0.5).
@@ -142,7 +133,7 @@ def test_per_label_finds_each_labels_best_threshold():
     y_true, y_prob = separable_data()
     thresholds = tune_thresholds(y_true, y_prob, "per-label")
     np.testing.assert_allclose(thresholds, [0.405, 0.705])
-    np.testing.assert_array_equal(apply_thresholds(y_prob, thresholds), y_true)
+    np.testing.assert_array_equal(decide(y_prob, thresholds), y_true)
 
 
 def test_shrunk_pulls_rare_label_toward_global():

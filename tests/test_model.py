@@ -10,14 +10,10 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from mlabel.encoding import collate, encode, load_tokenizer
-from mlabel.model import (
-    EncoderClassifier,
-    ModelError,
-    attention,
-    pool,
-    read_meta,
-    refuse_pickles,
-)
+from mlabel import folder
+from mlabel.errors import ModelError
+from mlabel.folder import refuse_pickles
+from mlabel.model import EncoderClassifier, attention, pool
 
 
 @pytest.fixture(scope="module")
@@ -100,4 +96,4 @@ def test_missing_encoder_and_folder(tmp_path):
     with pytest.raises(ModelError, match="cannot load encoder"):
         EncoderClassifier.from_encoder(str(tmp_path / "nope"), 3)
     with pytest.raises(ModelError, match="not an mlabel model folder"):
-        read_meta(tmp_path)
+        folder.read(tmp_path)

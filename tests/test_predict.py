@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-import mlabel.predict as predict_mod
-from mlabel.model import ModelError
-from mlabel.predict import Predictor, inference_device, predict_file
+import mlabel.engines as engines_mod
+from mlabel.engines import inference_device, pick_engine
+from mlabel.errors import ModelError
+from mlabel.folder import EngineChoice, ModelInfo
+from mlabel.predict import Predictor, predict_file
+
+
+def torch_model(predictor: Predictor) -> torch.nn.Module:
+    """The torch model behind a predictor (blended with TF-IDF or not)."""
+    scorer = getattr(predictor.scorer, "encoder", predictor.scorer)
+    return scorer.logits.model
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,7 @@ def texts(small_csv) -> list[str]:
 
 
 def test_order_restored_after_length_sorting(trained_tiny, texts, monkeypatch):
-    monkeypatch.setattr(predict_mod, "MAX_TOKENS", 256)  # many small batches
+    monkeypatch.setattr(engines_mod, "MAX_TOKENS", 256)  # many small batches
     predictor = Predictor(trained_tiny, "torch")
     together = predictor.predict_proba(texts)
     one_by_one = np.vstack([predictor.predict_proba([t]) for t in texts])
@@ -42,7 +49,7 @@ def test_unknown_engine_is_refused(trained_tiny):
 
 
 def test_bf16_falls_back_to_fp32_on_slow_cpus(trained_tiny, monkeypatch):
-    monkeypatch.setattr(predict_mod, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(engines_mod, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no fast bf16"):
         predictor = Predictor(trained_tiny, "bf16")
     assert predictor.engine == "torch"
@@ -50,12 +57,12 @@ def test_bf16_falls_back_to_fp32_on_slow_cpus(trained_tiny, monkeypatch):
 
 
 def test_bf16_agrees_with_fp32(trained_tiny, texts, monkeypatch):
-    monkeypatch.setattr(predict_mod, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(engines_mod, "cpu_has_fast_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bf16 = Predictor(trained_tiny, "bf16")
     assert bf16.engine == "bf16"
-    assert bf16._model.encoder.dtype == torch.bfloat16  # cast once, not autocast per batch
+    assert torch_model(bf16).encoder.dtype == torch.bfloat16  # cast once, not autocast per batch
     fp32 = Predictor(trained_tiny, "torch").predict_proba(texts)
     np.testing.assert_allclose(bf16.predict_proba(texts), fp32, atol=0.03)
 
@@ -76,20 +83,19 @@ def test_device_auto_is_the_gpu_for_torch_engines_only(monkeypatch):
         inference_device("gpu", "torch")
 
 
-def test_auto_engine_on_a_gpu_ignores_the_choice_measured_on_a_cpu():
+def test_auto_engine_on_a_gpu_ignores_the_choice_measured_on_a_cpu(tmp_path, monkeypatch):
     """`mlabel export` records the fastest CPU engine; on a GPU auto runs torch there instead."""
-    model = SimpleNamespace(info={"kind": "transformer", "engine": {"choice": "onnx-int8"}})
+    info = ModelInfo(labels=["a"], thresholds=[0.5], text_cols=["text"], max_len=16)
+    info.engine = EngineChoice(choice="onnx-int8")
     for bf16, expected in ((True, "bf16"), (False, "torch")):
-        gpu = SimpleNamespace(
-            **vars(model), device=torch.device("cuda"), _fast_bf16=lambda b=bf16: b
-        )
-        assert Predictor._pick_engine(gpu, "auto") == expected
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda b=bf16: b)
+        assert pick_engine(tmp_path, info, "auto", torch.device("cuda")) == expected
 
 
 def test_predictor_runs_on_the_device_it_names(trained_tiny, texts):
     predictor = Predictor(trained_tiny, "torch", device="cpu")
     assert predictor.device == torch.device("cpu")
-    assert next(predictor._model.parameters()).device == torch.device("cpu")
+    assert next(torch_model(predictor).parameters()).device == torch.device("cpu")
     np.testing.assert_array_equal(
         predictor.predict_proba(texts), Predictor(trained_tiny, "torch").predict_proba(texts)
     )

@@ -10,25 +10,31 @@ import numpy as np
 
 from mlabel.data import Examples, load_examples
 from mlabel.metrics import (
-    apply_thresholds,
     classification_report_text,
     confusion_matrices,
     multilabel_metrics,
 )
-from mlabel.predict import Predictor, load_predictor
+from mlabel.predict import Predictions, Predictor, load_predictor
 
 
 @dataclass
 class Evaluation:
     examples: Examples
-    probs: np.ndarray
-    thresholds: np.ndarray
+    predictions: Predictions
     metrics: dict[str, Any]
     predictor: Predictor
 
     @property
+    def probs(self) -> np.ndarray:
+        return self.predictions.probs
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self.predictions.thresholds
+
+    @property
     def y_pred(self) -> np.ndarray:
-        return apply_thresholds(self.probs, self.thresholds)
+        return self.predictions.hits
 
 
 def evaluate_model(
@@ -42,20 +48,15 @@ def evaluate_model(
     """Predict a labelled table with the model's own text columns and labels, and score it."""
     predictor = load_predictor(model_dir, engine, device)
     examples = load_examples(
-        data, predictor.text_cols, id_col=id_col, labels=predictor.labels, **_label_form(predictor)
+        data,
+        predictor.text_cols,
+        id_col=id_col,
+        labels=predictor.labels,
+        **predictor.info.label_form(),
     )
-    probs = predictor.predict_proba(examples.texts)
-    thresholds = predictor.decision_thresholds(threshold)
-    metrics = multilabel_metrics(examples.y, apply_thresholds(probs, thresholds), predictor.labels)
-    return Evaluation(examples, probs, thresholds, metrics, predictor)
-
-
-def _label_form(predictor: Predictor) -> dict[str, Any]:
-    """Read labels the way the training data held them (0/1 columns or one list column)."""
-    config = predictor.info.get("config", {})
-    if config.get("labels_col"):
-        return {"labels_col": config["labels_col"], "label_sep": config.get("label_sep", "|")}
-    return {}
+    preds = predictor.run(examples.texts, threshold)
+    metrics = multilabel_metrics(examples.y, preds.hits, predictor.labels)
+    return Evaluation(examples, preds, metrics, predictor)
 
 
 def format_evaluation(result: Evaluation) -> str:

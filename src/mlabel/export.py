@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import platform
 import time
 import warnings
@@ -12,98 +11,74 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlabel.model import EncoderClassifier, ModelError, attention, read_meta, write_meta
+from mlabel import extras, folder
+from mlabel.atomic import replace_on_success
+from mlabel.decision import decide
+from mlabel.engines import available_engines
+from mlabel.errors import ModelError
+from mlabel.folder import EngineChoice, onnx_path
+from mlabel.model import EncoderClassifier, attention
+from mlabel.predict import Predictor
 
-ONNX_DIR = "onnx"
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 AGREEMENT = 0.995  # an engine qualifies when its decisions match fp32's with micro-F1 >= this
 OPSET = 17
 
 
-def onnx_path(model_dir: str | Path, engine: str) -> Path:
-    return Path(model_dir) / ONNX_DIR / ONNX_FILES[engine]
-
-
-def missing_package(packages: tuple[str, ...]) -> str | None:
-    """The first of `packages` that cannot be imported, if any."""
-    for package in packages:
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            return package
-    return None
-
-
-def require_onnx(task: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
-    """Raise a clear error when a package of the optional `onnx` extra is missing."""
-    package = missing_package(packages)
-    if package:
-        raise ModelError(f"{task} needs the {package} package: pip install 'mlabel[onnx]'")
-
-
 def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     """Write onnx/model.onnx (and onnx/model-int8.onnx) into a transformer model folder."""
-    require_onnx("ONNX export")
+    extras.require("onnx", "ONNX export")
     model_dir = Path(model_dir)
-    info = read_meta(model_dir)
-    if info["kind"] != "transformer":
-        raise ModelError(f"{model_dir}: only transformer models export to ONNX, not {info['kind']}")
-    model = EncoderClassifier.load(model_dir, info["pooling"], len(info["labels"]))
+    info = folder.read(model_dir)
+    if info.kind != "transformer":
+        raise ModelError(f"{model_dir}: only transformer models export to ONNX, not {info.kind}")
+    model = EncoderClassifier.load(model_dir, info.pooling, len(info.labels))
     fp32 = onnx_path(model_dir, "onnx")
     fp32.parent.mkdir(exist_ok=True)
-    # Trace with a padded row so the attention-mask path is part of the graph.
-    ids = torch.full((2, 8), 101, dtype=torch.long)
-    mask = torch.ones((2, 8), dtype=torch.long)
-    mask[1, 4:] = 0
-    axes = {0: "batch", 1: "tokens"}
     # Traced with eager attention: plain MatMul/Softmax nodes, which ONNX Runtime runs (and
     # quantizes) faster than the graph torch's SDPA traces to (bench/RESULTS.md, Inference).
     with attention(model.encoder, "eager"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # The TorchScript exporter: the dynamo one needs onnxscript and gains nothing here.
-        torch.onnx.export(
-            model,
-            (ids, mask),
-            str(fp32),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={
-                "input_ids": axes,
-                "attention_mask": axes,
-                "logits": {0: "batch"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
+        with replace_on_success(fp32) as tmp:
+            _trace(model, tmp)
     written = [fp32]
     if int8:
         written.append(quantize_int8(fp32, onnx_path(model_dir, "onnx-int8")))
     return written
 
 
+def _trace(model: EncoderClassifier, path: Path) -> None:
+    """Trace with a padded row so that the attention-mask path is part of the graph."""
+    ids = torch.full((2, 8), 101, dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    mask[1, 4:] = 0
+    axes = {0: "batch", 1: "tokens"}
+    # The TorchScript exporter: the dynamo one needs onnxscript and gains nothing here.
+    torch.onnx.export(
+        model,
+        (ids, mask),
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic quantization: int8 weights, activations quantized per batch at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+    with replace_on_success(dst) as tmp:
+        quantize_dynamic(src, tmp, weight_type=QuantType.QInt8)
     return dst
-
-
-def available_engines(model_dir: str | Path) -> list[str]:
-    """The engines this model folder and this CPU can run, fp32 torch first."""
-    from mlabel.runtime import cpu_has_fast_bf16
-
-    engines = ["torch"] + (["bf16"] if cpu_has_fast_bf16() else [])
-    return engines + [e for e in ONNX_FILES if onnx_path(model_dir, e).is_file()]
 
 
 def measure_engines(model_dir: str | Path, texts: list[str], repeats: int = 2) -> dict[str, Any]:
     """Speed (docs/s, best of `repeats`) and agreement with fp32 of every available engine."""
-    from mlabel.predict import Predictor
-
     results: dict[str, dict[str, float]] = {}
     reference = None
-    for engine in available_engines(model_dir):
+    for engine in available_engines(Path(model_dir)):
         predictor = Predictor(model_dir, engine, device="cpu")  # the choice is for CPUs
         predictor.predict_proba(texts[:8])  # warm-up: allocations, kernel selection
         seconds = []
@@ -111,7 +86,7 @@ def measure_engines(model_dir: str | Path, texts: list[str], repeats: int = 2) -
             start = time.perf_counter()
             probs = predictor.predict_proba(texts)
             seconds.append(time.perf_counter() - start)
-        decisions = probs >= predictor.thresholds
+        decisions = decide(probs, predictor.thresholds)
         if reference is None:
             reference = (probs, decisions)
         results[engine] = {
@@ -129,22 +104,22 @@ def agreement_f1(reference: np.ndarray, decisions: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2 * both / total)
 
 
-def choose_engine(model_dir: str | Path, texts: list[str], source: str) -> dict[str, Any]:
+def choose_engine(model_dir: str | Path, texts: list[str], source: str) -> EngineChoice:
     """Measure the engines on `texts`, record the fastest faithful one in mlabel.json, return the record."""
     measured = measure_engines(model_dir, texts)
     faithful = [e for e, r in measured.items() if r["agreement_f1"] >= AGREEMENT]
-    record = {
-        "choice": max(faithful, key=lambda e: measured[e]["docs_per_s"]),
-        "measured": measured,
-        "sample": {"texts": len(texts), "source": source},
-        "machine": {
+    record = EngineChoice(
+        choice=max(faithful, key=lambda e: measured[e]["docs_per_s"]),
+        measured=measured,
+        sample={"texts": len(texts), "source": source},
+        machine={
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
         },
-    }
-    info = read_meta(model_dir)
-    info["engine"] = record
-    write_meta(Path(model_dir), info)
+    )
+    info = folder.read(model_dir)
+    info.engine = record
+    folder.write(info, model_dir)
     return record
 
 

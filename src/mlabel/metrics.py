@@ -22,18 +22,6 @@ SMOOTH_POINTS = 7  # moving-average window over the 0.01-step grid, i.e. 0.07 wi
 CALIBRATION_BINS = 10
 
 
-def apply_thresholds(y_prob: np.ndarray, thresholds: float | np.ndarray) -> np.ndarray:
-    """Turn (n, L) probabilities into 0/1 predictions; a label is on when prob >= threshold."""
-    y_prob = np.asarray(y_prob)
-    thresholds = np.asarray(thresholds, dtype=float)
-    if thresholds.ndim > 1 or (thresholds.ndim == 1 and thresholds.shape[0] != y_prob.shape[-1]):
-        raise ValueError(
-            f"thresholds must be a scalar or have one value per label ({y_prob.shape[-1]}), "
-            f"got shape {thresholds.shape}"
-        )
-    return (y_prob >= thresholds).astype(int)
-
-
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
     """Micro/macro/samples F1, micro precision/recall, subset accuracy, Hamming loss, per label."""
     y_true, y_pred = _check_pair(y_true, y_pred, labels)

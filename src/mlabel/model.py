@@ -1,13 +1,11 @@
-"""Encoder + pooling + dropout + linear head, and the model folder it is saved to."""
+"""Encoder + pooling + dropout + linear head, saved as safetensors into a model folder."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -16,10 +14,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from mlabel.errors import ModelError
-
-META_FILE = "mlabel.json"
-HEAD_FILE = "head.safetensors"
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
+from mlabel.folder import head_path, refuse_pickles
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -34,17 +29,6 @@ def resolve_encoder(name: str) -> str:
 
         return str(get_model_path())
     return name
-
-
-def refuse_pickles(directory: Path) -> None:
-    """Raise if a folder holds pickle-based weight files: mlabel never unpickles."""
-    found = sorted(p.name for p in Path(directory).iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if found:
-        raise ModelError(
-            f"{directory}: refusing to load pickle files ({', '.join(found)}); "
-            "mlabel reads only safetensors and JSON (convert the weights with "
-            "save_pretrained(..., safe_serialization=True) where you trust them)"
-        )
 
 
 class EncoderClassifier(nn.Module):
@@ -80,14 +64,14 @@ class EncoderClassifier(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory, safe_serialization=True)
         head = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-        save_file(head, str(directory / HEAD_FILE))
+        save_file(head, str(head_path(directory)))
 
     @classmethod
     def load(cls, directory: Path, pooling: str, n_labels: int) -> EncoderClassifier:
         refuse_pickles(directory)
         encoder = _load_encoder(directory, use_safetensors=True)
         model = cls(encoder, n_labels, pooling, dropout=0.0)
-        model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        model.head.load_state_dict(load_file(str(head_path(directory))))
         return model.eval()
 
 
@@ -125,34 +109,3 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
         return hidden[:, 0]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def write_meta(directory: Path, meta: dict[str, Any]) -> None:
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-
-
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / META_FILE
-    if not path.is_file():
-        raise ModelError(f"{directory}: not an mlabel model folder ({META_FILE} missing)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def package_version(name: str) -> str:
-    """The installed version of a distribution, or "unknown"."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    """Python's and the key libraries' versions, recorded in mlabel.json."""
-    import sys
-
-    versions = {"python": sys.version.split()[0]}
-    for name in ("mlabel", "torch", "transformers", "tokenizers", "scikit-learn"):
-        versions[name] = package_version(name)
-    return versions

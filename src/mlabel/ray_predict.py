@@ -11,13 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from mlabel import extras
+from mlabel import extras, folder
 from mlabel.data import join_texts
 from mlabel.errors import ConfigError, DataError, ModelError
-from mlabel.model import read_meta
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -50,8 +48,7 @@ class PredictActor:
 
         torch.set_num_threads(threads)
         self.predictor = load_predictor(model_dir, engine, device)
-        self.cut = self.predictor.decision_thresholds(threshold)
-        self.id_col, self.proba, self.source = id_col, proba, source
+        self.threshold, self.id_col, self.proba, self.source = threshold, id_col, proba, source
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         try:
@@ -59,9 +56,8 @@ class PredictActor:
         except DataError as exc:  # its row numbers count from this batch's first row
             first = batch[self.id_col].iloc[0]
             raise DataError(f"{exc} (in the batch from {self.id_col} {first})") from None
-        probs = self.predictor.predict_proba(texts)
-        values = probs if self.proba else (probs >= self.cut).astype(np.int8)
-        frame = pd.DataFrame(values, columns=self.predictor.labels)
+        preds = self.predictor.run(texts, self.threshold)
+        frame = pd.DataFrame(preds.values(self.proba), columns=self.predictor.labels)
         frame.insert(0, self.id_col, batch[self.id_col].astype(str).to_numpy())
         return frame
 
@@ -142,7 +138,7 @@ def predict_ray(
         raise ConfigError(f"gpus per actor is {gpus_per_actor}, expected 0 or more")
     if gpus_per_actor and engine.startswith("onnx"):
         raise ConfigError(f"engine {engine!r} runs on the CPU; GPU actors run torch or bf16")
-    info = read_meta(model_dir)  # fail here, before starting Ray, if it is not a model folder
+    info = folder.read(model_dir)  # fail here, before starting Ray, if it is not a model folder
     started = not ray.is_initialized()
     if started:
         _start(ray, address, num_actors * threads_per_actor)
@@ -156,7 +152,7 @@ def predict_ray(
             ray,
             str(model_dir),
             src,
-            info["text_cols"],
+            info.text_cols,
             dict(
                 engine=engine,
                 id_col=id_col,
@@ -170,7 +166,7 @@ def predict_ray(
             batch_size,
             gpus_per_actor,
         )
-        return _write(preds, dst, id_col, info["labels"])
+        return _write(preds, dst, id_col, info.labels)
     except ray.exceptions.RayError as exc:
         raise _user_error(exc, src) or exc from None
     finally:

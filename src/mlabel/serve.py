@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from mlabel.data import join_text_parts
 from mlabel.errors import ConfigError
-from mlabel.model import package_version
-from mlabel.predict import Predictor
+from mlabel.folder import package_version
+from mlabel.predict import Predictions, Predictor
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -274,22 +274,9 @@ def _surrogate(text: str) -> int | None:
     return None
 
 
-def prediction_response(
-    labels: list[str], probs: np.ndarray, cut: np.ndarray, ids: list[Any]
-) -> dict[str, Any]:
-    results = []
-    for item_id, row in zip(ids, probs.tolist()):
-        results.append(
-            {
-                "id": item_id,
-                "labels": [label for label, p, t in zip(labels, row, cut) if p >= t],
-                "probabilities": {label: round(p, 6) for label, p in zip(labels, row)},
-            }
-        )
-    return {
-        "thresholds": {label: round(t, 6) for label, t in zip(labels, cut.tolist())},
-        "results": results,
-    }
+def prediction_response(preds: Predictions, ids: list[Any]) -> dict[str, Any]:
+    thresholds = {label: round(t, 6) for label, t in zip(preds.labels, preds.thresholds.tolist())}
+    return {"thresholds": thresholds, "results": preds.records(ids)}
 
 
 # ----------------------------------------------------------------------------- the app
@@ -448,8 +435,7 @@ def _add_routes(
     async def predict(req: PredictRequest) -> dict[str, Any]:
         ids, texts = request_texts(req, predictor.text_cols, settings)
         probs = await batcher.predict_async(texts)
-        cut = predictor.decision_thresholds(req.threshold)
-        return prediction_response(predictor.labels, probs, cut, ids)
+        return prediction_response(predictor.decisions(probs, req.threshold), ids)
 
 
 def _thresholds(predictor: Predictor) -> dict[str, float]:
@@ -460,21 +446,21 @@ def model_info(
     predictor: Predictor, settings: ServeSettings, batcher: MicroBatcher
 ) -> dict[str, Any]:
     """What /info answers: the model folder's record plus the server's limits and counters."""
-    meta = predictor.info
+    info = predictor.info
     return _finite(
         {
             "model": model_name(predictor.model_dir),
-            "kind": meta["kind"],
+            "kind": info.kind,
             "labels": predictor.labels,
             "thresholds": _thresholds(predictor),
-            "threshold_method": meta.get("threshold_method"),
+            "threshold_method": info.threshold_method,
             "text_cols": predictor.text_cols,
             "max_len": predictor.max_len,
-            "metrics": meta.get("metrics") or {},
+            "metrics": info.metrics,
             "engine": predictor.engine,
             "device": str(predictor.device),
             "versions": {
-                **(meta.get("versions") or {}),
+                **info.versions,
                 "mlabel (serving)": package_version("mlabel"),
             },
             "limits": {

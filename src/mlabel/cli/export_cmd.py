@@ -34,22 +34,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     texts, source = _sample(args)
     record = choose_engine(args.model_dir, texts, source)
-    for engine, r in record["measured"].items():
+    for engine, r in record.measured.items():
         print(
             f"{engine:<10} {r['docs_per_s']:8.1f} docs/s  agreement with fp32 "
             f"{r['agreement_f1']:.4f}  max |dp| {r['max_abs_diff']:.4f}"
         )
-    print(f"engine auto -> {record['choice']} (recorded in mlabel.json)")
+    print(f"engine auto -> {record.choice} (recorded in mlabel.json)")
     return 0
 
 
 def _sample(args: argparse.Namespace) -> tuple[list[str], str]:
     from mlabel.data import iter_table, join_texts
     from mlabel.export import synthetic_texts
-    from mlabel.model import read_meta
+    from mlabel.folder import read
 
     if args.sample is None:
         return synthetic_texts(args.model_dir, args.sample_rows), "synthetic"
-    text_cols = read_meta(args.model_dir)["text_cols"]
+    text_cols = read(args.model_dir).text_cols
     chunk = next(iter(iter_table(args.sample, chunk_rows=args.sample_rows, str_cols=text_cols)))
     return join_texts(chunk, text_cols, args.sample), str(args.sample)

@@ -106,10 +106,11 @@ def _predict_ray(args: argparse.Namespace) -> int:
 
 def _show(predictor, ids: list[str], texts: list[str], threshold: float | None) -> None:
     """Print each text's tags and every label's probability (tags marked with *)."""
-    cut = predictor.decision_thresholds(threshold)
-    for row_id, text, probs in zip(ids, texts, predictor.predict_proba(texts)):
-        tags = [label for label, p, t in zip(predictor.labels, probs, cut) if p >= t]
+    preds = predictor.run(texts, threshold)
+    for row_id, text, tags, probs, hits in zip(
+        ids, texts, preds.label_lists(), preds.probs, preds.hits
+    ):
         print(f"{row_id}: {text.splitlines()[0][:90]}")
         print(f"  tags: {', '.join(tags) or '(none)'}")
-        for label, p, t in sorted(zip(predictor.labels, probs, cut), key=lambda r: -r[1]):
-            print(f"   {'*' if p >= t else ' '} {label:<30} {p:.3f}")
+        for label, p, on in sorted(zip(predictor.labels, probs, hits), key=lambda r: -r[1]):
+            print(f"   {'*' if on else ' '} {label:<30} {p:.3f}")

@@ -43,11 +43,11 @@ def evaluation_tables(result, n_errors: int = N_ERRORS) -> list[TextTable]:
 
 def _summary_table(result) -> TextTable:
     m = result.metrics
-    info = result.predictor.info
+    method = result.predictor.info.threshold_method
     rows = [
         ["rows", f"{len(result.examples)}"],
         ["labels", f"{len(result.predictor.labels)}"],
-        ["thresholds", _threshold_summary(result.thresholds, info.get("threshold_method", ""))],
+        ["thresholds", _threshold_summary(result.thresholds, method)],
         ["engine", result.predictor.engine],
     ]
     names = {

@@ -1,0 +1,58 @@
+"""Turning probabilities into labels: thresholds, plus an optional rule (a cap, a minimum)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mlabel.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """What applies after the thresholds: at most `top_k` labels per text (None: no cap), and at
+    least `min_labels` (its best ones, even under their thresholds)."""
+
+    top_k: int | None = None
+    min_labels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"top_k is {self.top_k}, expected 1 or more (or none)")
+        if self.min_labels < 0:
+            raise ConfigError(f"min_labels is {self.min_labels}, expected 0 or more")
+        if self.top_k is not None and self.min_labels > self.top_k:
+            raise ConfigError(f"min_labels ({self.min_labels}) is above top_k ({self.top_k})")
+
+    def to_dict(self) -> dict[str, int | None]:
+        return asdict(self)
+
+
+def decide(
+    probs: np.ndarray, thresholds: float | np.ndarray, rule: DecisionRule | None = None
+) -> np.ndarray:
+    """(n, L) probabilities to 0/1 decisions: a label is on when prob >= its threshold, then the
+    rule's cap and minimum apply by rank."""
+    probs = np.asarray(probs)
+    thresholds = np.asarray(thresholds, dtype=float)
+    if thresholds.ndim > 1 or (thresholds.ndim == 1 and thresholds.shape[0] != probs.shape[-1]):
+        raise ValueError(
+            f"thresholds must be a scalar or have one value per label ({probs.shape[-1]}), "
+            f"got shape {thresholds.shape}"
+        )
+    hits = (probs >= thresholds).astype(np.int8)
+    if rule is None or (rule.top_k is None and rule.min_labels == 0) or probs.size == 0:
+        return hits
+    order = np.argsort(-probs, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(probs.shape[1])[None, :], axis=1)
+    if rule.top_k is not None:
+        hits[rank >= rule.top_k] = 0
+    hits[rank < rule.min_labels] = 1
+    return hits
+
+
+def label_lists(labels: list[str], hits: np.ndarray) -> list[list[str]]:
+    """The names of the labels that are on, per row."""
+    return [[labels[j] for j in np.flatnonzero(row)] for row in hits]

@@ -1,0 +1,223 @@
+"""The engines that score texts: each model kind (encoder on torch or ONNX Runtime, TF-IDF, their
+blend) answers `proba(texts)`, and `load_scorer` picks and loads one for a model folder."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from mlabel import extras
+from mlabel.encoding import (
+    Encoded,
+    collate,
+    encode,
+    inference_batches,
+    load_tokenizer,
+    pool_windows,
+)
+from mlabel.errors import ModelError
+from mlabel.folder import ModelInfo, onnx_path, tfidf_dir
+from mlabel.runtime import cpu_has_fast_bf16
+
+MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
+# ONNX Runtime's int8 kernels run fastest on small batches (measured on 2 Zen 4 cores: 92 docs/s
+# at 2,048 tokens against 77 at 8,192; 512 to 2,048 were within noise; bench/RESULTS.md).
+ONNX_MAX_TOKENS = 1024
+
+
+class Scorer(Protocol):
+    def proba(self, texts: list[str]) -> np.ndarray:
+        """An (n, labels) float32 array of probabilities; rows need not sum to 1."""
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def batched_logits(
+    model: torch.nn.Module,
+    encoded: Encoded,
+    rows: np.ndarray | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device = torch.device("cpu"),
+) -> np.ndarray:
+    """Logits for the selected windows (all by default), in their original order."""
+    rows = np.arange(len(encoded.lengths)) if rows is None else rows
+    out = np.zeros((len(rows), model.head.out_features), dtype=np.float32)
+    autocast = (
+        torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        for batch in inference_batches(encoded.lengths[rows], MAX_TOKENS):
+            inputs = {k: v.to(device) for k, v in collate(encoded, rows[batch]).items()}
+            out[batch] = model(**inputs).float().cpu().numpy()
+    return out
+
+
+def onnx_logits(session, encoded: Encoded, n_labels: int) -> np.ndarray:
+    """Logits from an ONNX Runtime session, batched and ordered like `batched_logits`."""
+    out = np.zeros((len(encoded.lengths), n_labels), dtype=np.float32)
+    for batch in inference_batches(encoded.lengths, ONNX_MAX_TOKENS):
+        inputs = {k: v.numpy() for k, v in collate(encoded, batch).items()}
+        out[batch] = session.run(None, inputs)[0]
+    return out
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime CPU session using torch's thread count and every graph optimization."""
+    extras.require("onnx", f"running {path.name}", ("onnxruntime",))
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Every batch has its own shape, so a memory pattern is never reused. The arena stays on
+    # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); small
+    # batches (ONNX_MAX_TOKENS) keep it from growing with the number of rows.
+    options.enable_mem_pattern = False
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class TorchLogits:
+    """The encoder classifier in torch, fp32 or with its encoder's weights in bf16."""
+
+    def __init__(self, model_dir: Path, info: ModelInfo, engine: str, device: torch.device):
+        from mlabel.model import EncoderClassifier
+
+        self.device = device
+        self.model = EncoderClassifier.load(model_dir, info.pooling, len(info.labels)).to(device)
+        if engine == "bf16":
+            # Weights cast once: autocast would re-cast every weight on every batch.
+            self.model.encoder.to(torch.bfloat16)
+
+    def __call__(self, encoded: Encoded) -> np.ndarray:
+        return batched_logits(self.model, encoded, device=self.device)
+
+
+class OnnxLogits:
+    """An exported graph (`onnx` or `onnx-int8`) in ONNX Runtime, on the CPU."""
+
+    def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
+        self.session = onnx_session(onnx_path(model_dir, engine))
+        self.n_labels = len(info.labels)
+
+    def __call__(self, encoded: Encoded) -> np.ndarray:
+        return onnx_logits(self.session, encoded, self.n_labels)
+
+
+class EncoderScorer:
+    """Tokenize once, run the engine's logits over length-sorted batches, pool long texts' windows."""
+
+    def __init__(self, info: ModelInfo, tokenizer, logits: TorchLogits | OnnxLogits):
+        self.info, self.tokenizer, self.logits = info, tokenizer, logits
+
+    def proba(self, texts: list[str]) -> np.ndarray:
+        info = self.info
+        enc = encode(self.tokenizer, texts, info.max_len, info.long == "chunk", info.stride)
+        return pool_windows(sigmoid(self.logits(enc)), enc.owner, len(texts), info.long_pool)
+
+
+class TfidfScorer:
+    def __init__(self, model_dir: Path):
+        from mlabel.baseline import TfidfModel
+
+        self.model = TfidfModel.load(tfidf_dir(model_dir))
+
+    def proba(self, texts: list[str]) -> np.ndarray:
+        return self.model.predict_proba(texts)
+
+
+class BlendScorer:
+    """The encoder's probabilities blended with the TF-IDF member's by the recorded weight(s)."""
+
+    def __init__(self, encoder: Scorer, tfidf: Scorer, weight: float | list[float]):
+        self.encoder, self.tfidf = encoder, tfidf
+        self.weight = np.asarray(weight, dtype=np.float32)
+
+    def proba(self, texts: list[str]) -> np.ndarray:
+        return (1 - self.weight) * self.encoder.proba(texts) + self.weight * self.tfidf.proba(texts)
+
+
+def load_scorer(model_dir: Path, info: ModelInfo, engine: str, device: torch.device) -> Scorer:
+    """The scorer of a folder's model kind, running `engine` (already picked) on `device`."""
+    if info.kind == "tfidf":
+        return TfidfScorer(model_dir)
+    if engine.startswith("onnx"):
+        logits = OnnxLogits(model_dir, info, engine)
+    else:
+        logits = TorchLogits(model_dir, info, engine, device)
+    scorer = EncoderScorer(info, load_tokenizer(str(model_dir)), logits)
+    if info.ensemble is None:
+        return scorer
+    return BlendScorer(scorer, TfidfScorer(model_dir), info.ensemble.weight)
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def inference_device(device: str, engine: str) -> torch.device:
+    """`auto`: the first GPU for the torch engines when there is one, else the CPU (the ONNX
+    engines run on the CPU)."""
+    if device == "auto":
+        gpu = torch.cuda.is_available() and not engine.startswith("onnx")
+        return torch.device("cuda" if gpu else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"device {device!r} is not auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r}: no GPU is available here")
+    if chosen.type != "cpu" and engine.startswith("onnx"):
+        raise ModelError(
+            f"engine {engine!r} runs on the CPU; use --engine torch or bf16 on {device}"
+        )
+    return chosen
+
+
+def fast_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_fast_bf16()
+
+
+def pick_engine(model_dir: Path, info: ModelInfo, engine: str, device: torch.device) -> str:
+    """The engine to run: `auto` resolved for this device and folder, a named one checked."""
+    if info.kind != "transformer":
+        return "tfidf"
+    if engine == "auto" and device.type != "cpu":
+        return "bf16" if fast_bf16(device) else "torch"
+    if engine == "auto":
+        return recorded_engine(model_dir, info) or ("bf16" if cpu_has_fast_bf16() else "torch")
+    if engine.startswith("onnx") and not onnx_path(model_dir, engine).is_file():
+        flags = "--onnx --int8" if engine == "onnx-int8" else "--onnx"
+        raise ModelError(f"engine {engine!r} needs `mlabel export {model_dir} {flags}`")
+    if engine == "bf16" and not fast_bf16(device):
+        warnings.warn(
+            f"no fast bf16 on {device} (a CPU needs AMX or AVX-512 bf16); using fp32 torch",
+            stacklevel=3,
+        )
+        return "torch"
+    return engine
+
+
+def recorded_engine(model_dir: Path, info: ModelInfo) -> str | None:
+    """The engine `mlabel export` chose, if this folder and CPU can still run it."""
+    choice = info.engine.choice if info.engine else None
+    if choice is None or (choice == "bf16" and not cpu_has_fast_bf16()):
+        return None
+    if choice.startswith("onnx") and (
+        not onnx_path(model_dir, choice).is_file() or extras.missing("onnx", ("onnxruntime",))
+    ):
+        return None
+    return choice
+
+
+def available_engines(model_dir: Path) -> list[str]:
+    """The engines this model folder and this CPU can run, fp32 torch first."""
+    engines = ["torch"] + (["bf16"] if cpu_has_fast_bf16() else [])
+    return engines + [e for e in ("onnx", "onnx-int8") if onnx_path(model_dir, e).is_file()]

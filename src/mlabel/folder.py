@@ -1,0 +1,241 @@
+"""The model folder: its record (`mlabel.json`) as a typed `ModelInfo`, its file layout, and its
+atomic save. Nothing else knows the file names or the record's keys."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mlabel.atomic import write_text_atomic
+from mlabel.config import LONG_MODES, LONG_POOLS, POOLINGS
+from mlabel.decision import DecisionRule
+from mlabel.errors import MlabelError, ModelError
+
+FORMAT = 1
+META_FILE = "mlabel.json"
+HEAD_FILE = "head.safetensors"
+TFIDF_DIR = "tfidf"
+ONNX_DIR = "onnx"
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+KINDS = ("transformer", "tfidf")
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
+VERSIONED = ("mlabel", "torch", "transformers", "tokenizers", "scikit-learn")
+
+
+@dataclass
+class Ensemble:
+    """A TF-IDF member blended in: probs = (1 - weight) * encoder + weight * tfidf; `weight` is
+    one number or one per label."""
+
+    kind: str = "tfidf"
+    weight: float | list[float] = 0.5
+
+
+@dataclass
+class EngineChoice:
+    """What `mlabel export` measured: the chosen engine, each engine's speed and agreement, the
+    sample and the machine it was measured on."""
+
+    choice: str
+    measured: dict[str, dict[str, float]] = field(default_factory=dict)
+    sample: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    """Everything a model folder records besides its weights."""
+
+    labels: list[str]
+    thresholds: list[float]
+    text_cols: list[str]
+    kind: str = "transformer"
+    threshold_method: str = "fixed:0.5"
+    threshold_source: str = "default"
+    rule: DecisionRule = field(default_factory=DecisionRule)
+    max_len: int | None = None
+    pooling: str | None = "mean"
+    long: str = "truncate"
+    stride: int = 64
+    long_pool: str = "max"
+    ensemble: Ensemble | None = None
+    engine: EngineChoice | None = None
+    subject_uris: dict[str, str] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    best_epoch: int | None = None
+    format: int = FORMAT
+
+    def __post_init__(self) -> None:
+        _check_record(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def label_form(self) -> dict[str, str]:
+        """How the training table held its labels: one list column, or 0/1 columns ({})."""
+        if self.config.get("labels_col"):
+            return {"labels_col": self.config["labels_col"], "label_sep": self.config["label_sep"]}
+        return {}
+
+
+def read(directory: str | Path) -> ModelInfo:
+    """The folder's record, with defaults for keys older folders lack; a one-line error naming
+    the file and the key for anything missing or malformed."""
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory}: not an mlabel model folder ({META_FILE} missing)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    return from_dict(raw, str(path))
+
+
+def from_dict(raw: Any, source: str) -> ModelInfo:
+    if not isinstance(raw, dict):
+        raise ModelError(f"{source}: expected a JSON object, found {type(raw).__name__}")
+    missing = [k for k in ("labels", "thresholds", "text_cols") if k not in raw]
+    if missing:
+        raise ModelError(f"{source}: missing {', '.join(missing)}")
+    known = {f.name for f in fields(ModelInfo)}
+    values = {k: v for k, v in raw.items() if k in known and v is not None}
+    try:
+        if "rule" in values:
+            values["rule"] = DecisionRule(**_object(values["rule"], "rule"))
+        if "ensemble" in values:
+            values["ensemble"] = Ensemble(**_object(values["ensemble"], "ensemble"))
+        if "engine" in values:
+            values["engine"] = EngineChoice(**_object(values["engine"], "engine"))
+        return ModelInfo(**values)
+    except TypeError as exc:  # an unexpected key inside rule, ensemble or engine
+        raise ModelError(f"{source}: {exc}") from None
+    except MlabelError as exc:
+        raise ModelError(f"{source}: {exc}") from None
+
+
+def write(info: ModelInfo, directory: str | Path) -> None:
+    """Write mlabel.json atomically: a reader sees the old record or the new, never half."""
+    write_text_atomic(Path(directory) / META_FILE, json.dumps(info.to_dict(), indent=2))
+
+
+def _object(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ModelError(f"{key} is {value!r}, expected an object")
+    return value
+
+
+def _check_record(info: ModelInfo) -> None:
+    """Types and ranges of the fields the predictor relies on."""
+    _strings("labels", info.labels)
+    if len(set(info.labels)) != len(info.labels):
+        raise ModelError("labels repeat a name")
+    _strings("text_cols", info.text_cols)
+    if info.kind not in KINDS:
+        raise ModelError(f"kind is {info.kind!r}, expected one of {', '.join(KINDS)}")
+    cuts = info.thresholds
+    if not isinstance(cuts, list) or len(cuts) != len(info.labels):
+        raise ModelError(f"thresholds must be a list of {len(info.labels)} numbers (one per label)")
+    if not all(_number(t) and 0.0 <= t <= 1.0 for t in cuts):
+        raise ModelError("thresholds must be numbers from 0 to 1")
+    if info.kind == "transformer":
+        if not (isinstance(info.max_len, int) and info.max_len >= 1):
+            raise ModelError(f"max_len is {info.max_len!r}, expected a positive integer")
+        _choice("pooling", info.pooling, POOLINGS)
+    _choice("long", info.long, LONG_MODES)
+    _choice("long_pool", info.long_pool, LONG_POOLS)
+    if info.ensemble is not None:
+        _check_weight(info.ensemble.weight, len(info.labels))
+
+
+def _strings(key: str, value: Any) -> None:
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        raise ModelError(f"{key} must be a non-empty list of names")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ModelError(f"{key} is {value!r}, expected one of {', '.join(allowed)}")
+
+
+def _check_weight(weight: Any, n_labels: int) -> None:
+    weights = weight if isinstance(weight, list) else [weight]
+    if isinstance(weight, list) and len(weight) != n_labels:
+        raise ModelError(f"ensemble weight has {len(weight)} values for {n_labels} labels")
+    if not all(_number(w) and 0.0 <= w <= 1.0 for w in weights):
+        raise ModelError("ensemble weight must be numbers from 0 to 1")
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def head_path(directory: str | Path) -> Path:
+    return Path(directory) / HEAD_FILE
+
+
+def tfidf_dir(directory: str | Path) -> Path:
+    return Path(directory) / TFIDF_DIR
+
+
+def onnx_path(directory: str | Path, engine: str) -> Path:
+    return Path(directory) / ONNX_DIR / ONNX_FILES[engine]
+
+
+def refuse_pickles(directory: Path) -> None:
+    """Raise if a folder holds pickle-based weight files: mlabel never unpickles."""
+    found = sorted(p.name for p in Path(directory).iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if found:
+        raise ModelError(
+            f"{directory}: refusing to load pickle files ({', '.join(found)}); "
+            "mlabel reads only safetensors and JSON (convert the weights with "
+            "save_pretrained(..., safe_serialization=True) where you trust them)"
+        )
+
+
+@contextlib.contextmanager
+def staged(directory: Path) -> Iterator[Path]:
+    """A sibling folder to write a model into; on success it replaces `directory`, so a complete
+    model is always on disk. On an error the staging folder is removed and `directory` kept."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def package_version(name: str) -> str:
+    """The installed version of a distribution, or "unknown"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and the key libraries' versions, recorded in mlabel.json."""
+    return {"python": sys.version.split()[0], **{n: package_version(n) for n in VERSIONED}}
