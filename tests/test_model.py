@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-from mlabel.encoding import collate, encode, load_tokenizer
 from mlabel import folder
+from mlabel.encoding import collate, encode, load_tokenizer
 from mlabel.errors import ModelError
 from mlabel.folder import refuse_pickles
 from mlabel.model import EncoderClassifier, attention, pool
