@@ -53,15 +53,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def machine() -> str:
+    """The CPU, its matrix instruction sets (bf16 and int8 speed depend on them), threads, load."""
+    from mlabel.runtime import cpu_flags
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    isa = " ".join(f for f in ISA_FLAGS if f in cpu_flags()) or "none of " + " ".join(ISA_FLAGS)
     return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{cpu} [{isa}], {os.cpu_count()} cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
     )
 
