@@ -53,12 +53,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
 def machine() -> str:
     """The CPU, its matrix instruction sets (bf16 and int8 speed depend on them), threads, load."""
-    from mlabel.runtime import cpu_flags
+    from mlabel.runtime import MATRIX_ISA, matrix_isa
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -66,7 +63,7 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    isa = " ".join(f for f in ISA_FLAGS if f in cpu_flags()) or "none of " + " ".join(ISA_FLAGS)
+    isa = " ".join(matrix_isa()) or "none of " + " ".join(MATRIX_ISA)
     return (
         f"{cpu} [{isa}], {os.cpu_count()} cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"

@@ -141,3 +141,24 @@ def test_missing_onnx_extra_is_a_clear_error(
         assert Predictor(copy, "auto").engine in ("torch", "bf16")  # the recorded choice skipped
     else:
         assert Predictor(exported, "onnx-int8").engine == "onnx-int8"
+
+
+def test_a_choice_measured_on_another_cpu_is_dropped_with_a_warning(
+    exported, tmp_path, monkeypatch
+):
+    copy = shutil.copytree(exported, tmp_path / "model")
+    info = folder.read(copy)
+    info.engine = EngineChoice(choice="onnx-int8", machine={"isa": ["avx2"]})
+    folder.write(info, copy)
+    monkeypatch.setattr(engines_mod, "matrix_isa", lambda: ["avx2", "avx512f", "amx_bf16"])
+    with pytest.warns(UserWarning, match=r"measured on a CPU with \[avx2\], this one has"):
+        predictor = Predictor(copy, "auto")
+    assert predictor.engine in ("torch", "bf16")
+    monkeypatch.setattr(engines_mod, "matrix_isa", lambda: ["avx2"])  # the same CPU kind
+    assert Predictor(copy, "auto").engine == "onnx-int8"
+
+
+def test_export_records_the_cpu_it_measured_on(exported, held_out):
+    from mlabel.runtime import matrix_isa
+
+    assert choose_engine(exported, held_out.texts[:8], "small.csv").machine["isa"] == matrix_isa()

@@ -22,7 +22,7 @@ from mlabel.encoding import (
 )
 from mlabel.errors import ModelError
 from mlabel.folder import ModelInfo, onnx_path, tfidf_dir
-from mlabel.runtime import cpu_has_fast_bf16
+from mlabel.runtime import cpu_has_fast_bf16, matrix_isa
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 # ONNX Runtime's int8 kernels run fastest on small batches (measured on 2 Zen 4 cores: 92 docs/s
@@ -206,9 +206,20 @@ def pick_engine(model_dir: Path, info: ModelInfo, engine: str, device: torch.dev
 
 
 def recorded_engine(model_dir: Path, info: ModelInfo) -> str | None:
-    """The engine `mlabel export` chose, if this folder and CPU can still run it."""
-    choice = info.engine.choice if info.engine else None
-    if choice is None or (choice == "bf16" and not cpu_has_fast_bf16()):
+    """The engine `mlabel export` chose, if this folder and CPU can still run it well: a choice
+    measured on a CPU with other matrix instruction sets is dropped, with a one-line warning."""
+    if info.engine is None:
+        return None
+    choice, measured_on = info.engine.choice, info.engine.machine.get("isa")
+    if measured_on is not None and measured_on != matrix_isa():
+        warnings.warn(
+            f"engine {choice!r} was measured on a CPU with [{' '.join(measured_on)}], this one "
+            f"has [{' '.join(matrix_isa())}]; using the default engine (re-measure here with "
+            f"`mlabel export {model_dir} --onnx --int8`)",
+            stacklevel=4,
+        )
+        return None
+    if choice == "bf16" and not cpu_has_fast_bf16():
         return None
     if choice.startswith("onnx") and (
         not onnx_path(model_dir, choice).is_file() or extras.missing("onnx", ("onnxruntime",))

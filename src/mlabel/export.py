@@ -19,6 +19,7 @@ from mlabel.errors import ModelError
 from mlabel.folder import EngineChoice, onnx_path
 from mlabel.model import EncoderClassifier, attention
 from mlabel.predict import Predictor
+from mlabel.runtime import matrix_isa
 
 AGREEMENT = 0.995  # an engine qualifies when its decisions match fp32's with micro-F1 >= this
 OPSET = 17
@@ -115,6 +116,7 @@ def choose_engine(model_dir: str | Path, texts: list[str], source: str) -> Engin
         machine={
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "isa": matrix_isa(),
         },
     )
     info = folder.read(model_dir)
