@@ -2,9 +2,10 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, ndcg_score
 
-from mlabel.decision import decide
+import mlabel.metrics as metrics_mod
+from mlabel.decision import DecisionRule, decide
 from mlabel.metrics import (
     _best_threshold,
     _smooth,
@@ -14,6 +15,9 @@ from mlabel.metrics import (
     expected_calibration_error,
     f1_by_threshold,
     multilabel_metrics,
+    ranking_metrics,
+    rule_scores,
+    top_labels,
     tune_thresholds,
 )
 
@@ -198,3 +202,64 @@ def test_expected_calibration_error_weights_bins_by_pairs():
     assert expected_calibration_error(y, y.astype(float)) == 0.0
     probs = np.array([[0.95, 0.45], [0.05, 0.55]])  # four bins, one pair each
     assert expected_calibration_error(y, probs) == pytest.approx((0.05 + 0.45 + 0.05 + 0.45) / 4)
+
+
+# Four labels; row 0 ranks labels 0, 1, 3, 2 (positives 0 and 2), row 1 ranks 2, 1, 0, 3
+# (positive 1), row 2 has no positive label and is left out.
+RANK_TRUE = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]])
+RANK_PROBS = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.4, 0.6, 0.1], [0.5, 0.5, 0.5, 0.5]])
+
+
+def test_ranking_metrics_match_hand_computed_values():
+    m = ranking_metrics(RANK_TRUE, RANK_PROBS)
+    assert m["ranking_rows"] == 2
+    # top 1: row 0 right (1 of its 2), row 1 wrong; top 3: one positive each.
+    assert m["precision@1"] == pytest.approx((1 + 0) / 2)
+    assert m["recall@1"] == pytest.approx((1 / 2 + 0) / 2)
+    assert m["f1@1"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["precision@3"] == pytest.approx((1 / 3 + 1 / 3) / 2)
+    assert m["recall@3"] == pytest.approx((1 / 2 + 1) / 2)
+    assert m["f1@3"] == pytest.approx((2 / 5 + 2 / 4) / 2)  # 2PR/(P+R) = 2tp/(k+positives)
+    assert m["precision@5"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # k capped at the 4 labels
+    assert m["ndcg@1"] == pytest.approx(0.5)
+    ndcg3_row0 = 1 / (1 + 1 / np.log2(3))  # hit at rank 1 of an ideal 2 hits
+    ndcg3_row1 = 1 / np.log2(3)  # its one hit at rank 2
+    assert m["ndcg@3"] == pytest.approx((ndcg3_row0 + ndcg3_row1) / 2)
+    # Row 0: precision 1/1 at rank 1 and 2/4 at rank 4; row 1: 1/2 at rank 2.
+    assert m["lrap"] == pytest.approx(((1 + 2 / 4) / 2 + 1 / 2) / 2)
+    assert m["coverage_error"] == pytest.approx((4 + 2) / 2)
+
+
+def test_ranking_metrics_in_chunks_agree_with_sklearn(monkeypatch):
+    rng = np.random.default_rng(0)
+    y_true = rng.random((50, 30)) < 0.1
+    probs = rng.random((50, 30))
+    whole = ranking_metrics(y_true, probs)
+    monkeypatch.setattr(metrics_mod, "RANKING_CELLS", 7 * 30)  # 8 chunks of 7 rows or fewer
+    assert ranking_metrics(y_true, probs) == pytest.approx(whole)
+    scored = y_true.any(axis=1)
+    assert whole["ranking_rows"] == scored.sum() < 50
+    assert whole["ndcg@5"] == pytest.approx(ndcg_score(y_true[scored], probs[scored], k=5))
+    brute = [row[np.argsort(-p)[:3]].sum() / 3 for row, p in zip(y_true[scored], probs[scored])]
+    assert whole["precision@3"] == pytest.approx(np.mean(brute))
+
+
+def test_ranking_metrics_need_two_labels_and_a_positive():
+    assert ranking_metrics(np.zeros((3, 4)), np.ones((3, 4))) == {"ranking_rows": 0}
+    assert ranking_metrics(np.ones((3, 1)), np.ones((3, 1))) == {"ranking_rows": 3}
+    with pytest.raises(ValueError, match="same shape"):
+        ranking_metrics(np.ones((3, 4)), np.ones((3, 5)))
+
+
+def test_top_labels_are_best_first():
+    assert top_labels(RANK_PROBS[:2], 2).tolist() == [[0, 1], [2, 1]]
+    assert top_labels(RANK_PROBS[:2], 9).tolist() == [[0, 1, 3, 2], [2, 1, 0, 3]]
+
+
+@pytest.mark.parametrize("rule", [DecisionRule(top_k=2), DecisionRule(2, 1), DecisionRule(None, 1)])
+def test_thresholding_rule_scores_decides_as_the_rule(rule):
+    probs = np.random.default_rng(1).random((40, 6))
+    scores = rule_scores(probs, rule)
+    for t in (0.0, 0.05, 0.3, 0.5, 0.9, 1.0):
+        np.testing.assert_array_equal(scores >= t, decide(probs, t, rule) == 1)
+    assert rule_scores(probs, DecisionRule()) is probs

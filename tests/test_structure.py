@@ -13,8 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlabel"
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
     {"errors"},
-    {"atomic", "extras", "config"},
-    {"decision", "runtime", "folder"},
+    {"atomic", "extras", "config", "decision"},
+    {"runtime", "folder"},
     {"data", "metrics", "encoding", "dropout", "output"},
     {"model", "baseline", "reports.render"},
     {"engines", "checkpoint", "optim", "distributed", "finalize"},

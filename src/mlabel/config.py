@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mlabel.decision import DecisionRule
 from mlabel.errors import ConfigError
 
 POOLINGS = ("mean", "cls")
@@ -55,6 +56,8 @@ class TrainConfig:
     patience: int = 2
     thresholds: str = "fixed:0.5"
     thresholds_from: str | None = None
+    top_k: int | None = None
+    min_labels: int = 0
     ensemble: str | None = "tfidf"
     long: str = "truncate"
     stride: int = 64
@@ -82,6 +85,7 @@ class TrainConfig:
         _check_choice("ensemble", self.ensemble, (None, "tfidf"))
         _check_choice("track", self.track, (None, "mlflow", "tensorboard"))
         _check_thresholds(self.thresholds)
+        self.rule()  # its own checks: top_k 1 or more, min_labels 0 to top_k
         _check_range("val_frac", self.val_frac, 0.0, 1.0, open_ends=True)
         _check_range("dropout", self.dropout, 0.0, 1.0, open_ends=False)
         _check_range("layer_decay", self.layer_decay, 0.0, 1.0, open_ends=False)
@@ -102,6 +106,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def rule(self) -> DecisionRule:
+        """The decision rule stored with the model: a cap and a minimum beside the thresholds."""
+        return DecisionRule(self.top_k, self.min_labels)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed, validated like the original."""

@@ -19,7 +19,7 @@ from mlabel.data import Examples
 from mlabel.decision import decide
 from mlabel.errors import ConfigError
 from mlabel.folder import Ensemble, ModelInfo
-from mlabel.metrics import multilabel_metrics, tune_thresholds
+from mlabel.metrics import multilabel_metrics, rule_scores, tune_thresholds
 
 
 @dataclass
@@ -42,6 +42,7 @@ def model_info(
         thresholds=[0.5] * len(labels),
         threshold_method="fixed:0.5",
         threshold_source="default",
+        rule=cfg.rule(),
         max_len=cfg.max_len if encoder else None,
         text_cols=cfg.text_cols,
         pooling=cfg.pooling if encoder else None,
@@ -83,12 +84,13 @@ def finalize_thresholds(
         )
         update.update(threshold_method=cfg.thresholds, threshold_source="fixed")
     else:
-        thresholds = tune_thresholds(val_ex.y, probs, cfg.thresholds)
+        # Tuned with the rule applied, as predictions will be made.
+        thresholds = tune_thresholds(val_ex.y, rule_scores(probs, cfg.rule()), cfg.thresholds)
         update.update(threshold_method=cfg.thresholds, threshold_source="validation split")
     update["thresholds"] = [float(t) for t in thresholds]
     # Without a validation split there is nothing to score (not the last epoch's training record).
     update["metrics"] = (
-        multilabel_metrics(val_ex.y, decide(probs, thresholds), train_ex.labels)
+        multilabel_metrics(val_ex.y, decide(probs, thresholds, cfg.rule()), train_ex.labels)
         if val_ex is not None
         else {}
     )

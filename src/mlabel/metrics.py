@@ -6,20 +6,26 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
+    coverage_error,
     f1_score,
     hamming_loss,
+    label_ranking_average_precision_score,
     multilabel_confusion_matrix,
+    ndcg_score,
     precision_recall_fscore_support,
     precision_score,
     recall_score,
 )
 
 from mlabel.config import THRESHOLD_METHODS
+from mlabel.decision import DecisionRule, decide
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 BOOTSTRAP_METRICS = ("micro_f1", "macro_f1")
 SMOOTH_POINTS = 7  # moving-average window over the 0.01-step grid, i.e. 0.07 wide
 CALIBRATION_BINS = 10
+RANKING_KS = (1, 3, 5)
+RANKING_CELLS = 1 << 22  # (row, label) cells ranked at a time: bounds memory at many labels
 
 
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
@@ -47,6 +53,64 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
         "hamming_loss": float(hamming_loss(y_true, y_pred)),
         "per_label": per_label,
     }
+
+
+def ranking_metrics(
+    y_true: np.ndarray, probs: np.ndarray, ks: tuple[int, ...] = RANKING_KS
+) -> dict[str, float | int]:
+    """The ranking metrics of subject indexing, from the probabilities alone (no thresholds).
+
+    precision@k, recall@k and F1@k (per row over its k best labels, k capped at the label count,
+    then averaged), nDCG@k, label ranking average precision (`lrap`) and `coverage_error` (how
+    far down the ranking all of a row's labels are found; lower is better). Rows without a
+    positive label have no ranking to judge and are left out of every one of them (sklearn
+    would score them 1 in LRAP and 0 in coverage); `ranking_rows` counts the rows scored.
+    """
+    y_true, probs = _check_scores(y_true, probs)
+    scored = y_true.any(axis=1)
+    y_true, probs = y_true[scored], probs[scored]
+    n_rows, n_labels = y_true.shape
+    if n_rows == 0 or n_labels < 2:  # nothing to rank
+        return {"ranking_rows": n_rows}
+    sums: dict[str, float] = {}
+    step = max(1, RANKING_CELLS // n_labels)
+    for start in range(0, n_rows, step):
+        part = slice(start, start + step)
+        for name, total in _ranking_sums(y_true[part], probs[part], ks).items():
+            sums[name] = sums.get(name, 0.0) + total
+    return {"ranking_rows": n_rows, **{name: total / n_rows for name, total in sums.items()}}
+
+
+def _ranking_sums(y_true: np.ndarray, probs: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
+    """Each ranking metric summed over rows that all hold a positive label."""
+    n_rows, n_labels = y_true.shape
+    top = top_labels(probs, max(ks))
+    found = np.cumsum(np.take_along_axis(y_true, top, axis=1), axis=1)  # positives in the top i
+    n_pos = y_true.sum(axis=1)
+    sums = {}
+    for k in ks:
+        k_eff = min(k, n_labels)
+        tp = found[:, k_eff - 1]
+        sums[f"precision@{k}"] = float((tp / k_eff).sum())
+        sums[f"recall@{k}"] = float((tp / n_pos).sum())
+        sums[f"f1@{k}"] = float((2 * tp / (k_eff + n_pos)).sum())  # = 2PR / (P + R), 0 if tp = 0
+        # Ties broken by position, as in precision@k: probabilities rarely tie, and averaging
+        # over ties loops over rows in sklearn.
+        sums[f"ndcg@{k}"] = float(ndcg_score(y_true, probs, k=k, ignore_ties=True)) * n_rows
+    sums["lrap"] = float(label_ranking_average_precision_score(y_true, probs)) * n_rows
+    sums["coverage_error"] = float(coverage_error(y_true, probs)) * n_rows
+    return sums
+
+
+def top_labels(probs: np.ndarray, k: int) -> np.ndarray:
+    """(n, min(k, L)) label indices of each row's k highest scores, best first."""
+    k = min(k, probs.shape[1])
+    if k < probs.shape[1]:  # a partial sort: O(L) per row, not O(L log L)
+        best = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    else:
+        best = np.broadcast_to(np.arange(k), probs.shape)
+    order = np.argsort(-np.take_along_axis(probs, best, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1)
 
 
 def micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -123,6 +187,17 @@ def tune_thresholds(
         t_label = (n_pos * t_label + k * t_global) / (n_pos + k)
     # A label never seen positive has an all-zero F1 curve: it tells us nothing.
     return np.where(n_pos > 0, t_label, t_global)
+
+
+def rule_scores(probs: np.ndarray, rule: DecisionRule | None) -> np.ndarray:
+    """Scores that thresholds alone turn into `decide(probs, t, rule)` for any t in [0, 1]:
+    labels the rule's minimum forces on score 2, labels past its cap score -1. Thresholds tuned
+    on them are tuned for the rule."""
+    if rule is None or (rule.top_k is None and rule.min_labels == 0):
+        return probs
+    forced = decide(probs, np.inf, DecisionRule(min_labels=rule.min_labels))
+    allowed = decide(probs, -np.inf, DecisionRule(top_k=rule.top_k))
+    return np.where(forced == 1, 2.0, np.where(allowed == 1, probs, -1.0))
 
 
 def bootstrap_ci(
@@ -249,6 +324,17 @@ def _parse_fixed(method: str) -> float:
     if not 0 < value < 1:
         raise ValueError(f"threshold method {method!r}: threshold {value} must be between 0 and 1")
     return value
+
+
+def _check_scores(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an (n, L) 0/1 array and scores of the same shape."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    if y_true.ndim != 2 or y_true.shape != probs.shape:
+        raise ValueError(
+            f"y_true and probs must be (n, L) arrays of the same shape, "
+            f"got {y_true.shape} and {probs.shape}"
+        )
+    return y_true.astype(bool), probs
 
 
 def _check_pair(
