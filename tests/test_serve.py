@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import re
 import threading
@@ -17,10 +18,12 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from mlabel.batching import MicroBatcher, Unavailable
 from mlabel.cli import build_parser
 from mlabel.errors import ConfigError
+from mlabel.limits import BodyLimit
 from mlabel.predict import load_predictor
-from mlabel.serve import BodyLimit, MicroBatcher, ServeSettings, create_app
+from mlabel.serve import ServeSettings, create_app
 
 ABSTRACT = "We prove a bound on the spectral gap of random regular graphs."
 TITLE = "Spectral gaps of random graphs"
@@ -64,6 +67,7 @@ def test_health_labels_info(client, predictor):
         "max_body_bytes": 2 * 1024 * 1024,
         "max_texts": 256,
         "max_chars": 100_000,
+        "max_queue": 4096,
     }
     assert info["auth"] is False
 
@@ -212,6 +216,10 @@ def test_settings_are_checked():
         ServeSettings(max_texts=0)
     with pytest.raises(ConfigError, match="api_key is empty"):
         ServeSettings(api_key=" ")
+    with pytest.raises(ConfigError, match=r"max_queue is 10, expected at least max_texts \(256\)"):
+        ServeSettings(max_queue=10)
+    with pytest.raises(ConfigError, match="read_timeout_s is 0"):
+        ServeSettings(read_timeout_s=0)
 
 
 # ----------------------------------------------------------------------------- oversized bodies
@@ -386,6 +394,54 @@ def test_batcher_isolates_a_failing_request():
     batcher.close()
 
 
+def test_full_queue_answers_503_with_retry_after_and_queued_requests_finish(predictor):
+    started, gate = threading.Event(), threading.Event()
+    slow = copy.copy(predictor)  # the model call blocks until the test lets it go
+    slow.predict_proba = lambda texts: (
+        started.set(),
+        gate.wait(30),
+        predictor.predict_proba(texts),
+    )[2]
+    answers = []
+    with small_client(slow, max_texts=4, max_queue=8, max_batch=4, batch_wait_ms=0) as c:
+        running = threading.Thread(
+            target=lambda: answers.append(c.post("/predict", json={"texts": ["a"]}))
+        )
+        running.start()
+        assert started.wait(30)
+        batcher = c.app.state.batcher
+        queued = [batcher.submit(["b"] * 4), batcher.submit(["c"] * 4)]  # 8 texts wait
+        refused = c.post("/predict", json={"texts": ["d"]})
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "8 texts are waiting (the limit is 8)" in refused.json()["detail"]
+        gate.set()
+        running.join(30)
+        assert [f.result(timeout=30).shape for f in queued] == [(4, len(predictor.labels))] * 2
+        assert answers[0].status_code == 200
+        assert c.post("/predict", json={"texts": ["e"]}).status_code == 200
+        assert c.get("/info").json()["batching"]["refused"] == 1
+
+
+def test_batcher_close_finishes_the_queue_then_refuses():
+    batcher = MicroBatcher(slow_echo, max_batch=2, wait_ms=0)
+    futures = [batcher.submit(["x" * i]) for i in range(1, 11)]
+    batcher.close()
+    assert [f.result(timeout=0)[0, 0] for f in futures] == list(range(1, 11))
+    with pytest.raises(Unavailable, match="shutting down"):
+        batcher.submit(["late"])
+
+
+def test_retry_after_follows_the_measured_throughput():
+    batcher = MicroBatcher(slow_echo, max_batch=64, wait_ms=0, max_queue=10)
+    assert batcher.retry_after_s() == 1  # nothing measured yet
+    batcher.submit(["a"] * 10).result(timeout=30)
+    batcher._waiting = 10**6  # as if a million texts were queued: capped at a minute
+    assert batcher.retry_after_s() == 60
+    batcher._waiting = 0
+    batcher.close()
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -395,11 +451,13 @@ def test_cli_builds_settings(monkeypatch):
     seen = {}
     monkeypatch.setattr(mlabel.serve, "serve", lambda *a, **k: seen.update(args=a, kwargs=k))
     monkeypatch.setenv("MLABEL_API_KEY", "from-env")
-    args = build_parser().parse_args(["serve", "MODEL", "--port", "9001", "--max-texts", "8"])
+    argv = ["serve", "MODEL", "--port", "9001", "--max-texts", "8", "--max-queue", "100"]
+    args = build_parser().parse_args([*argv, "--read-timeout-s", "2.5"])
     assert args.run(args) == 0
     model_dir, settings = seen["args"]
     assert model_dir == "MODEL"
-    assert settings == ServeSettings(port=9001, max_texts=8, api_key="from-env")
+    expected = ServeSettings(port=9001, max_texts=8, max_queue=100, read_timeout_s=2.5)
+    assert settings == dataclasses.replace(expected, api_key="from-env")
     assert seen["kwargs"] == {"engine": "auto", "device": "auto", "log_level": "info"}
     args = build_parser().parse_args(["serve", "MODEL", "--api-key", "given"])
     args.run(args)

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlabel"
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
     {"errors"},
-    {"atomic", "extras", "config", "decision"},
+    {"atomic", "extras", "config", "batching", "limits", "decision"},
     {"runtime", "folder"},
     {"data", "metrics", "encoding", "dropout", "output"},
     {"model", "baseline", "reports.render"},

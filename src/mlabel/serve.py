@@ -1,9 +1,10 @@
 """The HTTP server: a JSON API and a web page over a Predictor, with micro-batching and limits.
 
-Concurrent requests are queued for one worker thread, which gathers whatever arrives within a
-short window (up to `max_batch` texts) into one `predict_proba` call, so the event loop never
-runs the model and throughput under load approaches offline prediction. Input is checked where
-it enters: a bad request gets a 4xx answer that says what is wrong and where, never a 500.
+Concurrent requests are queued for one worker thread (`mlabel.batching`), which gathers them
+into one `predict_proba` call, so the event loop never runs the model and throughput under load
+approaches offline prediction; a full queue answers 503 with Retry-After. Input is checked where
+it enters (`mlabel.limits` for size and read time): a bad request gets a 4xx answer that says
+what is wrong and where, never a 500. SIGTERM finishes the requests under way, then exits 0.
 
 With an API key, every endpoint but `/health`, the page at `/` and the docs needs
 `Authorization: Bearer KEY`. The page asks for the key and keeps it in the browser's
@@ -13,31 +14,29 @@ never reads keys from URLs, so they stay out of access logs.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import ipaddress
 import math
-import queue
 import secrets
+import signal
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from mlabel.batching import MicroBatcher, Unavailable
 from mlabel.data import join_text_parts
 from mlabel.errors import ConfigError
 from mlabel.folder import package_version
+from mlabel.limits import BodyLimit, header_timeout_protocol
 from mlabel.predict import Predictions, Predictor
 
 PAGE_POLICY = (
@@ -58,11 +57,19 @@ class ServeSettings:
     max_chars: int = 100_000
     batch_wait_ms: float = 5.0
     max_batch: int = 64
+    max_queue: int = 4096  # texts waiting for the model; past it, 503 with Retry-After
+    read_timeout_s: float = 30.0  # for a request's headers, and again for its body
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_texts", "max_chars", "max_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} is {getattr(self, name)}, expected 1 or more")
+        if self.max_queue < self.max_texts:
+            raise ConfigError(
+                f"max_queue is {self.max_queue}, expected at least max_texts ({self.max_texts})"
+            )
+        if not 0 < self.read_timeout_s <= 3600:
+            raise ConfigError(f"read_timeout_s is {self.read_timeout_s}, expected 0 to 3600")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port is {self.port}, expected 0 to 65535")
         if not 0 <= self.batch_wait_ms <= 1000:
@@ -73,106 +80,6 @@ class ServeSettings:
 
 class InputError(ValueError):
     """A request the server understood but cannot accept (answered with 422)."""
-
-
-# ----------------------------------------------------------------------------- micro-batching
-
-
-class MicroBatcher:
-    """Gathers concurrent requests into batches for one worker thread running `predict`."""
-
-    _STOP = object()
-
-    def __init__(self, predict: Callable[[list[str]], np.ndarray], max_batch: int, wait_ms: float):
-        self.predict = predict
-        self.max_batch = max_batch
-        self.wait_s = wait_ms / 1000
-        self.stats = {"batches": 0, "requests": 0, "texts": 0, "largest_batch": 0}
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="mlabel-batcher", daemon=True)
-        self._thread.start()
-
-    def submit(self, texts: list[str]) -> Future:
-        """A future for the (len(texts), labels) probabilities."""
-        future: Future = Future()
-        self._queue.put((texts, future))
-        return future
-
-    async def predict_async(self, texts: list[str]) -> np.ndarray:
-        return await asyncio.wrap_future(self.submit(texts))
-
-    def close(self) -> None:
-        """Finish the queued requests, then stop the worker."""
-        self._queue.put(self._STOP)
-        self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        job = None
-        while job is not self._STOP:
-            first = job if job is not None else self._queue.get()
-            if first is self._STOP:
-                return
-            batch, job = self._gather(first)
-            self._run_batch(batch)
-
-    def _gather(self, first: tuple) -> tuple[list[tuple], Any]:
-        """The first job plus those arriving within the wait window, up to max_batch texts.
-
-        Returns the batch and a job held over for the next one (or None).
-        """
-        batch, size = [first], len(first[0])
-        deadline = time.monotonic() + self.wait_s
-        while size < self.max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                job = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-            if job is self._STOP or size + len(job[0]) > self.max_batch:
-                return batch, job
-            batch.append(job)
-            size += len(job[0])
-        return batch, None
-
-    def _run_batch(self, batch: list[tuple]) -> None:
-        # A future cancelled by a client that went away is dropped before the model runs.
-        batch = [(texts, f) for texts, f in batch if f.set_running_or_notify_cancel()]
-        if not batch:
-            return
-        texts = [t for job_texts, _ in batch for t in job_texts]
-        try:
-            probs = self.predict(texts)
-        except Exception as exc:  # the worker stays up; only the request at fault fails
-            if len(batch) > 1:
-                for job in batch:
-                    self._run_alone(job)
-            else:
-                batch[0][1].set_exception(exc)
-            return
-        self._count(len(batch), len(texts))
-        start = 0
-        for job_texts, future in batch:
-            future.set_result(probs[start : start + len(job_texts)])
-            start += len(job_texts)
-
-    def _run_alone(self, job: tuple) -> None:
-        texts, future = job
-        try:
-            future.set_result(self.predict(texts))
-        except Exception as exc:
-            future.set_exception(exc)
-            return
-        self._count(1, len(texts))
-
-    def _count(self, requests: int, texts: int) -> None:
-        self.stats["batches"] += 1
-        self.stats["requests"] += requests
-        self.stats["texts"] += texts
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], texts)
 
 
 # ----------------------------------------------------------------------------- request bodies
@@ -282,88 +189,6 @@ def prediction_response(preds: Predictions, ids: list[Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the app
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it.
-
-    Most clients (urllib, httpx, browsers) send the whole body before reading the answer; if
-    the server answered and closed with the body unread, they would see a connection reset
-    instead of the 413. So the rest of an oversized body is read and dropped first, for bodies
-    up to `discard_bytes` in all (64 MiB, or twice the limit if that is more) and for at most
-    `DISCARD_S` seconds; beyond those bounds the server answers and closes at once. Clients that
-    wait for `100 Continue` (curl) get the 413 without sending the body.
-    """
-
-    DISCARD_BYTES = 64 * 1024 * 1024
-    DISCARD_S = 5.0
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-        self.discard_bytes = max(self.DISCARD_BYTES, 2 * max_bytes)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"0")
-        if not declared.isdigit():
-            return await self._reject(send)
-        if int(declared) > self.max_bytes:
-            # Reading would make the server send `100 Continue`, asking for the body.
-            expects_continue = headers.get(b"expect", b"").lower() == b"100-continue"
-            if int(declared) <= self.discard_bytes and not expects_continue:
-                await self._discard(receive, 0)
-            return await self._reject(send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                if more:
-                    await self._discard(receive, len(body))
-                return await self._reject(send)
-        await self.app(scope, _replay(body, receive), send)
-
-    async def _discard(self, receive, read: int) -> None:
-        """Read and drop the rest of the body, within the byte and time bounds."""
-
-        async def drain() -> None:
-            total = read
-            while total <= self.discard_bytes:
-                message = await receive()
-                if message["type"] == "http.disconnect" or not message.get("more_body", False):
-                    return
-                total += len(message.get("body", b""))
-
-        try:
-            await asyncio.wait_for(drain(), self.DISCARD_S)
-        except TimeoutError:  # a slow sender: answer and close
-            pass
-
-    async def _reject(self, send) -> None:
-        limit = f"{self.max_bytes:,}"
-        await JSONResponse({"detail": f"request body over the limit of {limit} bytes"}, 413)(
-            {"type": "http"}, None, send
-        )
-
-
-def _replay(body: bytes, receive):
-    """A `receive` that returns the buffered body once, then waits on the real one."""
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
 def require_key(api_key: str | None) -> Callable:
     """A dependency that checks `Authorization: Bearer KEY` when the server has a key."""
     bearer = HTTPBearer(auto_error=False, description="the key given to `mlabel serve`")
@@ -382,7 +207,9 @@ def require_key(api_key: str | None) -> Callable:
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> FastAPI:
     """The FastAPI app for one predictor; run it with uvicorn or test it with TestClient."""
     settings = settings or ServeSettings()
-    batcher = MicroBatcher(predictor.predict_proba, settings.max_batch, settings.batch_wait_ms)
+    batcher = MicroBatcher(
+        predictor.predict_proba, settings.max_batch, settings.batch_wait_ms, settings.max_queue
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -397,9 +224,12 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         redoc_url=None,
     )
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s
+    )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(Unavailable, _unavailable)
     _add_routes(app, predictor, settings, batcher)
     return app
 
@@ -467,6 +297,7 @@ def model_info(
                 "max_body_bytes": settings.max_body_bytes,
                 "max_texts": settings.max_texts,
                 "max_chars": settings.max_chars,
+                "max_queue": settings.max_queue,
             },
             "batching": {
                 "max_batch": settings.max_batch,
@@ -535,6 +366,10 @@ def _input_error(request: Request, exc: InputError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, 422)
 
 
+def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, 503, {"Retry-After": str(exc.retry_after_s)})
+
+
 # ----------------------------------------------------------------------------- running
 
 
@@ -559,7 +394,25 @@ def serve(
     )
     if not settings.api_key and not _is_loopback(settings.host):
         print(f"warning: listening on {settings.host} without an API key (--api-key)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        http=header_timeout_protocol(settings.read_timeout_s),
+    )
+    _exit_zero_on_sigterm()
+    uvicorn.Server(config).run()
+
+
+def _exit_zero_on_sigterm() -> None:
+    """Let SIGTERM end the process with status 0 after uvicorn's graceful shutdown.
+
+    uvicorn catches SIGTERM, lets the requests under way finish, then raises the signal again
+    under the handler that was there before; the default one would kill the process (-15).
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
 
 def _is_loopback(host: str) -> bool:

@@ -21,6 +21,8 @@ SETTINGS = {
     "max_body_bytes": (int, "largest request body (default: 2097152, 2 MiB)"),
     "max_texts": (int, "most texts or items in one request (default: 256)"),
     "max_chars": (int, "most characters in one text (default: 100000)"),
+    "max_queue": (int, "most texts waiting for the model; past it, 503 (default: 4096)"),
+    "read_timeout_s": (float, "seconds a client may take to send headers, then body (default: 30)"),
 }
 
 
