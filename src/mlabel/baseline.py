@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+
+from mlabel.errors import ModelError
 
 FORMAT = 1
 SETTINGS_FILE = "settings.json"
@@ -96,27 +99,70 @@ class TfidfModel:
         save_file(weights, str(directory / WEIGHTS_FILE))
 
     @classmethod
-    def load(cls, directory: Path) -> TfidfModel:
-        """Rebuild a fitted model from a folder written by save()."""
+    def load(cls, directory: Path, n_labels: int | None = None) -> TfidfModel:
+        """Rebuild a fitted model from a folder written by save(); a damaged or mismatched file
+        (or one with other than `n_labels` labels, when given) is a ModelError naming it."""
         directory = Path(directory)
-        settings = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
-        if settings.get("format") != FORMAT:
-            raise ValueError(
-                f"{directory / SETTINGS_FILE}: format {settings.get('format')!r} is not "
-                f"supported (expected {FORMAT})"
-            )
-        if settings["vectorizer"] != VECTORIZER_SETTINGS:
-            raise ValueError(
-                f"{directory / SETTINGS_FILE}: vectorizer settings {settings['vectorizer']} "
-                f"differ from this version's {VECTORIZER_SETTINGS}"
-            )
-        vocabulary = json.loads((directory / VOCABULARY_FILE).read_text(encoding="utf-8"))
-        weights = load_file(str(directory / WEIGHTS_FILE))
+        settings = _read_settings(directory / SETTINGS_FILE)
+        vocabulary = _read_vocabulary(directory / VOCABULARY_FILE)
+        weights = _read_weights(directory / WEIGHTS_FILE, len(vocabulary), n_labels)
         model = cls(C=settings["C"], max_features=settings["max_features"])
         model.vectorizer_ = _make_vectorizer(min_df=settings["min_df"], vocabulary=vocabulary)
         model.vectorizer_.idf_ = weights["idf"]
         model.coef_, model.intercept_ = weights["coef"], weights["intercept"]
         return model
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _read_settings(path: Path) -> dict:
+    settings = _read_json(path)
+    if settings.get("format") != FORMAT:
+        raise ModelError(
+            f"{path}: format {settings.get('format')!r} is not supported (expected {FORMAT})"
+        )
+    if settings.get("vectorizer") != VECTORIZER_SETTINGS:
+        raise ModelError(
+            f"{path}: vectorizer settings {settings.get('vectorizer')} "
+            f"differ from this version's {VECTORIZER_SETTINGS}"
+        )
+    missing = [k for k in ("C", "max_features", "min_df") if k not in settings]
+    if missing:
+        raise ModelError(f"{path}: missing {', '.join(missing)}")
+    return settings
+
+
+def _read_vocabulary(path: Path) -> dict[str, int]:
+    """Terms numbered 0 to n-1, each number once (they index the columns of coef)."""
+    vocabulary = _read_json(path)
+    numbers = [i for i in vocabulary.values() if isinstance(i, int) and not isinstance(i, bool)]
+    if len(numbers) != len(vocabulary) or sorted(numbers) != list(range(len(numbers))):
+        raise ModelError(f"{path}: expected terms numbered 0 to {len(vocabulary) - 1}, once each")
+    return vocabulary
+
+
+def _read_weights(path: Path, n_terms: int, n_labels: int | None) -> dict[str, np.ndarray]:
+    """idf (terms), coef (labels x terms) and intercept (labels), their shapes checked."""
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{path}: cannot load ({exc})") from None
+    rows = n_labels if n_labels is not None else len(weights.get("intercept", ()))
+    expected = {"idf": (n_terms,), "coef": (rows, n_terms), "intercept": (rows,)}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if found != expected:
+        raise ModelError(
+            f"{path}: holds {found}, expected {expected} ({n_terms} terms, {rows} labels)"
+        )
+    return weights
 
 
 def _make_vectorizer(

@@ -21,7 +21,8 @@ from mlabel.encoding import (
     pool_windows,
 )
 from mlabel.errors import ModelError
-from mlabel.folder import ModelInfo, onnx_path, tfidf_dir
+from mlabel.folder import ModelInfo, check_files, onnx_path, tfidf_dir
+from mlabel.model import first_line
 from mlabel.runtime import cpu_has_fast_bf16, matrix_isa
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
@@ -80,7 +81,10 @@ def onnx_session(path: Path):
     # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); small
     # batches (ONNX_MAX_TOKENS) keep it from growing with the number of rows.
     options.enable_mem_pattern = False
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors derive from Exception alone
+        raise ModelError(f"{path}: not a usable ONNX model ({first_line(exc)})") from None
 
 
 class TorchLogits:
@@ -103,8 +107,14 @@ class OnnxLogits:
     """An exported graph (`onnx` or `onnx-int8`) in ONNX Runtime, on the CPU."""
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
-        self.session = onnx_session(onnx_path(model_dir, engine))
+        path = onnx_path(model_dir, engine)
+        self.session = onnx_session(path)
         self.n_labels = len(info.labels)
+        outputs = self.session.get_outputs()[0].shape
+        if len(outputs) != 2 or outputs[1] != self.n_labels:
+            raise ModelError(
+                f"{path}: outputs {outputs}, expected [batch, {self.n_labels}] (one per label)"
+            )
 
     def __call__(self, encoded: Encoded) -> np.ndarray:
         return onnx_logits(self.session, encoded, self.n_labels)
@@ -123,10 +133,10 @@ class EncoderScorer:
 
 
 class TfidfScorer:
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, n_labels: int):
         from mlabel.baseline import TfidfModel
 
-        self.model = TfidfModel.load(tfidf_dir(model_dir))
+        self.model = TfidfModel.load(tfidf_dir(model_dir), n_labels)
 
     def proba(self, texts: list[str]) -> np.ndarray:
         return self.model.predict_proba(texts)
@@ -145,16 +155,25 @@ class BlendScorer:
 
 def load_scorer(model_dir: Path, info: ModelInfo, engine: str, device: torch.device) -> Scorer:
     """The scorer of a folder's model kind, running `engine` (already picked) on `device`."""
+    check_files(model_dir)
     if info.kind == "tfidf":
-        return TfidfScorer(model_dir)
+        return TfidfScorer(model_dir, len(info.labels))
     if engine.startswith("onnx"):
         logits = OnnxLogits(model_dir, info, engine)
     else:
         logits = TorchLogits(model_dir, info, engine, device)
-    scorer = EncoderScorer(info, load_tokenizer(str(model_dir)), logits)
+    scorer = EncoderScorer(info, _tokenizer(model_dir), logits)
     if info.ensemble is None:
         return scorer
-    return BlendScorer(scorer, TfidfScorer(model_dir), info.ensemble.weight)
+    return BlendScorer(scorer, TfidfScorer(model_dir, len(info.labels)), info.ensemble.weight)
+
+
+def _tokenizer(model_dir: Path):
+    """The folder's tokenizer; a damaged tokenizer file is a ModelError naming the folder."""
+    try:
+        return load_tokenizer(str(model_dir))
+    except Exception as exc:  # the tokenizers library raises plain Exception on a bad file
+        raise ModelError(f"{model_dir}: cannot load its tokenizer ({first_line(exc)})") from None
 
 
 # ----------------------------------------------------------------------------- choosing

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ TFIDF_DIR = "tfidf"
 ONNX_DIR = "onnx"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 KINDS = ("transformer", "tfidf")
+ENGINE_CHOICES = ("torch", "bf16", *ONNX_FILES)  # what `mlabel export` may record
+CODE_CONFIGS = ("config.json", "tokenizer_config.json")  # where auto_map may name code
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
 VERSIONED = ("mlabel", "torch", "transformers", "tokenizers", "scikit-learn")
 
@@ -109,7 +112,7 @@ def from_dict(raw: Any, source: str) -> ModelInfo:
     values = {k: v for k, v in raw.items() if k in known and v is not None}
     try:
         if "rule" in values:
-            values["rule"] = DecisionRule(**_object(values["rule"], "rule"))
+            values["rule"] = DecisionRule(**_rule_values(_object(values["rule"], "rule")))
         if "ensemble" in values:
             values["ensemble"] = Ensemble(**_object(values["ensemble"], "ensemble"))
         if "engine" in values:
@@ -132,6 +135,15 @@ def _object(value: Any, key: str) -> dict[str, Any]:
     return value
 
 
+def _rule_values(rule: dict[str, Any]) -> dict[str, Any]:
+    """The rule's numbers checked for type before DecisionRule compares them."""
+    for key in ("top_k", "min_labels"):
+        value = rule.get(key)
+        if not (value is None or _whole(value)):
+            raise ModelError(f"rule.{key} is {value!r}, expected a whole number")
+    return rule
+
+
 def _check_record(info: ModelInfo) -> None:
     """Types and ranges of the fields the predictor relies on."""
     _strings("labels", info.labels)
@@ -151,8 +163,24 @@ def _check_record(info: ModelInfo) -> None:
         _choice("pooling", info.pooling, POOLINGS)
     _choice("long", info.long, LONG_MODES)
     _choice("long_pool", info.long_pool, LONG_POOLS)
+    if not (_whole(info.stride) and info.stride >= 0):
+        raise ModelError(f"stride is {info.stride!r}, expected a whole number, 0 or more")
+    if not (_whole(info.format) and 1 <= info.format <= FORMAT):
+        raise ModelError(f"format is {info.format!r}; this mlabel reads formats 1 to {FORMAT}")
+    if not (info.best_epoch is None or _whole(info.best_epoch)):
+        raise ModelError(f"best_epoch is {info.best_epoch!r}, expected a whole number")
+    for key in ("threshold_method", "threshold_source"):
+        if not isinstance(getattr(info, key), str):
+            raise ModelError(f"{key} is {getattr(info, key)!r}, expected a string")
+    for key in ("metrics", "config", "versions"):
+        _object(getattr(info, key), key)
+    if info.subject_uris is not None and not _string_map(info.subject_uris):
+        raise ModelError("subject_uris must be an object of label names to URIs")
     if info.ensemble is not None:
+        _choice("ensemble.kind", info.ensemble.kind, ("tfidf",))
         _check_weight(info.ensemble.weight, len(info.labels))
+    if info.engine is not None:
+        _check_engine(info.engine)
 
 
 def _strings(key: str, value: Any) -> None:
@@ -162,6 +190,20 @@ def _strings(key: str, value: Any) -> None:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _check_engine(engine: EngineChoice) -> None:
+    _choice("engine.choice", engine.choice, ENGINE_CHOICES)
+    for key in ("measured", "sample", "machine"):
+        _object(getattr(engine, key), f"engine.{key}")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -200,6 +242,43 @@ def refuse_pickles(directory: Path) -> None:
             f"{directory}: refusing to load pickle files ({', '.join(found)}); "
             "mlabel reads only safetensors and JSON (convert the weights with "
             "save_pretrained(..., safe_serialization=True) where you trust them)"
+        )
+
+
+def check_files(directory: Path) -> None:
+    """Refuse a folder that could load something other than its own data: pickles, a link that
+    leads out of it, or a config naming code to run (`auto_map`)."""
+    refuse_pickles(directory)
+    root = Path(directory).resolve()
+    for path in _entries(Path(directory)):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise ModelError(
+                f"{path}: refusing a link out of the model folder (to {path.readlink()}); "
+                "copy the file into the folder instead"
+            )
+    for name in CODE_CONFIGS:
+        refuse_remote_code(Path(directory) / name)
+
+
+def _entries(directory: Path) -> Iterator[Path]:
+    """Every file and folder below `directory`, not following links (they are what is checked)."""
+    for parent, dirs, files in os.walk(directory):
+        for name in sorted(dirs + files):
+            yield Path(parent) / name
+
+
+def refuse_remote_code(path: Path) -> None:
+    """Raise if a Hugging Face config names custom code: mlabel never runs a folder's Python."""
+    if not path.is_file():
+        return
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(raw, dict) and "auto_map" in raw:
+        raise ModelError(
+            f"{path}: refusing auto_map (custom code: {json.dumps(raw['auto_map'])[:120]}); "
+            "mlabel runs only the model classes built into transformers"
         )
 
 

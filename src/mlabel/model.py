@@ -6,15 +6,18 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from transformers.utils import logging as hf_logging
 
 from mlabel.errors import ModelError
-from mlabel.folder import head_path, refuse_pickles
+from mlabel.folder import META_FILE, check_files, head_path, refuse_pickles, refuse_remote_code
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,7 +50,7 @@ class EncoderClassifier(nn.Module):
     ) -> EncoderClassifier:
         path = resolve_encoder(name)
         try:
-            encoder = _load_encoder(path, use_safetensors=True)
+            encoder = _load_encoder(path, _encoder_config(path))
         except OSError as exc:
             if Path(path).is_dir():
                 refuse_pickles(Path(path))  # weights only as pickle: say so, not "no file"
@@ -68,19 +71,88 @@ class EncoderClassifier(nn.Module):
 
     @classmethod
     def load(cls, directory: Path, pooling: str, n_labels: int) -> EncoderClassifier:
-        refuse_pickles(directory)
-        encoder = _load_encoder(directory, use_safetensors=True)
+        """The model in a folder; a file that is unsafe, damaged or of the wrong shape is a
+        ModelError naming it, never a half-loaded model."""
+        directory = Path(directory)
+        check_files(directory)
+        with _reading(directory / CONFIG_NAME):
+            config = _encoder_config(directory)
+        with _reading(directory / SAFE_WEIGHTS_NAME):
+            # Mismatches are collected rather than raised so that the error can name them.
+            encoder, info = _load_encoder(
+                directory, config, output_loading_info=True, ignore_mismatched_sizes=True
+            )
+            _check_loaded(info)
         model = cls(encoder, n_labels, pooling, dropout=0.0)
-        model.head.load_state_dict(load_file(str(head_path(directory))))
+        with _reading(head_path(directory)):
+            _check_head(model.head, head := load_file(str(head_path(directory))))
+            model.head.load_state_dict(head)
         return model.eval()
 
 
-def _load_encoder(path: str | Path, **kwargs) -> PreTrainedModel:
+def _encoder_config(path: str | Path) -> PretrainedConfig:
+    """The encoder's config; one naming custom code (`auto_map`) is refused, never run."""
+    if Path(path).is_dir():
+        refuse_remote_code(Path(path) / CONFIG_NAME)
+    return AutoConfig.from_pretrained(path, trust_remote_code=False)
+
+
+def _load_encoder(path: str | Path, config: PretrainedConfig, **kwargs) -> Any:
     """The bare encoder; BERT-like models skip their unused pooler layer."""
-    config = AutoConfig.from_pretrained(path)
     if config.model_type in {"bert", "roberta", "xlm-roberta", "electra", "camembert"}:
         kwargs["add_pooling_layer"] = False
-    return AutoModel.from_pretrained(path, config=config, **kwargs)
+    return AutoModel.from_pretrained(
+        path, config=config, use_safetensors=True, trust_remote_code=False, **kwargs
+    )
+
+
+def _check_loaded(info: dict[str, Any]) -> None:
+    """Every encoder weight was in the file with the shape config.json gives it (transformers
+    would leave a missing one randomly initialised, with only a log line)."""
+    if info["missing_keys"]:
+        raise ModelError(f"lacks {', '.join(sorted(info['missing_keys'])[:3])}")
+    if info["mismatched_keys"]:
+        name, saved, wanted = sorted(info["mismatched_keys"])[0]
+        raise ModelError(
+            f"{name} is {'x'.join(map(str, saved))}, {CONFIG_NAME} makes it "
+            f"{'x'.join(map(str, wanted))} ({len(info['mismatched_keys'])} tensors differ)"
+        )
+
+
+def _check_head(head: nn.Linear, saved: dict[str, torch.Tensor]) -> None:
+    """The saved head's tensors match the labels (rows) and the encoder's hidden size (columns)."""
+    expected = {name: tuple(p.shape) for name, p in head.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in saved.items()}
+    if found != expected:
+        raise ModelError(
+            f"holds {_shapes(found)}, expected {_shapes(expected)} "
+            f"({head.out_features} labels in {META_FILE}, hidden size {head.in_features})"
+        )
+
+
+def _shapes(tensors: dict[str, tuple[int, ...]]) -> str:
+    return (
+        ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in sorted(tensors.items())) or "nothing"
+    )
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Any error while reading `path` as one line naming it: the libraries' own errors (a damaged
+    safetensors header, sizes that do not fit) do not say which file they came from."""
+    try:
+        yield
+    except ModelError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ModelError(f"{path}: {exc}") from None
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot load ({first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's error message (some run to a page)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @contextlib.contextmanager
