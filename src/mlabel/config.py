@@ -21,6 +21,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLS = ("max", "mean")
 ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")  # prediction engines, see mlabel.predict
+COUNTS = ("epochs", "batch_size", "grad_accum", "max_len", "keep", "threads", "save_steps")
+NON_NEGATIVE = ("patience", "stride", "weight_decay", "max_grad_norm", "focal_gamma")  # 0: off
 THRESHOLD_METHODS = ("fixed", "global", "per-label", "shrunk")  # and fixed:X; see mlabel.metrics
 
 
@@ -90,11 +92,15 @@ class TrainConfig:
         _check_range("dropout", self.dropout, 0.0, 1.0, open_ends=False)
         _check_range("layer_decay", self.layer_decay, 0.0, 1.0, open_ends=False)
         _check_range("warmup", self.warmup, 0.0, 1.0, open_ends=False)
-        for name in ("epochs", "batch_size", "grad_accum", "max_len", "keep"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} is {getattr(self, name)}, expected 1 or more")
-        if self.lr <= 0:
-            raise ConfigError(f"lr is {self.lr}, expected a positive number")
+        for name in COUNTS:
+            _check_at_least(name, getattr(self, name), 1)
+        for name in NON_NEGATIVE:
+            _check_at_least(name, getattr(self, name), 0)
+        for name in ("lr", "head_lr"):  # NaN fails `> 0` too
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"{name} is {getattr(self, name)}, expected a positive number")
+        if not self.label_sep:
+            raise ConfigError("label_sep is empty, expected a separator such as '|'")
         if self.max_len < 8:
             raise ConfigError(f"max_len is {self.max_len}, expected 8 or more")
         if self.long == "chunk" and not 0 <= self.stride < self.max_len // 2:
@@ -158,6 +164,12 @@ def _check_thresholds(method: str) -> None:
         raise ConfigError(
             f"thresholds is {method!r}, expected fixed:X (0 < X < 1), global, per-label or shrunk"
         )
+
+
+def _check_at_least(name: str, value: float | None, low: int) -> None:
+    """`value` >= `low` (None: the setting is off); NaN is refused."""
+    if value is not None and not value >= low:
+        raise ConfigError(f"{name} is {value}, expected {low} or more")
 
 
 def _check_range(name: str, value: float, low: float, high: float, open_ends: bool) -> None:

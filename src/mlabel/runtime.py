@@ -9,6 +9,8 @@ from functools import cache
 import torch
 import torch.distributed as dist
 
+from mlabel.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -84,6 +86,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if precision == "fp16" or not torch.cuda.is_bf16_supported():
             return torch.float16
         return torch.bfloat16
-    if precision == "fp16":
-        raise ValueError("precision fp16 needs a GPU; use bf16 or fp32 on a CPU")
+    check_precision(precision, device)
     return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def check_precision(precision: str, device: torch.device | None = None) -> None:
+    """Refuse fp16 where it cannot run (a CPU; by default this machine), before any work."""
+    on_gpu = device.type == "cuda" if device is not None else torch.cuda.is_available()
+    if precision == "fp16" and not on_gpu:
+        raise ConfigError("precision fp16 needs a GPU; use bf16 or fp32 on a CPU")

@@ -89,3 +89,42 @@ def add_engine_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = 
         default="auto",
         help="cpu, cuda or cuda:N for the torch engines (default: auto, the first GPU if any)",
     )
+
+
+# Option types: argparse rejects a bad value where it enters (exit 2, naming the option), before
+# any file is read or model loaded.
+
+
+def probability(text: str) -> float:
+    """A number from 0 to 1 (a threshold)."""
+    value = _parse(text, float, "a number")
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def whole(low: int) -> typing.Callable[[str], int]:
+    """A whole number, `low` or more."""
+
+    def parse(text: str) -> int:
+        value = _parse(text, int, "a whole number")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    return parse
+
+
+def share(text: str) -> float:
+    """A finite number, 0 or more (GPUs per actor)."""
+    value = _parse(text, float, "a number")
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number from 0 up")
+    return value
+
+
+def _parse(text: str, kind: type, name: str) -> typing.Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None

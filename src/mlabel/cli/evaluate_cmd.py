@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlabel.cli.common import add_engine_option
+from mlabel.cli.common import add_engine_option, probability, whole
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -14,13 +14,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument(
-        "--threshold", type=float, help="one threshold for every label instead of the stored ones"
+        "--threshold",
+        type=probability,
+        help="one threshold for every label instead of the stored ones",
     )
     p.add_argument(
         "--report", metavar="DIR", help="write PNG plots, report.md and report.html to DIR"
     )
     p.add_argument(
-        "--errors", type=int, default=10, help="rows in each worst-errors table (default: 10)"
+        "--errors", type=whole(0), default=10, help="rows in each worst-errors table (default: 10)"
     )
     add_engine_option(p)
     return p

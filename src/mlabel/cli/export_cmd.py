@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlabel import extras
+from mlabel.cli.common import whole
 from mlabel.errors import UsageError
 
 
@@ -20,7 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="table with the model's text columns to time the engines on "
         "(default: synthetic texts from the vocabulary)",
     )
-    p.add_argument("--sample-rows", type=int, default=256, help="rows of --sample to use")
+    p.add_argument("--sample-rows", type=whole(1), default=256, help="rows of --sample to use")
     return p
 
 

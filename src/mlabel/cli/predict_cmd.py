@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlabel import extras
-from mlabel.cli.common import add_engine_option
+from mlabel.cli.common import add_engine_option, probability, share, whole
 from mlabel.errors import UsageError
 
 
@@ -19,17 +19,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "-o", "--output", help="output .csv, .jsonl or .parquet (without it: print --limit rows)"
     )
     p.add_argument(
-        "--limit", type=int, default=5, help="rows to print when there is no -o (default 5)"
+        "--limit", type=whole(1), default=5, help="rows to print when there is no -o (default 5)"
     )
     p.add_argument("--text", help="tag one text and print tags and probabilities")
     p.add_argument("--proba", action="store_true", help="write probabilities instead of 0/1")
-    p.add_argument("--threshold", type=float, help="one threshold for every label")
+    p.add_argument("--threshold", type=probability, help="one threshold for every label")
     p.add_argument("--id-col", default="ID", help="id column (default ID; else the row number)")
-    p.add_argument("--chunk-rows", type=int, default=5000, help="rows read and written at a time")
+    p.add_argument(
+        "--chunk-rows", type=whole(1), default=5000, help="rows read and written at a time"
+    )
     add_engine_option(p, extra=("ray",))
     ray = p.add_argument_group("--engine ray (batch prediction on a Ray cluster)")
     ray.add_argument("--address", help="Ray cluster address (default: start a local instance)")
-    ray.add_argument("--num-actors", type=int, default=2, help="predictor actors (default 2)")
+    ray.add_argument("--num-actors", type=whole(1), default=2, help="predictor actors (default 2)")
     ray.add_argument(
         "--actor-engine",
         choices=ENGINES,
@@ -38,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     ray.add_argument(
         "--actor-gpus",
-        type=float,
+        type=share,
         default=0.0,
         help="GPUs per actor, fractions share one (default 0: actors on CPUs)",
     )

@@ -27,11 +27,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mlabel.classifier import fit_model
-    from mlabel.runtime import setup, teardown
+    from mlabel.runtime import check_precision, setup, teardown
     from mlabel.tracking import require_tracker, tracking_callbacks
 
     values = load_config(args.config) if args.config else {}  # checked on its own, by file name
     cfg = from_dict({**values, **config_values(args)}, source="options")
+    check_precision(cfg.precision)  # fp16 on a machine without a GPU: before loading anything
     require_tracker(cfg.track)  # on every rank, before joining a process group
     rt = setup(cfg.threads)  # once per process; under torchrun, joins the process group
     if not rt.is_main:  # rank 0 alone reports (training keeps its files and callbacks to rank 0)
