@@ -202,3 +202,77 @@ def test_python_m_mlabel_help():
     )
     assert done.returncode == 0
     assert all(cmd in done.stdout for cmd in ("train", "evaluate", "predict"))
+
+
+@pytest.fixture(scope="module")
+def ruled(small_csv, tmp_path_factory):
+    """A TF-IDF model folder trained with a stored rule: at most 2 labels, at least 1."""
+    out = tmp_path_factory.mktemp("cli-rule")
+    argv = ["train", small_csv, "--model", "tfidf", "--text-cols", "TITLE", "ABSTRACT"]
+    assert main([str(a) for a in [*argv, "--top-k", "2", "--min-labels", "1", "--out", out]]) == 0
+    return out / "model"
+
+
+def test_predict_uses_the_stored_rule_and_options_override_it(ruled, rows, tmp_path, capsys):
+    assert json.loads((ruled / "mlabel.json").read_text())["rule"] == {"top_k": 2, "min_labels": 1}
+
+    def tags_per_row(*options: str) -> pd.Series:
+        out = tmp_path / "p.csv"
+        assert cli(capsys, "predict", ruled, rows[0], "-o", out, *options)[0] == 0
+        return pd.read_csv(out)[LABELS].sum(axis=1)
+
+    assert tags_per_row("--threshold", "0").eq(2).all()  # the stored cap
+    assert tags_per_row("--threshold", "1").eq(1).all()  # the stored minimum
+    assert tags_per_row("--threshold", "0", "--top-k", "3").eq(3).all()
+    assert tags_per_row("--threshold", "0", "--top-k", "0").eq(len(LABELS)).all()  # no cap
+    assert tags_per_row("--threshold", "1", "--min-labels", "0").eq(0).all()
+
+
+def test_predict_long_format(run, rows, tmp_path, capsys):
+    model, long_csv, wide_csv = run[0] / "model", tmp_path / "long.csv", tmp_path / "wide.csv"
+    options = ["--format", "long", "--top-k", "3", "--threshold", "0"]
+    code, out, _ = cli(capsys, "predict", model, rows[0], "-o", long_csv, *options)
+    assert code == 0 and "wrote the labels of 30 rows" in out
+    long = pd.read_csv(long_csv, dtype={"ID": str})
+    assert list(long.columns) == ["ID", "label", "score"]
+    assert long.groupby("ID").size().eq(3).all()
+    assert set(long["ID"]) == set(rows[1]["ID"].astype(str))
+    assert cli(capsys, "predict", model, rows[0], "-o", wide_csv, "--proba")[0] == 0
+    wide = pd.read_csv(wide_csv, dtype={"ID": str}).set_index("ID")
+    expected = [wide.at[i, label] for i, label in zip(long["ID"], long["label"])]
+    np.testing.assert_allclose(long["score"], expected, atol=1e-5)
+    # --min-labels 1: every text gets its best label, even when no label passes its threshold.
+    options = ["--format", "long", "--min-labels", "1", "--threshold", "1"]
+    assert cli(capsys, "predict", model, rows[0], "-o", long_csv, *options)[0] == 0
+    best = pd.read_csv(long_csv, dtype={"ID": str}).set_index("ID")["label"]
+    assert len(best) == 30 and (best == wide.loc[best.index].idxmax(axis=1)).all()
+
+
+def test_evaluate_shows_ranking_metrics_and_the_rule(run, small_csv, capsys):
+    model = run[0] / "model"
+    code, out, _ = cli(capsys, "evaluate", model, small_csv, "--json")
+    plain = json.loads(out)
+    assert code == 0 and plain["ranking_rows"] == len(pd.read_csv(small_csv))
+    for key in ("precision@1", "recall@3", "f1@5", "ndcg@5", "lrap"):
+        assert 0 <= plain[key] <= 1, key
+    assert 1 <= plain["coverage_error"] <= len(LABELS)
+    code, out, _ = cli(capsys, "evaluate", model, small_csv, "--json", "--top-k", "1")
+    capped = json.loads(out)
+    assert capped["lrap"] == plain["lrap"]  # the ranking does not depend on the decisions
+    assert capped["micro_recall"] <= plain["micro_recall"]
+    code, out, _ = cli(capsys, "evaluate", model, small_csv, "--top-k", "1")
+    assert "(rule: top-k 1)" in out and "LRAP" in out and "nDCG" in out
+
+
+def test_rule_option_errors(run, small_csv, capsys, tmp_path):
+    model = run[0] / "model"
+    code, _, err = cli(capsys, "predict", model, small_csv, "-o", tmp_path / "p.csv",
+                       "--format", "long", "--proba")  # fmt: skip
+    assert_user_error(code, err, "--proba does not apply to --format long")
+    code, _, err = cli(capsys, "predict", model, "--text", "x", "--top-k", "1", "--min-labels", "2")
+    assert_user_error(code, err, "min_labels (2) is above top_k (1)")
+    code, _, err = cli(capsys, "train", small_csv, "--model", "tfidf", "--top-k", "0")
+    assert_user_error(code, err, "top_k is 0, expected 1 or more")
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(model), "--text", "x", "--top-k", "-1"])
+    assert exc.value.code == 2 and "-1 is below 0" in capsys.readouterr().err

@@ -13,7 +13,8 @@ import pytest
 
 from mlabel.cli import main
 from mlabel.data import read_table
-from mlabel.errors import DataError
+from mlabel.decision import DecisionRule
+from mlabel.errors import DataError, UsageError
 from mlabel.output import TableWriter
 from mlabel.predict import load_predictor, predict_file
 
@@ -148,3 +149,45 @@ def test_predict_file_streams_like_one_chunk(trained_tiny, small_csv, tmp_path):
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "many.csv"), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_long_chunks_make_one_table(tmp_path, suffix):
+    path = tmp_path / f"long{suffix}"
+    with TableWriter(path) as writer:
+        writer.write_long("ID", np.array([]), np.array([]), np.array([]))  # a text without labels
+        writer.write_long("ID", np.array(["x1", "x1"]), np.array(["a", "c"]), np.array([0.9, 0.4]))
+        writer.write_long("ID", np.array(["x2"]), np.array(["b"]), np.array([0.7], np.float32))
+    table = read_table(path)
+    assert list(table.columns) == ["ID", "label", "score"]
+    assert table["ID"].tolist() == ["x1", "x1", "x2"]
+    assert table["label"].tolist() == ["a", "c", "b"]
+    np.testing.assert_allclose(table["score"], [0.9, 0.4, 0.7], atol=1e-6)
+
+
+def test_long_layout_matches_the_wide_probabilities(trained_tiny, small_csv, tmp_path):
+    predictor = load_predictor(trained_tiny)
+    pd.read_csv(small_csv).head(20).to_csv(tmp_path / "in.csv", index=False)
+    predict_file(predictor, tmp_path / "in.csv", tmp_path / "wide.csv", proba=True)
+    predict_file(predictor, tmp_path / "in.csv", tmp_path / "hits.csv")
+    wide = pd.read_csv(tmp_path / "wide.csv", dtype={"ID": str}).set_index("ID")
+    hits = pd.read_csv(tmp_path / "hits.csv", dtype={"ID": str}).set_index("ID")
+    top2 = DecisionRule(top_k=2)
+    predict_file(
+        predictor, tmp_path / "in.csv", tmp_path / "top2.csv", threshold=0.0, rule=top2,
+        layout="long", chunk_rows=7,
+    )  # fmt: skip
+    long = pd.read_csv(tmp_path / "top2.csv", dtype={"ID": str})
+    assert long.groupby("ID").size().eq(2).all() and long["ID"].nunique() == 20
+    for item_id, group in long.groupby("ID", sort=False):
+        best = wide.loc[item_id].sort_values(ascending=False)
+        assert group["label"].tolist() == best.index[:2].tolist()  # best first
+        np.testing.assert_allclose(group["score"], best.iloc[:2], atol=1e-5)
+    # Without a cap: exactly the labels that are on in the wide 0/1 table.
+    predict_file(predictor, tmp_path / "in.csv", tmp_path / "on.csv", layout="long")
+    on = pd.read_csv(tmp_path / "on.csv", dtype={"ID": str})
+    assert set(zip(on["ID"], on["label"])) == {
+        (i, label) for i, row in hits.iterrows() for label in hits.columns if row[label]
+    }
+    with pytest.raises(UsageError, match="--proba does not apply to --format long"):
+        predict_file(predictor, tmp_path / "in.csv", tmp_path / "x.csv", proba=True, layout="long")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -11,9 +12,9 @@ import torch
 
 import mlabel.engines as engines_mod
 from mlabel.engines import inference_device, pick_engine
-from mlabel.errors import ModelError
+from mlabel.errors import ConfigError, ModelError
 from mlabel.folder import EngineChoice, ModelInfo
-from mlabel.predict import Predictor, predict_file
+from mlabel.predict import Predictions, Predictor, predict_file
 
 
 def torch_model(predictor: Predictor) -> torch.nn.Module:
@@ -123,3 +124,28 @@ def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     assert n_small == n_whole == 40 == len(a)
     pd.testing.assert_frame_equal(a, b, atol=1e-5)
+
+
+def test_long_rows_are_the_labels_on_best_first():
+    probs = np.array([[0.2, 0.9, 0.6], [0.1, 0.3, 0.2]], dtype=np.float32)
+    hits = np.array([[1, 1, 1], [0, 0, 0]])
+    preds = Predictions(["a", "b", "c"], probs, np.full(3, 0.5), hits)
+    ids, labels, scores = preds.long_rows(["x", "y"])
+    assert ids.tolist() == ["x", "x", "x"] and labels.tolist() == ["b", "c", "a"]
+    np.testing.assert_allclose(scores, [0.9, 0.6, 0.2])
+
+
+def test_trained_rule_is_stored_used_and_overridden(small_csv, texts, tmp_path):
+    from mlabel.classifier import Classifier
+
+    settings = dict(text_cols=["TITLE", "ABSTRACT"], val_frac=0.25, thresholds="global")
+    clf = Classifier("tfidf", top_k=2, min_labels=1, **settings).fit(small_csv, out=tmp_path)
+    saved = json.loads((clf.model_dir_ / "mlabel.json").read_text())
+    assert saved["rule"] == {"top_k": 2, "min_labels": 1}
+    assert all(1 <= len(tags) <= 2 for tags in clf.predict(texts, threshold=0.0))
+    assert all(len(tags) == 1 for tags in clf.predict(texts, threshold=1.0))
+    assert all(len(tags) == 3 for tags in clf.predict(texts, threshold=0.0, top_k=3))
+    assert all(len(tags) == 6 for tags in clf.predict(texts, threshold=0.0, top_k=0))  # no cap
+    assert not any(clf.predict(texts, threshold=1.0, min_labels=0))
+    with pytest.raises(ConfigError, match=r"min_labels \(3\) is above top_k \(2\)"):
+        clf.predict(texts, min_labels=3)

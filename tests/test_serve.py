@@ -128,6 +128,25 @@ def test_threshold_override(client, predictor):
     assert nothing["results"][0]["labels"] == []
 
 
+def test_top_k_and_min_labels_override_the_rule(client, predictor):
+    def labels(**rule) -> list[list[str]]:
+        response = client.post("/predict", json={"texts": [ABSTRACT, TITLE], **rule})
+        assert response.status_code == 200, response.text
+        return [r["labels"] for r in response.json()["results"]]
+
+    probs = predictor.predict_proba([ABSTRACT, TITLE])
+    best = [[predictor.labels[j] for j in sorted(np.argsort(-row)[:2])] for row in probs]
+    assert labels(threshold=0.0, top_k=2) == best  # label lists keep the labels' order
+    assert labels(threshold=1.0, min_labels=1) == [
+        [predictor.labels[row.argmax()]] for row in probs
+    ]
+    assert labels(threshold=0.0, top_k=0) == [predictor.labels] * 2
+    response = client.post("/predict", json={"texts": ["a"], "top_k": 1, "min_labels": 2})
+    assert response.status_code == 422 and "min_labels (2) is above top_k (1)" in response.text
+    response = client.post("/predict", json={"texts": ["a"], "top_k": -1})
+    assert response.status_code == 422 and "top_k" in response.text
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -93,9 +93,17 @@ class Classifier:
         """(n, n_labels) probabilities; `texts` is a list of strings or a DataFrame with the text columns."""
         return self.predictor_.predict_proba(self._texts(texts))
 
-    def predict(self, texts: Any, threshold: float | None = None) -> list[list[str]]:
-        """Label lists per text, using the stored thresholds unless `threshold` overrides them."""
-        return self.predictor_.predict(self._texts(texts), threshold)
+    def predict(
+        self,
+        texts: Any,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        min_labels: int | None = None,
+    ) -> list[list[str]]:
+        """Label lists per text, by the stored thresholds and rule (`top_k`, `min_labels`) unless
+        the arguments override them; `top_k=0` lifts a stored cap."""
+        rule = self.predictor_.decision_rule(top_k, min_labels)
+        return self.predictor_.predict(self._texts(texts), threshold, rule)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)

@@ -28,6 +28,11 @@ class DecisionRule:
     def to_dict(self) -> dict[str, int | None]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """The rule as its options, e.g. "top-k 3, min-labels 1"; "" when there is none."""
+        parts = [f"top-k {self.top_k}"] if self.top_k is not None else []
+        return ", ".join(parts + ([f"min-labels {self.min_labels}"] if self.min_labels else []))
+
 
 def decide(
     probs: np.ndarray, thresholds: float | np.ndarray, rule: DecisionRule | None = None

@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 
 from mlabel.data import Examples, load_examples
+from mlabel.decision import DecisionRule
 from mlabel.metrics import (
+    RANKING_KS,
     classification_report_text,
     confusion_matrices,
     multilabel_metrics,
+    ranking_metrics,
 )
 from mlabel.predict import Predictions, Predictor, load_predictor
 
@@ -23,6 +26,7 @@ class Evaluation:
     predictions: Predictions
     metrics: dict[str, Any]
     predictor: Predictor
+    rule: DecisionRule
 
     @property
     def probs(self) -> np.ndarray:
@@ -44,8 +48,12 @@ def evaluate_model(
     threshold: float | None = None,
     id_col: str = "ID",
     device: str = "auto",
+    top_k: int | None = None,
+    min_labels: int | None = None,
 ) -> Evaluation:
-    """Predict a labelled table with the model's own text columns and labels, and score it."""
+    """Predict a labelled table with the model's own text columns and labels, and score it: the
+    decisions (by the stored thresholds and rule, or those given; `top_k=0` lifts a stored cap)
+    and the probabilities' ranking (`ranking_metrics`)."""
     predictor = load_predictor(model_dir, engine, device)
     examples = load_examples(
         data,
@@ -54,9 +62,26 @@ def evaluate_model(
         labels=predictor.labels,
         **predictor.info.label_form(),
     )
-    preds = predictor.run(examples.texts, threshold)
+    rule = predictor.decision_rule(top_k, min_labels)
+    preds = predictor.run(examples.texts, threshold, rule)
     metrics = multilabel_metrics(examples.y, preds.hits, predictor.labels)
-    return Evaluation(examples, preds, metrics, predictor)
+    metrics.update(ranking_metrics(examples.y, preds.probs))
+    return Evaluation(examples, preds, metrics, predictor, rule)
+
+
+def _ranking_lines(m: dict[str, Any]) -> list[str]:
+    """The ranking metrics as a small table, one line per k."""
+    if "lrap" not in m:
+        return ["ranking: no row with a label to rank"]
+    lines = [
+        f"ranking of the probabilities ({m['ranking_rows']} rows with a label): "
+        f"LRAP {m['lrap']:.4f}  coverage error {m['coverage_error']:.2f}",
+        f"  {'k':>3} {'precision':>10} {'recall':>10} {'F1':>10} {'nDCG':>10}",
+    ]
+    for k in RANKING_KS:
+        values = [m[f"{key}@{k}"] for key in ("precision", "recall", "f1", "ndcg")]
+        lines.append(f"  {k:>3} " + " ".join(f"{v:>10.4f}" for v in values))
+    return lines
 
 
 def format_evaluation(result: Evaluation) -> str:
@@ -65,7 +90,9 @@ def format_evaluation(result: Evaluation) -> str:
     lines = [
         f"rows {len(result.examples)}  micro-F1 {m['micro_f1']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
         f"samples-F1 {m['samples_f1']:.4f}  subset accuracy {m['subset_accuracy']:.4f}  "
-        f"Hamming loss {m['hamming_loss']:.4f}",
+        f"Hamming loss {m['hamming_loss']:.4f}"
+        + (f"  (rule: {result.rule.describe()})" if result.rule.describe() else ""),
+        *_ranking_lines(m),
         "",
         classification_report_text(result.examples.y, result.y_pred, result.predictor.labels),
         "confusion matrices ([[TN FP] [FN TP]]):",

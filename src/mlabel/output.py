@@ -1,4 +1,5 @@
-"""Writing prediction tables (CSV, JSONL, Parquet) one chunk at a time."""
+"""Writing prediction tables (CSV, JSONL, Parquet) one chunk at a time, wide (one column per
+label) or long (one row per id, label and score)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from mlabel.atomic import replace_on_success
 from mlabel.errors import DataError
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
+LAYOUTS = ("wide", "long")
+LONG_COLUMNS = ("label", "score")  # after the id column
 
 
 class TableWriter:
-    """Append chunks of (id, one column per label) to a file; the format follows the extension.
+    """Append chunks of (id, one column per label) with `write`, or of (id, label, score) rows
+    with `write_long`, to a file; the format follows the extension.
 
     The table is written to a temporary file that replaces `path` when the `with` block ends
     without an error; until then (and after a failure or a kill) `path` keeps its old content.
@@ -41,9 +45,28 @@ class TableWriter:
     def write(self, ids: list[str], id_col: str, labels: list[str], values: np.ndarray) -> None:
         frame = pd.DataFrame(values, columns=labels)
         frame.insert(0, id_col, ids)
+        self._append(frame)
+
+    def write_long(
+        self, id_col: str, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray
+    ) -> None:
+        """Rows of (id, label, score). Typed columns: an empty chunk has the same schema."""
+        label_col, score_col = LONG_COLUMNS
+        frame = pd.DataFrame(
+            {
+                id_col: pd.Series(ids, dtype="string"),
+                label_col: pd.Series(labels, dtype="string"),
+                score_col: np.round(np.asarray(scores, dtype=np.float64), 6),  # as the server
+            }
+        )
+        self._append(frame)
+
+    def _append(self, frame: pd.DataFrame) -> None:
         if self.fmt == ".csv":
             frame.to_csv(self._tmp, mode="a", header=self._first, index=False, float_format="%.6f")
         elif self.fmt == ".jsonl":
+            if frame.empty:  # pandas would write a blank line
+                return
             with open(self._tmp, "a", encoding="utf-8") as f:
                 frame.to_json(f, orient="records", lines=True)
         else:

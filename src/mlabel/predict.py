@@ -14,7 +14,7 @@ from mlabel import folder
 from mlabel.config import ENGINES
 from mlabel.decision import DecisionRule, decide, label_lists
 from mlabel.engines import inference_device, load_scorer, pick_engine
-from mlabel.errors import ModelError
+from mlabel.errors import ModelError, UsageError
 
 
 @dataclass
@@ -32,6 +32,16 @@ class Predictions:
 
     def label_lists(self) -> list[list[str]]:
         return label_lists(self.labels, self.hits)
+
+    def long_rows(self, ids: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(id, label, score) for each label that is on, a text's labels best first: the long
+        table indexers exchange, as three columns."""
+        rows, cols = np.nonzero(self.hits)
+        scores = self.probs[rows, cols]
+        order = np.lexsort((-scores, rows))
+        rows, cols = rows[order], cols[order]
+        ids_col = np.asarray(ids, dtype=object)[rows]
+        return ids_col, np.asarray(self.labels, dtype=object)[cols], scores[order]
 
     def records(self, ids: list[Any]) -> list[dict[str, Any]]:
         """One JSON object per text: its id, its labels and every label's probability."""
@@ -80,6 +90,16 @@ class Predictor:
         """One threshold per label: the stored ones, or `threshold` for every label."""
         return self.thresholds if threshold is None else np.full(len(self.labels), threshold)
 
+    def decision_rule(
+        self, top_k: int | None = None, min_labels: int | None = None
+    ) -> DecisionRule:
+        """The stored rule with the values given replacing its own; `top_k=0` lifts its cap."""
+        stored = self.info.rule
+        if top_k is None and min_labels is None:
+            return stored
+        cap = stored.top_k if top_k is None else (top_k or None)
+        return DecisionRule(cap, stored.min_labels if min_labels is None else min_labels)
+
     def decisions(
         self, probs: np.ndarray, threshold: float | None = None, rule: DecisionRule | None = None
     ) -> Predictions:
@@ -93,9 +113,11 @@ class Predictor:
     ) -> Predictions:
         return self.decisions(self.predict_proba(texts), threshold, rule)
 
-    def predict(self, texts: list[str], threshold: float | None = None) -> list[list[str]]:
-        """Label lists, using the stored thresholds unless `threshold` overrides them."""
-        return self.run(texts, threshold).label_lists()
+    def predict(
+        self, texts: list[str], threshold: float | None = None, rule: DecisionRule | None = None
+    ) -> list[list[str]]:
+        """Label lists, by the stored thresholds and rule unless the arguments override them."""
+        return self.run(texts, threshold, rule).label_lists()
 
 
 def load_predictor(model_dir: str | Path, engine: str = "auto", device: str = "auto") -> Predictor:
@@ -110,10 +132,20 @@ def predict_file(
     threshold: float | None = None,
     id_col: str = "ID",
     chunk_rows: int = 5000,
+    rule: DecisionRule | None = None,
+    layout: str = "wide",
 ) -> int:
-    """Read, classify and write a table chunk by chunk (memory does not grow with rows)."""
+    """Read, classify and write a table chunk by chunk (memory does not grow with rows).
+
+    `layout` "wide": one column per label (0/1, or probabilities with `proba`); "long": one
+    row per (id, label, score) for the labels that are on."""
     from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
-    from mlabel.output import TableWriter
+    from mlabel.output import LAYOUTS, TableWriter
+
+    if layout not in LAYOUTS:
+        raise UsageError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if layout == "long" and proba:
+        raise UsageError("--proba does not apply to --format long: its rows carry the scores")
 
     n = 0
     with TableWriter(dst) as writer:
@@ -121,9 +153,12 @@ def predict_file(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *predictor.text_cols]
         ):
             texts = join_texts(chunk, predictor.text_cols, Path(src).name)
-            preds = predictor.run(texts, threshold)
+            preds = predictor.run(texts, threshold, rule)
             col = resolve_id_col(chunk.columns, id_col)
             ids = chunk[col].astype(str).tolist() if col in chunk else [str(i) for i in chunk.index]
-            writer.write(ids, col, predictor.labels, preds.values(proba))
+            if layout == "long":
+                writer.write_long(col, *preds.long_rows(ids))
+            else:
+                writer.write(ids, col, predictor.labels, preds.values(proba))
             n += len(ids)
     return n

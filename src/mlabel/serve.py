@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from mlabel.batching import MicroBatcher, Unavailable
 from mlabel.data import join_text_parts
+from mlabel.decision import DecisionRule
 from mlabel.errors import ConfigError
 from mlabel.folder import package_version
 from mlabel.limits import BodyLimit, header_timeout_protocol
@@ -100,6 +101,8 @@ class PredictRequest(BaseModel):
     texts: list[StrictStr] | None = None
     items: list[dict[str, Any]] | None = None
     threshold: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    top_k: Annotated[int | None, Field(ge=0)] = None  # 0 lifts the model's cap
+    min_labels: Annotated[int | None, Field(ge=0)] = None
 
 
 class PredictResult(BaseModel):
@@ -179,6 +182,14 @@ def _surrogate(text: str) -> int | None:
     except UnicodeEncodeError as exc:
         return exc.start
     return None
+
+
+def request_rule(req: PredictRequest, predictor: Predictor) -> DecisionRule:
+    """The model's decision rule with the request's `top_k` and `min_labels` in its place."""
+    try:
+        return predictor.decision_rule(req.top_k, req.min_labels)
+    except ConfigError as exc:  # e.g. min_labels above top_k
+        raise InputError(str(exc)) from None
 
 
 def prediction_response(preds: Predictions, ids: list[Any]) -> dict[str, Any]:
@@ -264,8 +275,9 @@ def _add_routes(
     )
     async def predict(req: PredictRequest) -> dict[str, Any]:
         ids, texts = request_texts(req, predictor.text_cols, settings)
+        rule = request_rule(req, predictor)
         probs = await batcher.predict_async(texts)
-        return prediction_response(predictor.decisions(probs, req.threshold), ids)
+        return prediction_response(predictor.decisions(probs, req.threshold, rule), ids)
 
 
 def _thresholds(predictor: Predictor) -> dict[str, float]:

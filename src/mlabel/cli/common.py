@@ -21,6 +21,8 @@ HELP = {
     "pos_weight": "`auto`: weight positives by sqrt(negatives/positives) per label",
     "thresholds": "fixed:X | global | per-label | shrunk (tuned on the validation split)",
     "thresholds_from": "take thresholds from this model folder (for --all-data)",
+    "top_k": "at most this many labels per text, the best ones over their thresholds",
+    "min_labels": "at least this many labels per text, the best ones even under their thresholds",
     "ensemble": "`tfidf` (default): average with a TF-IDF model trained alongside; `none`: encoder alone",
     "long": "truncate, or chunk long texts into overlapping windows",
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
@@ -88,6 +90,24 @@ def add_engine_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = 
         "--device",
         default="auto",
         help="cpu, cuda or cuda:N for the torch engines (default: auto, the first GPU if any)",
+    )
+
+
+def add_rule_options(parser: argparse.ArgumentParser) -> None:
+    """`--top-k` and `--min-labels`, replacing the model's stored decision rule where given."""
+    parser.add_argument(
+        "--top-k",
+        type=whole(0),
+        metavar="K",
+        help="at most K labels per text, the best over their thresholds (0: no cap; "
+        "default: the model's rule)",
+    )
+    parser.add_argument(
+        "--min-labels",
+        type=whole(0),
+        metavar="N",
+        help="at least N labels per text, its best even under their thresholds "
+        "(default: the model's rule, 0 unless trained with one)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlabel.cli.common import add_engine_option, probability, whole
+from mlabel.cli.common import add_engine_option, add_rule_options, probability, whole
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         type=probability,
         help="one threshold for every label instead of the stored ones",
     )
+    add_rule_options(p)
     p.add_argument(
         "--report", metavar="DIR", help="write PNG plots, report.md and report.html to DIR"
     )
@@ -32,7 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from mlabel.evaluation import evaluate_model, format_evaluation
 
     result = evaluate_model(
-        args.model_dir, args.data, engine=args.engine, threshold=args.threshold, device=args.device
+        args.model_dir,
+        args.data,
+        engine=args.engine,
+        threshold=args.threshold,
+        device=args.device,
+        top_k=args.top_k,
+        min_labels=args.min_labels,
     )
     if args.json:
         print(json.dumps(result.metrics, indent=2))

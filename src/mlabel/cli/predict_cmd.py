@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from mlabel import extras
-from mlabel.cli.common import add_engine_option, probability, share, whole
+from mlabel.cli.common import add_engine_option, add_rule_options, probability, share, whole
 from mlabel.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlabel.decision import DecisionRule
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,6 +28,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--text", help="tag one text and print tags and probabilities")
     p.add_argument("--proba", action="store_true", help="write probabilities instead of 0/1")
     p.add_argument("--threshold", type=probability, help="one threshold for every label")
+    add_rule_options(p)
+    p.add_argument(
+        "--format",
+        choices=("wide", "long"),
+        default="wide",
+        help="wide: one column per label (default); long: one row per (id, label, score) "
+        "for the labels given",
+    )
     p.add_argument("--id-col", default="ID", help="id column (default ID; else the row number)")
     p.add_argument(
         "--chunk-rows", type=whole(1), default=5000, help="rows read and written at a time"
@@ -52,13 +64,21 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.text is None) == (args.data is None):
         raise UsageError("predict: give DATA or --text (one of them)")
+    if args.format == "long" and args.proba:
+        raise UsageError("predict: --proba does not apply to --format long: its rows carry scores")
     if args.engine == "ray":
         if args.device != "auto":
             raise UsageError("predict: --device does not apply to --engine ray (see --actor-gpus)")
+        if args.format != "wide" or args.top_k is not None or args.min_labels is not None:
+            raise UsageError(
+                "predict --engine ray: --format long, --top-k and --min-labels "
+                "are not supported yet (the model's stored rule applies)"
+            )
         return _predict_ray(args)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
+    rule = predictor.decision_rule(args.top_k, args.min_labels)
     if args.text is not None:
-        _show(predictor, ["text"], [args.text], args.threshold)
+        _show(predictor, ["text"], [args.text], args.threshold, rule)
         return 0
     if not args.output:
         from mlabel.data import id_spellings, iter_table, load_examples
@@ -67,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         # Only the first --limit rows are read: a huge table prints as fast as a small one.
         head = next(iter_table(args.data, chunk_rows=args.limit, str_cols=columns))
         rows = load_examples(head, predictor.text_cols, args.id_col, require_labels=False)
-        _show(predictor, rows.ids, rows.texts, args.threshold)
+        _show(predictor, rows.ids, rows.texts, args.threshold, rule)
         return 0
     n = predict_file(
         predictor,
@@ -77,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         id_col=args.id_col,
         chunk_rows=args.chunk_rows,
+        rule=rule,
+        layout=args.format,
     )
-    print(f"wrote {n} rows to {args.output} (engine {predictor.engine})")
+    rows = f"{n} rows" if args.format == "wide" else f"the labels of {n} rows"
+    print(f"wrote {rows} to {args.output} (engine {predictor.engine})")
     return 0
 
 
@@ -106,9 +129,11 @@ def _predict_ray(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(predictor, ids: list[str], texts: list[str], threshold: float | None) -> None:
+def _show(
+    predictor, ids: list[str], texts: list[str], threshold: float | None, rule: DecisionRule
+) -> None:
     """Print each text's tags and every label's probability (tags marked with *)."""
-    preds = predictor.run(texts, threshold)
+    preds = predictor.run(texts, threshold, rule)
     for row_id, text, tags, probs, hits in zip(
         ids, texts, preds.label_lists(), preds.probs, preds.hits
     ):

@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from mlabel.metrics import (
     CALIBRATION_BINS,
+    RANKING_KS,
     THRESHOLD_GRID,
     calibration_bins,
     confusion_matrices,
@@ -48,6 +49,7 @@ def _summary_table(result) -> TextTable:
         ["rows", f"{len(result.examples)}"],
         ["labels", f"{len(result.predictor.labels)}"],
         ["thresholds", _threshold_summary(result.thresholds, method)],
+        ["rule", result.rule.describe() or "none (thresholds alone)"],
         ["engine", result.predictor.engine],
     ]
     names = {
@@ -60,7 +62,23 @@ def _summary_table(result) -> TextTable:
         "hamming_loss": "Hamming loss",
     }
     rows += [[name, f"{m[key]:.4f}"] for key, name in names.items()]
-    return TextTable("Summary", ["", "value"], rows)
+    return TextTable("Summary", ["", "value"], rows + _ranking_rows(m))
+
+
+def _ranking_rows(m: dict) -> list[list[str]]:
+    """The ranking metrics (of the probabilities, over the rows with a label), when any."""
+    if "lrap" not in m:
+        return []
+    names = {"precision": "precision", "recall": "recall", "f1": "F1", "ndcg": "nDCG"}
+    rows = [
+        [f"{name}@{k}", f"{m[f'{key}@{k}']:.4f}"] for key, name in names.items() for k in RANKING_KS
+    ]
+    return [
+        *rows,
+        ["label ranking average precision", f"{m['lrap']:.4f}"],
+        ["coverage error (lower is better)", f"{m['coverage_error']:.2f}"],
+        ["rows ranked (with a label)", f"{m['ranking_rows']}"],
+    ]
 
 
 def _threshold_summary(thresholds: np.ndarray, method: str) -> str:
