@@ -12,9 +12,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlabel"
 
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
-    {"errors"},
+    {"errors", "faults"},
     {"atomic", "extras", "config", "batching", "limits", "decision"},
-    {"runtime", "folder"},
+    {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},
     {"model", "baseline", "reports.render"},
     {"engines", "checkpoint", "optim", "distributed", "finalize"},

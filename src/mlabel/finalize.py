@@ -69,7 +69,8 @@ def finalize_thresholds(
         from mlabel.baseline import TfidfModel
 
         tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
-        tfidf.save(folder.tfidf_dir(model_dir))
+        with folder.staged(folder.tfidf_dir(model_dir)) as tmp:  # whole or not at all
+            tfidf.save(tmp)
         update["ensemble"] = Ensemble(weight=0.5)
         if val_ex is not None:
             probs = 0.5 * probs + 0.5 * tfidf.predict_proba(val_ex.texts)

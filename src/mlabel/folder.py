@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mlabel import faults
 from mlabel.atomic import write_text_atomic
 from mlabel.config import LONG_MODES, LONG_POOLS, POOLINGS
 from mlabel.decision import DecisionRule
@@ -284,10 +285,16 @@ def refuse_remote_code(path: Path) -> None:
 
 @contextlib.contextmanager
 def staged(directory: Path) -> Iterator[Path]:
-    """A sibling folder to write a model into; on success it replaces `directory`, so a complete
-    model is always on disk. On an error the staging folder is removed and `directory` kept."""
+    """A sibling folder (`NAME.tmp`) to write a model into; on success it replaces `directory`.
+    On an error the staging folder is removed and `directory` kept.
+
+    The swap is two renames (`NAME` -> `NAME.old`, `NAME.tmp` -> `NAME`): between them `NAME`
+    is absent for an instant, and a reader finds no model, never half of one. A kill in that
+    instant leaves the previous model in `NAME.old`; `restore_interrupted` (called here, and by
+    training when it starts) puts it back."""
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
+    restore_interrupted(directory)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -295,11 +302,21 @@ def staged(directory: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    faults.point("staged.filled")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         directory.rename(old)
+        faults.point("staged.swapping")
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_interrupted(directory: Path) -> None:
+    """Put back the previous model when a kill fell between the two renames of `staged`
+    (`NAME.old` is complete: it only ever comes from renaming a complete `NAME`)."""
+    old = directory.with_name(directory.name + ".old")
+    if old.is_dir() and not directory.exists():
+        old.rename(directory)
 
 
 # ----------------------------------------------------------------------------- versions

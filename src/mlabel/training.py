@@ -23,7 +23,8 @@ from rich.console import Console
 from tqdm.auto import tqdm
 
 from mlabel import checkpoint as ckpt
-from mlabel import dropout, folder
+from mlabel import dropout, faults, folder, runlock
+from mlabel.atomic import replace_on_success, write_text_atomic
 from mlabel.config import TrainConfig, from_dict, load_config, save_config
 from mlabel.data import Examples
 from mlabel.decision import decide
@@ -115,20 +116,23 @@ def train(
 ) -> TrainResult:
     """Fine-tune an encoder classifier; the best epoch ends in `out_dir/model`. `callbacks`
     (`mlabel.callbacks.Callback`) hear of each epoch, then of the end or of the error that stopped
-    the run. `runtime` is the process's `setup()` (made here when not given)."""
+    the run. `runtime` is the process's `setup()` (made here when not given). Rank 0 holds
+    `out_dir`'s run lock throughout: a second run into the same folder stops (`RunLocked`)."""
     rt = runtime or setup(cfg.threads)
     notify = _Callbacks(rt, callbacks)
-    try:
-        threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training
-        if resume:
-            _check_resumable(Path(out_dir), cfg)
-        run = _Run(cfg, train_ex, val_ex, Path(out_dir), rt)
-        run.start(resume)
-        result = run.fit(notify)
-    except BaseException as error:
-        notify("on_train_abort", error)
-        raise
-    notify("on_train_end", result)
+    lock = runlock.held(out_dir, console.print) if rt.is_main else contextlib.nullcontext()
+    with lock:
+        try:
+            threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training
+            if resume:
+                _check_resumable(Path(out_dir), cfg)
+            run = _Run(cfg, train_ex, val_ex, Path(out_dir), rt)
+            run.start(resume)
+            result = run.fit(notify)
+        except BaseException as error:
+            notify("on_train_abort", error)
+            raise
+        notify("on_train_end", result)
     return result
 
 
@@ -249,6 +253,7 @@ class _Run:
         # DDP averages gradients over ranks, so scale by world to get the mean over the global batch.
         scaled = weight * total * self.rt.world / (step_rows * target.shape[1])
         self.scaler.scale(scaled).backward()
+        faults.point("train.backward")
         loss_sum += weight * torch.tensor([total.item(), per_element.numel()], dtype=torch.float64)
         return total.item() / max(per_element.numel(), 1)
 
@@ -277,6 +282,7 @@ class _Run:
         self.model.eval()
         rows = np.arange(len(va.y))[rt.rank :: rt.world]
         logits = batched_logits(self.model, va.encoded, rows, self.dtype, rt.device)
+        faults.point("train.validate")
         rows, logits = gather_rows(rows, logits, rt)
         full = np.zeros((len(va.y), logits.shape[1]), dtype=np.float32)
         full[rows] = logits
@@ -323,9 +329,10 @@ class _Run:
     @_main_only
     def _start_folder(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
+        folder.restore_interrupted(self.out / "model")  # a kill mid-swap: the previous model
         # metrics.jsonl is the checkpoint's history: epochs logged after it are run again
         lines = [json.dumps(r) + "\n" for r in self.state.history]
-        (self.out / "metrics.jsonl").write_text("".join(lines))
+        write_text_atomic(self.out / "metrics.jsonl", "".join(lines))
         save_config(self.cfg, self.out / "config.yaml")
 
     @_main_only
@@ -341,7 +348,9 @@ class _Run:
                 self.tokenizer.save_pretrained(tmp)
                 folder.write(model_info(self.cfg, self.train.examples.labels, record), tmp)
             if probs is not None:
-                np.save(self.out / "val_probs.npy", probs)
+                with replace_on_success(self.out / "val_probs.npy") as tmp:
+                    np.save(tmp, probs)
+            faults.point("train.model_saved")
         self._checkpoint(f"epoch-{record['epoch']:03d}", rngs)
 
     @_main_only
@@ -365,7 +374,9 @@ class _Run:
         )
         info = folder.read(result.model_dir)
         info = dataclasses.replace(info, **update, best_epoch=self.state.best_epoch)
+        faults.point("finalize.before_write")
         folder.write(info, result.model_dir)
+        faults.point("finalize.after_write")
         result.metrics = info.metrics
 
 
