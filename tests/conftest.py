@@ -93,3 +93,15 @@ def trained_tiny(tiny_encoder, small_csv, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(**tiny_train_settings(tiny_encoder))
     return fit_model(cfg, small_csv, out).model_dir
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_encoder_only(tiny_encoder, small_csv, tmp_path_factory) -> Path:
+    """The tiny model without the TF-IDF blend, so engine tests see the encoder's differences
+    whole (the blend halves them). Read-only for tests."""
+    from mlabel.classifier import fit_model
+    from mlabel.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("run-encoder-only")
+    cfg = TrainConfig(**tiny_train_settings(tiny_encoder), ensemble=None)
+    return fit_model(cfg, small_csv, out).model_dir

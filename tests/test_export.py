@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,11 @@ from mlabel.predict import Predictor
 
 
 @pytest.fixture(scope="module")
-def exported(trained_tiny, tmp_path_factory):
-    """A copy of the tiny model with both ONNX files."""
+def exported(trained_tiny_encoder_only, tmp_path_factory):
+    """A copy of the tiny encoder-only model (no TF-IDF blend to dilute the engines'
+    differences) with both ONNX files."""
     model_dir = tmp_path_factory.mktemp("exported") / "model"
-    shutil.copytree(trained_tiny, model_dir)
+    shutil.copytree(trained_tiny_encoder_only, model_dir)
     export_onnx(model_dir, int8=True)
     return model_dir
 
@@ -46,11 +48,10 @@ def test_export_writes_both_models(exported):
 @pytest.mark.parametrize("engine", ["onnx", "onnx-int8"])
 def test_engines_agree_with_fp32(exported, held_out, engine, monkeypatch):
     monkeypatch.setattr(engines_mod, "ONNX_MAX_TOKENS", 256)  # many batches: order restored
-    fp32 = Predictor(exported, "torch")
+    fp32 = Predictor(exported, "torch", device="cpu")
     other = Predictor(exported, engine)
-    assert other.engine == engine and isinstance(
-        other.scorer.encoder.logits, engines_mod.OnnxLogits
-    )
+    assert other.info.ensemble is None  # the encoder alone: nothing averages its errors away
+    assert other.engine == engine and isinstance(other.scorer.logits, engines_mod.OnnxLogits)
     p32, p = fp32.predict_proba(held_out.texts), other.predict_proba(held_out.texts)
     np.testing.assert_allclose(p, p32, atol=1e-4 if engine == "onnx" else 0.05)
     d32, d = decide(p32, fp32.thresholds), decide(p, other.thresholds)
@@ -65,7 +66,7 @@ def test_auto_uses_the_recorded_choice(exported, held_out):
     assert set(record.measured) >= {"torch", "onnx", "onnx-int8"}
     assert record.measured[record.choice]["agreement_f1"] >= AGREEMENT
     assert folder.read(exported).engine.choice == record.choice
-    assert Predictor(exported, "auto").engine == record.choice
+    assert Predictor(exported, "auto", device="cpu").engine == record.choice
 
 
 def test_onnx_engine_needs_an_export(trained_tiny):
@@ -152,13 +153,38 @@ def test_a_choice_measured_on_another_cpu_is_dropped_with_a_warning(
     folder.write(info, copy)
     monkeypatch.setattr(engines_mod, "matrix_isa", lambda: ["avx2", "avx512f", "amx_bf16"])
     with pytest.warns(UserWarning, match=r"measured on a CPU with \[avx2\], this one has"):
-        predictor = Predictor(copy, "auto")
+        predictor = Predictor(copy, "auto", device="cpu")
     assert predictor.engine in ("torch", "bf16")
     monkeypatch.setattr(engines_mod, "matrix_isa", lambda: ["avx2"])  # the same CPU kind
-    assert Predictor(copy, "auto").engine == "onnx-int8"
+    assert Predictor(copy, "auto", device="cpu").engine == "onnx-int8"
 
 
 def test_export_records_the_cpu_it_measured_on(exported, held_out):
     from mlabel.runtime import matrix_isa
 
     assert choose_engine(exported, held_out.texts[:8], "small.csv").machine["isa"] == matrix_isa()
+
+
+def test_an_engine_that_disagrees_with_fp32_is_never_chosen(
+    exported, held_out, tmp_path, monkeypatch
+):
+    """The agreement guard: int8 made the fastest by far but its decisions flipped; auto must
+    pick a faithful engine instead."""
+    copy = shutil.copytree(exported, tmp_path / "model")
+    texts = held_out.texts[:24]
+    reference = Predictor(copy, "torch", device="cpu").predict_proba(texts)
+    original = Predictor.predict_proba
+
+    def proba(self, batch):
+        if self.engine == "onnx-int8":
+            return 1.0 - reference[: len(batch)]  # instant, and every 0.5-threshold decision flips
+        time.sleep(0.05)  # every honest engine slower than the flipped one
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "predict_proba", proba)
+    record = choose_engine(copy, texts, "small.csv")
+    measured = record.measured
+    assert max(measured, key=lambda e: measured[e]["docs_per_s"]) == "onnx-int8"
+    assert measured["onnx-int8"]["agreement_f1"] < AGREEMENT
+    assert record.choice != "onnx-int8" and measured[record.choice]["agreement_f1"] >= AGREEMENT
+    assert folder.read(copy).engine.choice == record.choice

@@ -234,6 +234,6 @@ def test_a_link_inside_the_folder_is_fine(model_dir, trained_tiny):
     (model_dir / "config-copy.json").symlink_to(model_dir / "config.json")
     texts = ["a quantum field", "a graph algorithm"]
     np.testing.assert_array_equal(
-        Predictor(model_dir, "torch").predict_proba(texts),
-        Predictor(trained_tiny, "torch").predict_proba(texts),
+        Predictor(model_dir, "torch", device="cpu").predict_proba(texts),
+        Predictor(trained_tiny, "torch", device="cpu").predict_proba(texts),
     )

@@ -1,0 +1,98 @@
+"""bf16 training, what `--precision auto` picks on CPUs with AMX or AVX-512 bf16: finite losses
+and metrics near fp32's, and an exact resume, checked as test_training.py checks fp32."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_training import (  # the fp32 tests' settings, split and comparisons
+    Interrupt,
+    StopAfterEpoch,
+    _assert_same_run,
+    _config,
+    _history,
+    split,  # noqa: F401 (a fixture)
+)
+
+import mlabel.runtime as runtime_mod
+from mlabel import checkpoint as ckpt
+from mlabel import training
+from mlabel.config import TrainConfig
+from mlabel.runtime import Runtime, autocast_dtype
+
+# The CPU's bf16 path, also on a machine with a GPU.
+CPU = Runtime(rank=0, world=1, device=torch.device("cpu"))
+
+
+def test_auto_precision_is_bf16_on_cpus_with_fast_bf16(monkeypatch):
+    monkeypatch.setattr(runtime_mod, "cpu_has_fast_bf16", lambda: True)
+    assert autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(runtime_mod, "cpu_has_fast_bf16", lambda: False)
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16  # asked for: always
+
+
+@pytest.fixture(scope="module")
+def bf16_cfg(tiny_encoder) -> TrainConfig:
+    """test_training's resume settings (two epochs of 4 steps, a step checkpoint inside each)."""
+    return _config(
+        tiny_encoder, epochs=2, save_steps=3, keep=20, thresholds="per-label", precision="bf16"
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(bf16_cfg, split, tmp_path_factory) -> dict:  # noqa: F811
+    """One uninterrupted run in bf16 and the same run in fp32."""
+    out = {}
+    for precision, cfg in (("bf16", bf16_cfg), ("fp32", bf16_cfg.replace(precision="fp32"))):
+        path = tmp_path_factory.mktemp(precision)
+        out[precision] = {"out": path, "result": training.train(cfg, *split, path, runtime=CPU)}
+    return out
+
+
+def test_bf16_training_has_finite_losses_and_metrics_near_fp32(runs):
+    bf16, fp32 = _history(runs["bf16"]["out"]), _history(runs["fp32"]["out"])
+    assert len(bf16) == len(fp32) == 2
+    for ours, theirs in zip(bf16, fp32):
+        for key in ("train_loss", "val_loss", "micro_f1", "macro_f1"):
+            assert math.isfinite(ours[key]), key
+        assert ours["train_loss"] != theirs["train_loss"]  # bf16 really ran
+        assert abs(ours["val_loss"] - theirs["val_loss"]) < 0.02
+    assert 0.0 <= runs["bf16"]["result"].metrics["micro_f1"] <= 1.0
+
+
+def test_bf16_resume_after_an_epoch_matches_the_uninterrupted_run(
+    runs,
+    bf16_cfg,
+    split,  # noqa: F811
+    tmp_path,
+):
+    with pytest.raises(Interrupt):
+        training.train(bf16_cfg, *split, tmp_path, callbacks=(StopAfterEpoch(1),), runtime=CPU)
+    training.train(bf16_cfg, *split, tmp_path, resume=True, runtime=CPU)
+    _assert_same_run(tmp_path, runs["bf16"])
+
+
+def test_bf16_resume_mid_epoch_matches_the_uninterrupted_run(
+    runs,
+    bf16_cfg,
+    split,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """A crash before epoch 2's checkpoint: resume from the step checkpoint inside it."""
+    save = ckpt.save_checkpoint
+
+    def crash_at_epoch_2(directory, name, *args):
+        if name == "epoch-002":
+            raise Interrupt
+        return save(directory, name, *args)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", crash_at_epoch_2)
+    with pytest.raises(Interrupt):
+        training.train(bf16_cfg, *split, tmp_path, runtime=CPU)
+    monkeypatch.setattr(ckpt, "save_checkpoint", save)
+    training.train(bf16_cfg, *split, tmp_path, resume=True, runtime=CPU)
+    _assert_same_run(tmp_path, runs["bf16"])
