@@ -31,7 +31,7 @@ TITLE = "Spectral gaps of random graphs"
 
 @pytest.fixture(scope="module")
 def predictor(trained_tiny):
-    return load_predictor(trained_tiny, engine="torch")
+    return load_predictor(trained_tiny, engine="torch", device="cpu")  # GPU or not: /info says cpu
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,7 @@ def test_top_k_and_min_labels_override_the_rule(client, predictor):
         ({"items": [{"title": "x"}, {"titel": "y"}]}, "items[1]: unknown field 'titel'"),
         ({"items": [{"title": 5}]}, "items[0].title: expected a string, got int"),
         ({"items": [{"title": "a", "TITLE": "b"}]}, "items[0]: TITLE is given twice"),
+        ({"items": [{"ID": "a", "id": "b", "title": "x"}]}, "items[0]: id is given twice"),
         ({"items": [{"id": [1], "title": "x"}]}, "items[0].id: expected a string or an integer"),
         ({"items": [{"id": 1, "title": "", "abstract": None}]}, "items[0]: the text is empty"),
         ({"texts": ["a"], "threshold": 1.5}, "threshold: Input should be less than or equal to 1"),

@@ -147,6 +147,8 @@ def item_text(item: dict[str, Any], index: int, text_cols: list[str]) -> tuple[A
         if name == "id":
             if not isinstance(value, str | int) or isinstance(value, bool):
                 raise InputError(f"{where}.{key}: expected a string or an integer id")
+            if item_id is not None:
+                raise InputError(f"{where}: id is given twice (names ignore case)")
             item_id = value
         elif name in by_name:
             if by_name[name] in fields:
