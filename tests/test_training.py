@@ -155,7 +155,8 @@ def test_cpu_training_uses_mlabel_attention_and_dropout_and_validation_sdpa(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(EncoderClassifier, "forward", forward)
-        result = training.train(_config(tiny_encoder), *split, tmp_path)
+        cpu = Runtime(rank=0, world=1, device=torch.device("cpu"))  # the CPU path, GPU or not
+        result = training.train(_config(tiny_encoder), *split, tmp_path, runtime=cpu)
     assert seen == {(True, dropout.ATTENTION, True), (False, "sdpa", True)}
     assert "eager" not in (result.model_dir / "config.json").read_text()
 

@@ -54,7 +54,11 @@ class EncoderClassifier(nn.Module):
         except OSError as exc:
             if Path(path).is_dir():
                 refuse_pickles(Path(path))  # weights only as pickle: say so, not "no file"
-            raise ModelError(f"cannot load encoder {name!r} offline: {exc}") from None
+            raise ModelError(f"cannot load encoder {name!r} offline: {first_line(exc)}") from None
+        except ModelError:
+            raise
+        except ValueError as exc:  # e.g. a cached hub config that needs its own code: never run
+            raise ModelError(f"cannot load encoder {name!r}: {first_line(exc)}") from None
         return cls(encoder, n_labels, pooling, dropout)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
