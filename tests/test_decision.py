@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlabel.decision import DecisionRule, decide, label_lists
+from mlabel.decision import DecisionRule, decide, label_lists, top_mask
 from mlabel.errors import ConfigError
 
 PROBS = np.array([[0.9, 0.8, 0.7, 0.1], [0.2, 0.3, 0.1, 0.05], [0.6, 0.1, 0.65, 0.2]])
@@ -45,3 +45,11 @@ def test_top_k_with_a_threshold_of_zero_is_plain_top_k():
 def test_bad_rules_are_refused(rule, message):
     with pytest.raises(ConfigError, match=message):
         DecisionRule(**rule)
+
+
+def test_top_mask_matches_a_stable_sort_with_ties():
+    rng = np.random.default_rng(0)
+    probs = rng.integers(0, 4, size=(50, 7)) / 4  # many ties
+    rank = np.argsort(np.argsort(-probs, axis=1, kind="stable"), axis=1, kind="stable")
+    for k in (1, 2, 3, 7, 9):
+        np.testing.assert_array_equal(top_mask(probs, k), rank < k)

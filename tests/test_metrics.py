@@ -254,6 +254,7 @@ def test_ranking_metrics_need_two_labels_and_a_positive():
 def test_top_labels_are_best_first():
     assert top_labels(RANK_PROBS[:2], 2).tolist() == [[0, 1], [2, 1]]
     assert top_labels(RANK_PROBS[:2], 9).tolist() == [[0, 1, 3, 2], [2, 1, 0, 3]]
+    assert top_labels(np.array([[0.5, 0.7, 0.5, 0.7]]), 3).tolist() == [[1, 3, 0]]  # ties
 
 
 @pytest.mark.parametrize("rule", [DecisionRule(top_k=2), DecisionRule(2, 1), DecisionRule(None, 1)])

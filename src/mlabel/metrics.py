@@ -11,14 +11,13 @@ from sklearn.metrics import (
     hamming_loss,
     label_ranking_average_precision_score,
     multilabel_confusion_matrix,
-    ndcg_score,
     precision_recall_fscore_support,
     precision_score,
     recall_score,
 )
 
 from mlabel.config import THRESHOLD_METHODS
-from mlabel.decision import DecisionRule, decide
+from mlabel.decision import DecisionRule, top_mask
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 BOOTSTRAP_METRICS = ("micro_f1", "macro_f1")
@@ -61,10 +60,12 @@ def ranking_metrics(
     """The ranking metrics of subject indexing, from the probabilities alone (no thresholds).
 
     precision@k, recall@k and F1@k (per row over its k best labels, k capped at the label count,
-    then averaged), nDCG@k, label ranking average precision (`lrap`) and `coverage_error` (how
-    far down the ranking all of a row's labels are found; lower is better). Rows without a
-    positive label have no ranking to judge and are left out of every one of them (sklearn
-    would score them 1 in LRAP and 0 in coverage); `ranking_rows` counts the rows scored.
+    then averaged); nDCG@k (what sklearn's `ndcg_score` gives for 0/1 relevance, computed from
+    the same partial sort instead of a full sort per k); label ranking average precision
+    (`lrap`) and `coverage_error` (how far down the ranking all of a row's labels are found;
+    lower is better) from sklearn. Rows without a positive label have no ranking to judge and
+    are left out of all of them (sklearn would score them 1 in LRAP and 0 in coverage);
+    `ranking_rows` counts the rows scored.
     """
     y_true, probs = _check_scores(y_true, probs)
     scored = y_true.any(axis=1)
@@ -85,8 +86,11 @@ def _ranking_sums(y_true: np.ndarray, probs: np.ndarray, ks: tuple[int, ...]) ->
     """Each ranking metric summed over rows that all hold a positive label."""
     n_rows, n_labels = y_true.shape
     top = top_labels(probs, max(ks))
-    found = np.cumsum(np.take_along_axis(y_true, top, axis=1), axis=1)  # positives in the top i
+    hit = np.take_along_axis(y_true, top, axis=1)
+    found = np.cumsum(hit, axis=1)  # positives among the best 1, 2, ... labels
     n_pos = y_true.sum(axis=1)
+    gain = 1 / np.log2(np.arange(top.shape[1]) + 2)  # DCG's discount of ranks 1, 2, ...
+    dcg, ideal = np.cumsum(hit * gain, axis=1), np.cumsum(gain)
     sums = {}
     for k in ks:
         k_eff = min(k, n_labels)
@@ -94,21 +98,18 @@ def _ranking_sums(y_true: np.ndarray, probs: np.ndarray, ks: tuple[int, ...]) ->
         sums[f"precision@{k}"] = float((tp / k_eff).sum())
         sums[f"recall@{k}"] = float((tp / n_pos).sum())
         sums[f"f1@{k}"] = float((2 * tp / (k_eff + n_pos)).sum())  # = 2PR / (P + R), 0 if tp = 0
-        # Ties broken by position, as in precision@k: probabilities rarely tie, and averaging
-        # over ties loops over rows in sklearn.
-        sums[f"ndcg@{k}"] = float(ndcg_score(y_true, probs, k=k, ignore_ties=True)) * n_rows
+        # The ideal ranking puts a row's positives first: min(k, positives) of them.
+        sums[f"ndcg@{k}"] = float((dcg[:, k_eff - 1] / ideal[np.minimum(k_eff, n_pos) - 1]).sum())
     sums["lrap"] = float(label_ranking_average_precision_score(y_true, probs)) * n_rows
     sums["coverage_error"] = float(coverage_error(y_true, probs)) * n_rows
     return sums
 
 
 def top_labels(probs: np.ndarray, k: int) -> np.ndarray:
-    """(n, min(k, L)) label indices of each row's k highest scores, best first."""
+    """(n, min(k, L)) label indices of each row's k highest scores, best first; ties rank as in
+    `decide` (the lower index first)."""
     k = min(k, probs.shape[1])
-    if k < probs.shape[1]:  # a partial sort: O(L) per row, not O(L log L)
-        best = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-    else:
-        best = np.broadcast_to(np.arange(k), probs.shape)
+    best = np.nonzero(top_mask(probs, k))[1].reshape(-1, k)  # exactly k per row, by index
     order = np.argsort(-np.take_along_axis(probs, best, axis=1), axis=1, kind="stable")
     return np.take_along_axis(best, order, axis=1)
 
@@ -195,9 +196,9 @@ def rule_scores(probs: np.ndarray, rule: DecisionRule | None) -> np.ndarray:
     on them are tuned for the rule."""
     if rule is None or (rule.top_k is None and rule.min_labels == 0):
         return probs
-    forced = decide(probs, np.inf, DecisionRule(min_labels=rule.min_labels))
-    allowed = decide(probs, -np.inf, DecisionRule(top_k=rule.top_k))
-    return np.where(forced == 1, 2.0, np.where(allowed == 1, probs, -1.0))
+    allowed = top_mask(probs, rule.top_k) if rule.top_k is not None else True
+    forced = top_mask(probs, rule.min_labels) if rule.min_labels else False
+    return np.where(forced, 2.0, np.where(allowed, probs, -1.0))
 
 
 def bootstrap_ci(
