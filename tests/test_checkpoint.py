@@ -148,6 +148,29 @@ def test_prune_keeps_the_newest_and_the_best(tmp_path):
     ]
 
 
+def test_a_checkpoint_missing_any_file_is_not_listed(tmp_path):
+    """Such as one that an older mlabel was killed while removing (state.json still there)."""
+    _save(tmp_path, "epoch-001", 4)
+    latest = _save(tmp_path, "epoch-002", 8)
+    (latest / "optimizer.safetensors").unlink()
+    _save(tmp_path, "epoch-003", 12)
+    (tmp_path / "epoch-003" / "state.json").write_text('{"global_step": ')  # cut short
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["epoch-001"]
+
+
+def test_a_pruned_checkpoint_disappears_at_once(tmp_path, monkeypatch):
+    """Removal starts with a rename to a hidden name: a kill halfway leaves nothing listed."""
+    for step in (1, 2):
+        _save(tmp_path, f"epoch-{step:03d}", step)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", lambda *args, **kwargs: None)  # killed mid-way
+    ckpt.prune_checkpoints(tmp_path, keep=1, best=None)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["epoch-002"]
+    assert (tmp_path / ".trash-epoch-001" / "state.json").is_file()
+    monkeypatch.undo()
+    _save(tmp_path, "epoch-003", 3)  # the next save clears what the kill left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-002", "epoch-003"]
+
+
 def test_incomplete_checkpoint_is_refused(tmp_path):
     path = _save(tmp_path, "epoch-001", 1)
     (path / "state.json").unlink()

@@ -193,6 +193,29 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     _assert_same_run(out, reference)
 
 
+def test_a_point_kills_on_its_nth_pass_only_when_named(tmp_path):
+    code = "from mlabel.faults import point\nfor i in range(3):\n    point('a')\n    print(i, flush=True)"
+    for target, returncode, printed in (("a:2", -signal.SIGKILL, "0\n"), ("b", 0, "0\n1\n2\n")):
+        env = {**os.environ, ENV: target}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (returncode, printed)
+
+
+def test_a_model_moved_aside_is_put_back(tmp_path):
+    """What a kill between the two renames of `staged` leaves: `model` gone, `model.old` whole."""
+    from mlabel import folder
+
+    model = tmp_path / "model"
+    (tmp_path / "model.old").mkdir()
+    (tmp_path / "model.old" / "weights").write_text("previous")
+    (tmp_path / "model.tmp").mkdir()  # the new one, whose epoch a resume trains again
+    with folder.staged(model) as tmp:
+        assert (model / "weights").read_text() == "previous"
+        (tmp / "weights").write_text("new")
+    assert (model / "weights").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def _assert_no_half_model(out: Path, reference: Path) -> None:
     """The model folder is absent or complete: it loads, predicts, and holds the weights of one
     of the reference's epochs."""

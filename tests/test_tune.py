@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +179,40 @@ def test_importance_ranks_the_parameter_that_matters(tmp_path):
 def test_tune_refuses_all_data(tmp_path):
     with pytest.raises(ConfigError, match="validation"):
         tune(TrainConfig(all_data=True), "unused.csv", tmp_path, trials=1)
+
+
+def test_two_tune_processes_share_one_study(tiny_encoder, rows, tmp_path):
+    """Two `mlabel tune` into one folder (one SQLite study) at once: both finish, and each trial
+    gets its own number and run folder. This process starts its search while the other's trial
+    runs."""
+    argv = [*tune_args(rows, tiny_encoder, tmp_path, 1), "--epochs-max", "1", "--threads", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    other = subprocess.Popen(
+        [sys.executable, "-m", "mlabel", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not _running_trial(tmp_path) and other.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert main(argv) == 0
+    output = other.communicate(timeout=300)[0]
+    assert other.returncode == 0, output
+    trials = load(tmp_path).trials
+    assert sorted(t.number for t in trials) == [0, 1]
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    assert trials[1].datetime_start < trials[0].datetime_complete  # they did overlap
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["000", "001"]
+    assert (tmp_path / "best_model" / "mlabel.json").is_file()
+
+
+def _running_trial(out: Path) -> bool:
+    if not (out / "study.db").is_file():
+        return False
+    try:
+        states = [t.state for t in load(out).trials]
+    except Exception:  # the other process is still creating the study
+        return False
+    return optuna.trial.TrialState.RUNNING in states

@@ -171,11 +171,11 @@ def write_outputs(study, out: Path) -> None:
 def write_best(trial, out: Path) -> None:
     """A config `mlabel train --config` takes as is, and `out/best_model` -> the trial's model."""
     model_dir = Path(trial.user_attrs["model_dir"])
-    link = out / "best_model"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    try:
-        link.symlink_to(os.path.relpath(model_dir.resolve(), out.resolve()))
+    link, tmp = out / "best_model", out / f".best_model-{os.getpid()}"
+    try:  # a new link renamed over the old: two searches on one study may both write it
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.path.relpath(model_dir.resolve(), out.resolve()))
+        os.replace(tmp, link)
         where = str(link)
     except OSError:  # no symlinks (some Windows setups): the path in the header is enough
         where = str(model_dir)
