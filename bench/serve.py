@@ -3,9 +3,13 @@
     python bench/serve.py                          # trains a quick model first (a few minutes)
     python bench/serve.py --model runs/x/model     # or serve a model folder you have
     python bench/serve.py --requests 200 --concurrency 1 8   # a quick check
+    python bench/serve.py --clients 64 256 --seconds 300     # floods: errors, p99, server RSS
 
 Each client thread keeps one connection open and sends one abstract per request. Clients,
 server and the offline run share this machine's cores, so compare rows of one run only.
+With --clients, each level is a flood of that many concurrent clients (asyncio, one connection
+each) for --seconds: answers other than 200 and 429/503 (refusals by design) count as errors,
+and the server's RSS is sampled every second (first, peak and last are printed).
 Without --model, a model is trained once (default encoder, 1 epoch, max_len 128, --train-rows
 rows) into bench/_work/serve/ and reused by later runs; the texts sent are rows after those.
 """
@@ -13,17 +17,20 @@ rows) into bench/_work/serve/ and reused by later runs; the texts sent are rows 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import benchkit
 import httpx
 import numpy as np
+import psutil
 from benchkit import DATA, TEXT_COLS, free_port
 
 from mlabel import folder
@@ -41,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texts", type=int, default=500, help="distinct texts to send (default 500)")
     p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--clients", type=int, nargs="+", help="flood with these many clients")
+    p.add_argument("--seconds", type=float, default=300, help="length of each flood")
     p.add_argument("--engine", default="auto")
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
     p.add_argument("--max-batch", type=int, default=64)
@@ -169,11 +178,107 @@ def print_row(row: dict) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- floods
+BUSY = {429, 503}  # refusals by design, not errors
+
+
+class RssSampler:
+    """The resident memory of a process, sampled every second in a thread."""
+
+    def __init__(self, pid: int):
+        self.process = psutil.Process(pid)
+        self.samples = [self.process.memory_info().rss]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.samples.append(self.process.memory_info().rss)
+
+    def stop(self) -> dict:
+        self.stopped.set()
+        self.thread.join()
+        mib = [s / 2**20 for s in self.samples]
+        return {"rss_first_mib": mib[0], "rss_peak_mib": max(mib), "rss_last_mib": mib[-1]}
+
+
+async def _flood(url: str, texts: list[str], clients: int, seconds: float) -> tuple[list, Counter]:
+    """Latencies of the 200 answers, and the count of each outcome (status or exception)."""
+    latencies: list[float] = []
+    outcomes: Counter = Counter()
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+
+        async def client(i: int) -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    answer = await http.post("/predict", json={"texts": [texts[i % len(texts)]]})
+                    outcome: int | str = answer.status_code
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                if outcome == 200:
+                    latencies.append(time.perf_counter() - start)
+                outcomes[outcome] += 1
+                i += clients
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+    return latencies, outcomes
+
+
+def flood(url: str, pid: int, texts: list[str], clients: int, seconds: float) -> dict:
+    """One flood: throughput, latency, refusals, errors and the server's RSS."""
+    rss = RssSampler(pid)
+    start = time.perf_counter()
+    latencies, outcomes = asyncio.run(_flood(url, texts, clients, seconds))
+    elapsed = time.perf_counter() - start
+    ms = np.array(latencies or [np.nan]) * 1000
+    errors = {str(k): v for k, v in outcomes.items() if k != 200 and k not in BUSY}
+    return {
+        "clients": clients,
+        "seconds": elapsed,
+        "answered": outcomes[200],
+        "requests_per_s": outcomes[200] / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "busy": sum(outcomes[k] for k in BUSY),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        **rss.stop(),
+    }
+
+
+def run_floods(url: str, pid: int, texts: list[str], args: argparse.Namespace) -> list[dict]:
+    load_test(url, texts, 20, 2)  # warm-up
+    print(
+        f"{'clients':>7}  {'seconds':>7}  {'answered':>8}  {'req/s':>7}  {'p50 ms':>7}  "
+        f"{'p99 ms':>7}  {'429/503':>7}  {'errors':>6}  RSS MiB first/peak/last"
+    )
+    rows = []
+    for clients in args.clients:
+        row = flood(url, pid, texts, clients, args.seconds)
+        rows.append(row)
+        print(
+            f"{row['clients']:>7}  {row['seconds']:>7.0f}  {row['answered']:>8}  "
+            f"{row['requests_per_s']:>7.1f}  {row['p50_ms']:>7.1f}  {row['p99_ms']:>7.1f}  "
+            f"{row['busy']:>7}  {row['errors']:>6}  "
+            f"{row['rss_first_mib']:.0f}/{row['rss_peak_mib']:.0f}/{row['rss_last_mib']:.0f}",
+            flush=True,
+        )
+        if row["error_kinds"]:
+            print(f"         errors: {row['error_kinds']}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model = Path(args.model) if args.model else quick_model(args.data, args.train_rows)
     text_cols = folder.read(model).text_cols
     texts = bench_texts(args.data, args.train_rows, args.texts, text_cols)
+    if args.clients:
+        return main_floods(model, texts, args)
     docs_per_s, engine = offline_docs_per_s(model, args.engine, texts)
     print(f"model {model}, engine {engine}, {len(texts)} distinct texts")
     print(f"offline predict_proba: {docs_per_s:.1f} docs/s (one call on all texts)\n")
@@ -190,6 +295,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         summary = {"model": str(model), "engine": engine, "offline_docs_per_s": docs_per_s}
         Path(args.json).write_text(json.dumps({**summary, "levels": results}, indent=2))
+
+
+def main_floods(model: Path, texts: list[str], args: argparse.Namespace) -> None:
+    print(benchkit.machine())
+    print(f"model {model}, engine {args.engine}, {len(texts)} distinct texts, one per request")
+    proc, url = start_server(model, args)
+    try:
+        rows = run_floods(url, proc.pid, texts, args)
+    finally:
+        stop(proc)
+    print(f"server exit status after SIGTERM: {proc.returncode}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(model), "floods": rows}, indent=2))
+    if any(row["errors"] for row in rows) or proc.returncode != 0:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
