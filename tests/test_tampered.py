@@ -73,6 +73,12 @@ def _text(name: str, content: str) -> Callable[[Path], str]:
     return tamper
 
 
+def _empty_tokenizer(d: Path) -> str:
+    """The error names the folder: a tokenizer is read from several of its files."""
+    (d / "tokenizer.json").write_text("{}")
+    return "."
+
+
 def _head(rows: int, hidden: int) -> Callable[[Path], str]:
     def tamper(d: Path) -> str:
         save_file(
@@ -144,6 +150,7 @@ TAMPERED = {
     "corrupt tfidf weights": (_garbage("tfidf/weights.safetensors"), "cannot load"),
     "tfidf settings not an object": (_text("tfidf/settings.json", "[]"), "expected a JSON object"),
     "config not JSON": (_text("config.json", "{not json"), "not valid JSON"),
+    "tokenizer emptied": (_empty_tokenizer, "cannot load its tokenizer"),
     "record: labels missing": (_record(labels=...), "missing labels"),
     "record: config a list": (_record(config=[1]), "config is \\[1\\], expected an object"),
     "record: metrics a string": (_record(metrics="x"), "metrics is 'x'"),
