@@ -41,6 +41,9 @@ def _parse_error(capsys, *argv: str) -> str:
         (["evaluate", NOWHERE, "data.csv", "--errors", "-1"], "--errors: -1 is below 0"),
         (["evaluate", NOWHERE, "data.csv", "--errors", "ten"], "'ten' is not a whole number"),
         (["export", NOWHERE, "--onnx", "--sample-rows", "0"], "--sample-rows: 0 is below 1"),
+        (["tune", "data.csv", "--trials", "0"], "--trials: 0 is below 1"),
+        (["tune", "data.csv", "--timeout", "-5"], "--timeout: -5 is not a number from 0"),
+        (["tune", "data.csv", "--max-len-max", "4"], "--max-len-max: 4 is below 8"),
     ],
 )
 def test_an_option_out_of_range_is_refused_before_any_work(capsys, argv, message):
@@ -94,3 +97,9 @@ def test_a_server_setting_out_of_range_is_refused_before_loading(capsys):
     pytest.importorskip("uvicorn")
     assert main(["serve", NOWHERE, "--port", "70000"]) == 2
     assert capsys.readouterr().err == "error: port is 70000, expected 0 to 65535\n"
+
+
+def test_a_tuning_range_that_is_empty_is_refused_before_any_trial(capsys):
+    pytest.importorskip("optuna")
+    assert main(["tune", "/nonexistent/data.csv", "--text-cols", "t", "--lr-min", "nan"]) == 2
+    assert capsys.readouterr().err.startswith("error: lr range (nan, ")

@@ -135,8 +135,8 @@ def whole(low: int) -> typing.Callable[[str], int]:
     return parse
 
 
-def share(text: str) -> float:
-    """A finite number, 0 or more (GPUs per actor)."""
+def non_negative(text: str) -> float:
+    """A finite number, 0 or more (GPUs per actor, minutes)."""
     value = _parse(text, float, "a number")
     if not 0.0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not a number from 0 up")

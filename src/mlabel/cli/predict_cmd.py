@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from mlabel import extras
-from mlabel.cli.common import add_engine_option, add_rule_options, probability, share, whole
+from mlabel.cli.common import add_engine_option, add_rule_options, non_negative, probability, whole
 from mlabel.errors import UsageError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     ray.add_argument(
         "--actor-gpus",
-        type=share,
+        type=non_negative,
         default=0.0,
         help="GPUs per actor, fractions share one (default 0: actors on CPUs)",
     )

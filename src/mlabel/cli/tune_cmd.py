@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlabel import extras
-from mlabel.cli.common import add_config_options, config_values
+from mlabel.cli.common import add_config_options, config_values, non_negative, whole
 from mlabel.config import from_dict
 
 
@@ -17,15 +17,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("data", help="labelled table (a validation split is taken from it)")
     p.add_argument("--out", "-o", default="runs/tune", help="study folder (default: runs/tune)")
-    p.add_argument("--trials", type=int, default=20, help="trials to add (default: 20)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many minutes")
+    p.add_argument("--trials", type=whole(1), default=20, help="trials to add (default: 20)")
+    p.add_argument(
+        "--timeout", type=non_negative, help="stop starting trials after this many minutes"
+    )
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
     p.add_argument("--lr-min", type=float, default=1e-5, help="learning-rate range (log scale)")
     p.add_argument("--lr-max", type=float, default=2e-4)
     p.add_argument("--epochs-min", type=int, default=2, help="epoch range")
     p.add_argument("--epochs-max", type=int, default=8)
     p.add_argument(
-        "--max-len-max", type=int, default=512, help="longest max_len tried (default: 512)"
+        "--max-len-max", type=whole(8), default=512, help="longest max_len tried (default: 512)"
     )
     add_config_options(p, skip=("all_data",))
     return p
