@@ -115,3 +115,29 @@ def test_a_second_train_into_the_same_folder_exits_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"process {other_owner.pid}" in err
     assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written beside it
+
+
+def test_two_trainings_into_one_folder_the_second_refuses(
+    small_csv, tiny_encoder, tmp_path, capsys
+):
+    """A real `mlabel train` holds the folder; one started meanwhile exits 2 and disturbs nothing."""
+    out = tmp_path / "run"
+    argv = ["train", str(small_csv), "--model", tiny_encoder, "--text-cols", "TITLE", "ABSTRACT"]
+    argv += ["--max-len", "64", "--epochs", "3", "--threads", "1", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mlabel", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / LOCK_FILE).exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"process {first.pid}" in err
+    output = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, output
+    assert (out / "model" / "mlabel.json").is_file() and not (out / LOCK_FILE).exists()
