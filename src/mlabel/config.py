@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mlabel.atomic import write_text_atomic
 from mlabel.decision import DecisionRule
 from mlabel.errors import ConfigError
 
@@ -211,4 +212,5 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    # atomic: a run killed while rewriting it must still resume (its config.yaml is compared)
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
