@@ -48,9 +48,19 @@ def test_multilabel_metrics_match_hand_computed_values():
     assert m["macro_f1"] == pytest.approx(34 / 45)
     # samples: rows score 2/3, 1, 2/3, 2/3 -> mean 3/4
     assert m["samples_f1"] == pytest.approx(0.75)
+    # Jaccard per row: 1/2, 1, 1/2, 1/2 -> 5/8 (SemEval E-c's "accuracy")
+    assert m["jaccard"] == pytest.approx(5 / 8)
     # only row 1 is exactly right; 3 of 12 cells are wrong
     assert m["subset_accuracy"] == pytest.approx(0.25)
     assert m["hamming_loss"] == pytest.approx(0.25)
+
+
+def test_a_text_without_labels_given_none_counts_as_right():
+    y_true = np.array([[0, 0, 0], [1, 0, 0]])
+    right = multilabel_metrics(y_true, np.array([[0, 0, 0], [1, 0, 0]]), LABELS)
+    wrong = multilabel_metrics(y_true, np.array([[0, 1, 0], [1, 0, 0]]), LABELS)
+    assert right["samples_f1"] == right["jaccard"] == right["subset_accuracy"] == 1.0
+    assert wrong["samples_f1"] == wrong["jaccard"] == 0.5
 
 
 def test_multilabel_metrics_are_plain_json_types():

@@ -89,7 +89,7 @@ def format_evaluation(result: Evaluation) -> str:
     m = result.metrics
     lines = [
         f"rows {len(result.examples)}  micro-F1 {m['micro_f1']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-        f"samples-F1 {m['samples_f1']:.4f}  subset accuracy {m['subset_accuracy']:.4f}  "
+        f"samples-F1 {m['samples_f1']:.4f}  Jaccard {m['jaccard']:.4f}  subset accuracy {m['subset_accuracy']:.4f}  "
         f"Hamming loss {m['hamming_loss']:.4f}"
         + (f"  (rule: {result.rule.describe()})" if result.rule.describe() else ""),
         *_ranking_lines(m),

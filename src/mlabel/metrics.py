@@ -9,6 +9,7 @@ from sklearn.metrics import (
     coverage_error,
     f1_score,
     hamming_loss,
+    jaccard_score,
     label_ranking_average_precision_score,
     multilabel_confusion_matrix,
     precision_recall_fscore_support,
@@ -45,7 +46,10 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
     return {
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "samples_f1": float(f1_score(y_true, y_pred, average="samples", zero_division=0)),
+        # A text without labels, rightly given none, scores 1 (sklearn's zero_division applies
+        # only when a row's truth and prediction are both empty).
+        "samples_f1": float(f1_score(y_true, y_pred, average="samples", zero_division=1)),
+        "jaccard": float(jaccard_score(y_true, y_pred, average="samples", zero_division=1)),
         "micro_precision": float(precision_score(y_true, y_pred, average="micro", zero_division=0)),
         "micro_recall": float(recall_score(y_true, y_pred, average="micro", zero_division=0)),
         "subset_accuracy": float(accuracy_score(y_true, y_pred)),

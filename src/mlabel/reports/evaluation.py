@@ -56,6 +56,7 @@ def _summary_table(result) -> TextTable:
         "micro_f1": "micro-F1",
         "macro_f1": "macro-F1",
         "samples_f1": "samples-F1",
+        "jaccard": "Jaccard (samples)",
         "micro_precision": "micro precision",
         "micro_recall": "micro recall",
         "subset_accuracy": "subset accuracy",
