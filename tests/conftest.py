@@ -17,6 +17,21 @@ from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
 from mlabel.model import resolve_encoder  # noqa: E402
 
 torch.set_num_threads(2)
+
+try:  # profiles for the reader fuzz tests, which skip without hypothesis
+    from hypothesis import HealthCheck, settings
+except ImportError:
+    pass
+else:
+    _fuzz = dict(
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.register_profile("ci", max_examples=350, **_fuzz)  # 6 fuzz tests: 2,100 examples
+    settings.register_profile("long", max_examples=4000, **_fuzz)  # bench/fuzz.py
+    settings.load_profile("ci")  # --hypothesis-profile long chooses another
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "arxiv_topics.csv.gz"
 LABELS = [

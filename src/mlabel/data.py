@@ -8,16 +8,15 @@ A quoted CSV field that spans several lines still counts as one row.
 from __future__ import annotations
 
 import ast
-import bz2
 import difflib
-import gzip
 import lzma
 import re
 import warnings
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -26,11 +25,17 @@ import pyarrow.parquet as pq
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from mlabel.errors import DataError
+from mlabel.tablefile import csv_delimiter, open_table_bytes, where_not_utf8
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
+BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
+SHOW_CHARS = 60  # how much of a value or name an error message shows
+# what pandas reads as a missing value in CSV (its default `na_values`)
+_MISSING = "#N/A|#N/A N/A|#NA|-1.#IND|-1.#QNAN|-NaN|-nan|1.#IND|1.#QNAN|<NA>|N/A|NA|NULL|NaN"
+PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
 
 
 @dataclass
@@ -73,17 +78,28 @@ def table_format(path: str | Path) -> str:
     return fmt
 
 
-def read_table(path: str | Path, str_cols: Iterable[str] = ("ID",)) -> pd.DataFrame:
-    """Read a whole table; columns named in `str_cols` are read as strings (ids keep leading 0s)."""
-    return next(iter_table(path, chunk_rows=None, str_cols=str_cols))
+def read_table(
+    path: str | Path, str_cols: Iterable[str] = ("ID",), list_cols: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Read a whole table; columns named in `str_cols` are read as strings (ids keep leading 0s).
+
+    `list_cols` (label lists) are read as written in CSV/TSV ("3", "NA|x"); other formats keep
+    their list cells.
+    """
+    return next(iter_table(path, chunk_rows=None, str_cols=str_cols, list_cols=list_cols))
 
 
 def iter_table(
-    path: str | Path, chunk_rows: int | None = 10_000, str_cols: Iterable[str] = ("ID",)
+    path: str | Path,
+    chunk_rows: int | None = 10_000,
+    str_cols: Iterable[str] = ("ID",),
+    list_cols: Iterable[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """Stream a table in chunks of at most `chunk_rows` rows (None: one chunk).
 
-    Each chunk's index is the 0-based position of its rows in the whole file.
+    Each chunk's index is the 0-based position of its rows in the whole file; column names are
+    strings. In CSV/TSV the `str_cols` and `list_cols` keep text such as "NA" or "007" as it is
+    written.
     """
     path = Path(path)
     fmt = table_format(path)
@@ -94,34 +110,42 @@ def iter_table(
         if fmt == ".parquet":
             yield from _iter_parquet(path, chunk_rows, str_cols)
         else:
-            yield from _iter_text_table(path, fmt, chunk_rows, str_cols)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path.name}: not UTF-8 text ({_where_not_utf8(path, err)})") from None
+            yield from _iter_text_table(path, fmt, chunk_rows, str_cols, list(list_cols))
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name}: not UTF-8 text ({where_not_utf8(path)})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path.name}: no rows (the file is empty)") from None
+    except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path.name}: damaged compressed file ({_first_line(err)})") from None
     except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path.name}: cannot read as {fmt[1:]}: {first_line}") from None
+        raise DataError(f"{path.name}: cannot read as {fmt[1:]}: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return _clean(text.splitlines()[0], limit=200) if text else type(err).__name__
 
 
 def _iter_text_table(
-    path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str]
+    path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str], list_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
-    dtype = {c: "str" for c in str_cols}
-    if fmt == ".jsonl":
-        reader = pd.read_json(path, lines=True, dtype=dtype, chunksize=chunk_rows)
-    else:
-        sep = "\t" if fmt == ".tsv" else _csv_delimiter(path)
-        reader = pd.read_csv(path, sep=sep, dtype=dtype, encoding="utf-8", chunksize=chunk_rows)
-    if chunk_rows is None:  # pandas returned the whole table, not a reader
-        yield reader
-        return
-    start = 0
-    with reader:
-        for chunk in reader:
-            chunk.index = pd.RangeIndex(start, start + len(chunk))
-            start += len(chunk)
-            yield chunk
+    with open_table_bytes(path) as f:
+        if fmt == ".jsonl":
+            dtype = {c: "str" for c in str_cols}
+            reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
+        else:
+            options = _csv_options(path, fmt, [*str_cols, *list_cols])
+            reader = pd.read_csv(f, **options, chunksize=chunk_rows)
+        if chunk_rows is None:  # pandas returned the whole table, not a reader
+            yield _checked_chunk(reader, 0, path)
+            return
+        start = 0
+        with reader:
+            for chunk in reader:
+                yield _checked_chunk(chunk, start, path)
+                start += len(chunk)
 
 
 def _iter_parquet(
@@ -131,44 +155,37 @@ def _iter_parquet(
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
     start = 0
     for batch in batches:
-        chunk = batch.to_pandas()
-        chunk.index = pd.RangeIndex(start, start + len(chunk))
+        chunk = _checked_chunk(batch.to_pandas(), start, path)
         start += len(chunk)
         for col in set(str_cols) & set(chunk.columns):
             chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
         yield chunk
 
 
-def _open_bytes(path: Path) -> IO[bytes]:
-    """The file's bytes, decompressed (.gz, .bz2, .xz; not .zip)."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
-    return opener(path, "rb")
+def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
+    """Number the rows from `start` and make the column names unique strings."""
+    chunk.index = pd.RangeIndex(start, start + len(chunk))
+    chunk.columns = [str(c) for c in chunk.columns]
+    twice = chunk.columns[chunk.columns.duplicated()]
+    if len(twice):
+        raise DataError(f"{path.name}: column {_q(twice[0])} appears more than once")
+    return chunk
 
 
-def _csv_delimiter(path: Path) -> str:
-    """',' unless the header line is split more by ';', tab or '|' (spreadsheets in many
-    locales write ';')."""
-    if path.suffix.lower() == ".zip":
-        return ","
-    with _open_bytes(path) as f:
-        header = f.readline(65536).decode("utf-8", errors="replace")
-    counts = {d: header.count(d) for d in ",;\t|"}
-    best = max(counts, key=counts.__getitem__)
-    return best if counts[best] > counts[","] else ","
-
-
-def _where_not_utf8(path: Path, err: UnicodeDecodeError) -> str:
-    """Locate the first undecodable line, for the error message."""
-    if path.suffix.lower() == ".zip":
-        return f"byte 0x{err.object[err.start]:02x}; save the file as UTF-8"
-    with _open_bytes(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                byte = line[bad.start]
-                return f"line {line_no} of the file, byte 0x{byte:02x}; save the file as UTF-8"
-    return "save the file as UTF-8"
+def _csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
+    """read_csv's delimiter and missing-value settings: pandas' usual missing values ("NA",
+    "null", ...) everywhere but in `str_cols`, where an id "NA" or a text "None" is meant."""
+    sep = "\t" if fmt == ".tsv" else csv_delimiter(path)
+    with open_table_bytes(path) as f:
+        names = pd.read_csv(f, sep=sep, nrows=0, encoding="utf-8").columns
+    missing = {c: PANDAS_MISSING for c in names if c not in str_cols}
+    return dict(
+        sep=sep,
+        dtype={c: "str" for c in str_cols},
+        encoding="utf-8",
+        keep_default_na=False,
+        na_values=missing,
+    )
 
 
 # ---------------------------------------------------------------- columns and validation
@@ -180,13 +197,26 @@ def _rows(positions: Iterable[int]) -> str:
     return ", ".join(rows[:SHOW_ROWS]) + (", ..." if len(rows) > SHOW_ROWS else "")
 
 
+def _clean(text: object, limit: int = SHOW_CHARS) -> str:
+    """`text` cut to `limit` characters, with line breaks and other control characters
+    escaped, so that a message quoting it stays one short line."""
+    text = str(text)
+    cut = text[:limit] + ("..." if len(text) > limit else "")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+
+
+def _q(name: object) -> str:
+    """A column or label name quoted for a message: 'name'."""
+    return f"'{_clean(name)}'"
+
+
 def _show(value: object) -> str:
     """A cell value as the user would recognise it."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "empty"
     if isinstance(value, str):
-        return "empty" if not value.strip() else repr(value)
-    return str(value)
+        return "empty" if not value.strip() else _clean(repr(value))
+    return _clean(value)
 
 
 def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
@@ -197,10 +227,15 @@ def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
             continue
         close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
         lower = [c for c in present if c.lower() == col.lower()]
-        hint = f"; did you mean '{(lower or close)[0]}'?" if lower or close else ""
+        hint = f"; did you mean {_q((lower or close)[0])}?" if lower or close else ""
         raise DataError(
-            f"{source}: column '{col}' not found; columns are: {', '.join(present)}{hint}"
+            f"{source}: column {_q(col)} not found; columns are: {_names(present)}{hint}"
         )
+
+
+def _names(names: Iterable[object]) -> str:
+    """'a, b, c' for a message, each name cleaned."""
+    return ", ".join(_clean(n) for n in names)
 
 
 def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
@@ -220,16 +255,18 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[
     """Join the text columns of each row with "\\n", in order; a row with no text is an error.
 
     Empty or missing cells are skipped inside a row; a row whose text columns are all empty
-    raises DataError naming how many rows and which.
+    raises DataError naming how many rows and which (a chunk from `iter_table`, whose index
+    starts at its first row's position, is counted from the start of the file).
     """
     if not text_cols:
         raise DataError(f"{source}: no text columns given")
     require_columns(df, text_cols, source)
     parts = [text_cells(df, c) for c in text_cols]
     texts = [join_text_parts(row) for row in zip(*(p.tolist() for p in parts))]
-    empty = [i for i, t in enumerate(texts) if not t]
+    first = df.index.start if isinstance(df.index, pd.RangeIndex) and df.index.step == 1 else 0
+    empty = [first + i for i, t in enumerate(texts) if not t]
     if empty:
-        cols = ", ".join(text_cols)
+        cols = _names(text_cols)
         raise DataError(
             f"{source}: {len(empty)} row(s) with empty or missing text in {cols}: "
             f"row {_rows(empty)}"
@@ -259,7 +296,7 @@ def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
     ids = df[id_col]
     missing = np.flatnonzero(ids.isna().to_numpy() | (ids.astype("str").str.strip() == ""))
     if len(missing):
-        raise DataError(f"{source} row {missing[0] + 1}: column '{id_col}' is empty")
+        raise DataError(f"{source} row {missing[0] + 1}: column {_q(id_col)} is empty")
     ids = ids.astype("str").tolist()
     _check_unique_ids(ids, id_col, source)
     return ids
@@ -273,7 +310,7 @@ def _check_unique_ids(ids: list[str], id_col: str, source: str) -> None:
     rows = [i for i, v in enumerate(ids) if v == first]
     n_ids = len({v for v, d in zip(ids, dup) if d})
     raise DataError(
-        f"{source}: duplicate {id_col} '{first}' in rows {_rows(rows)} "
+        f"{source}: duplicate {_clean(id_col)} {_q(first)} in rows {_rows(rows)} "
         f"({n_ids} duplicated id(s) in all)"
     )
 
@@ -284,32 +321,56 @@ def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) ->
     y = np.zeros((len(df), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         raw = df[col]
-        values = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+        values = _label_numbers(raw)
         bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
         if len(bad):
             more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
             raise DataError(
-                f"{source} row {bad[0] + 1}: label '{col}' is {_show(raw.iloc[bad[0]])}, "
+                f"{source} row {bad[0] + 1}: label {_q(col)} is {_show(raw.iloc[bad[0]])}, "
                 f"expected 0 or 1{more}"
             )
         y[:, j] = values
     return y
 
 
-def _parse_label_lists(cells: pd.Series, sep: str) -> list[list[str]]:
+def _label_numbers(raw: pd.Series) -> np.ndarray:
+    """A label column as float64: numbers, booleans and the words "true"/"false" (any case, as
+    a CSV column that mixes them with 0/1 holds them); NaN for anything else."""
+    if not (pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw)):
+        raw = raw.map(lambda v: BOOL_WORDS.get(v.strip().lower(), v) if isinstance(v, str) else v)
+    return pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+
+
+def _parse_label_lists(cells: pd.Series, sep: str, column: str, source: str) -> list[list[str]]:
     """ "a|b" -> ["a", "b"]; a list cell (JSON Lines, Parquet) is taken as it is, and so is a
     list written as text ("['a', 'b']", as pandas writes lists to CSV); an empty or missing cell
-    means no labels."""
-    return [_label_list(cell, sep) for cell in cells]
+    means no labels. A cell holding a mapping or nested lists is an error."""
+    lists = []
+    for row, cell in enumerate(cells, start=1):
+        names = _label_list(cell, sep)
+        if names is None:
+            raise DataError(
+                f"{source} row {row}: column {_q(column)} is {_show(cell)}, expected label "
+                f"names ('a{sep}b' or a list of names)"
+            )
+        lists.append(names)
+    return lists
 
 
-def _label_list(cell: object, sep: str) -> list[str]:
+def _label_list(cell: object, sep: str) -> list[str] | None:
+    """The label names in one cell; None when it holds something else than names."""
     if isinstance(cell, str) and cell.strip().startswith("[") and cell.strip().endswith("]"):
         cell = _literal_list(cell)
     if isinstance(cell, list | tuple | np.ndarray):
+        if not all(pd.api.types.is_scalar(p) for p in cell):
+            return None
         parts = [str(p) for p in cell if not pd.isna(p)]
+    elif isinstance(cell, dict):
+        return None
     elif pd.isna(cell):
         return []
+    elif isinstance(cell, float) and cell.is_integer():
+        parts = [str(int(cell))]  # an integer label in a column that pandas made float by a NaN
     else:
         parts = str(cell).split(sep)
     return [p.strip() for p in parts if p.strip()]
@@ -319,7 +380,7 @@ def _literal_list(text: str) -> list | str:
     """A list literal ("['a', 'b']", '["a"]', "[3, 27]") as a list; other text unchanged."""
     try:
         value = ast.literal_eval(text.strip())  # literals only: never runs code
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return text
     return value if isinstance(value, list) else text
 
@@ -338,10 +399,10 @@ def _label_matrix_from_lists(
             else:
                 unknown.setdefault(name, i)
     if unknown:
-        shown = ", ".join(f"'{n}' (row {r + 1})" for n, r in list(unknown.items())[:SHOW_ROWS])
+        shown = ", ".join(f"{_q(n)} (row {r + 1})" for n, r in list(unknown.items())[:SHOW_ROWS])
         raise DataError(
-            f"{source}: column '{column}' has {len(unknown)} label(s) the model does not know: "
-            f"{shown}; known labels: {', '.join(labels)}"
+            f"{source}: column {_q(column)} has {len(unknown)} label(s) the model does not know: "
+            f"{shown}; known labels: {_names(labels)}"
         )
     return y
 
@@ -349,7 +410,7 @@ def _label_matrix_from_lists(
 def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str) -> None:
     empty = [name for name, count in zip(labels, y.sum(axis=0)) if count == 0]
     if empty:
-        names = ", ".join(f"'{n}'" for n in empty)
+        names = ", ".join(_q(n) for n in empty)
         warnings.warn(f"{source}: label(s) with no positive example: {names}", stacklevel=3)
 
 
@@ -357,16 +418,21 @@ def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str
 
 
 def read_rows(
-    data: str | Path | pd.DataFrame, text_cols: Sequence[str], id_col: str
+    data: str | Path | pd.DataFrame,
+    text_cols: Sequence[str],
+    id_col: str,
+    labels_col: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """A table (path or DataFrame) that has rows, and the name error messages give it.
 
-    The id and text columns of a file are read as strings.
+    The id and text columns of a file are read as strings, and so is a CSV's `labels_col`.
     """
     if isinstance(data, pd.DataFrame):
         df, source = data.reset_index(drop=True), "DataFrame"
     else:
-        df, source = read_table(data, str_cols=[*id_spellings(id_col), *text_cols]), Path(data).name
+        str_cols = [*id_spellings(id_col), *text_cols]
+        df = read_table(data, str_cols, list_cols=[labels_col] if labels_col else [])
+        source = Path(data).name
     if len(df) == 0:
         raise DataError(f"{source}: no data rows")
     return df, source
@@ -390,7 +456,7 @@ def load_examples(
     labels are not read and `y` is None.
     """
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
-    df, source = read_rows(data, text_cols, id_col)
+    df, source = read_rows(data, text_cols, id_col, labels_col if require_labels else None)
     id_col = resolve_id_col(df.columns, id_col)
     ids = _read_ids(df, id_col, source)
     texts = join_texts(df, text_cols, source)
@@ -413,10 +479,10 @@ def labels_from_list_column(
     Without `labels`, the names are every label the column holds, sorted.
     """
     require_columns(df, [column], source)
-    lists = _parse_label_lists(df[column], sep)
+    lists = _parse_label_lists(df[column], sep, column, source)
     names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
     if not names:
-        raise DataError(f"{source}: column '{column}' holds no labels at all")
+        raise DataError(f"{source}: column {_q(column)} holds no labels at all")
     return names, _label_matrix_from_lists(lists, names, column, source)
 
 
@@ -446,7 +512,7 @@ def _label_column_names(
     names = default_label_columns(df, id_col, text_cols)
     if not names:
         raise DataError(
-            f"{source}: no label columns (columns are: {', '.join(map(str, df.columns))}); "
+            f"{source}: no label columns (columns are: {_names(df.columns)}); "
             "add 0/1 label columns or name a list column with labels_col"
         )
     return names

@@ -77,7 +77,7 @@ def profile_table(
 ) -> DataProfile:
     """Profile a table; unlike load_examples it reports empty texts and duplicate ids."""
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
-    df, source = read_rows(data, text_cols, id_col)
+    df, source = read_rows(data, text_cols, id_col, labels_col if with_labels else None)
     id_col = resolve_id_col(df.columns, id_col)
     require_columns(df, text_cols, source)
     empty = _empty_text_rows(df, text_cols)

@@ -1,0 +1,121 @@
+"""The bytes of a table file: decompressed (.gz, .bz2, .xz, .zip), without a UTF-8 byte order
+mark, and with a limit on the length of a line, so that a decompression bomb or one runaway field
+is refused instead of read whole into memory."""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import io
+import lzma
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO
+
+from mlabel.errors import DataError
+
+MAX_LINE_BYTES = 64 * 2**20  # a longer line in a CSV/TSV/JSONL file is refused, not read
+
+
+class _LineGuard(io.RawIOBase):
+    """A table's bytes as they are read, refusing a line longer than MAX_LINE_BYTES: a
+    decompression bomb or one runaway field would otherwise be read whole into memory.
+    A leading UTF-8 byte order mark is dropped."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        super().__init__()
+        self._raw, self._name = raw, name
+        self._line, self._run, self._at_start = 1, 0, True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        # a read no longer than the limit holds no whole line over it: checking the line that
+        # runs on from the last read is enough
+        size = min(len(buffer), MAX_LINE_BYTES)
+        data = self._raw.read(size)
+        if self._at_start:
+            self._at_start = False
+            if data.startswith(codecs.BOM_UTF8):
+                data = data[len(codecs.BOM_UTF8) :] or self._raw.read(size)
+        self._count_lines(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _count_lines(self, data: bytes) -> None:
+        first_end = data.find(b"\n")
+        run = self._run + (len(data) if first_end < 0 else first_end)
+        if run > MAX_LINE_BYTES:
+            raise DataError(
+                f"{self._name}: line {self._line} of the file is longer than "
+                f"{MAX_LINE_BYTES / 2**20:g} MiB; refusing to read it (no text to classify is "
+                "this long: a damaged file or a decompression bomb?)"
+            )
+        if first_end < 0:
+            self._run = run
+        else:
+            self._line += data.count(b"\n")
+            self._run = len(data) - data.rfind(b"\n") - 1
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_table_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed (.gz, .bz2, .xz, .zip), read through a _LineGuard."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        raw = _open_zip_member(path)
+    else:
+        raw = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)(path, "rb")
+    return io.BufferedReader(_LineGuard(raw, path.name), buffer_size=2**20)
+
+
+def _open_zip_member(path: Path) -> IO[bytes]:
+    """The one table in a .zip (macOS metadata folders aside)."""
+    with zipfile.ZipFile(path) as archive:
+        members = [
+            m
+            for m in archive.infolist()
+            if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+        ]
+        if len(members) != 1:
+            raise DataError(
+                f"{path.name}: a .zip must hold one table, this one holds {len(members)} files"
+            )
+        if members[0].flag_bits & 0x1:
+            raise DataError(f"{path.name}: the table in the .zip is encrypted")
+        return archive.open(members[0])
+
+
+def csv_delimiter(path: Path) -> str:
+    """',' unless the header line is split more by ';', tab or '|' (spreadsheets in many
+    locales write ';')."""
+    with open_table_bytes(path) as f:
+        header = f.readline(65536).decode("utf-8", errors="replace")
+    counts = {d: header.count(d) for d in ",;\t|"}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] > counts[","] else ","
+
+
+def where_not_utf8(path: Path) -> str:
+    """Locate the first undecodable byte, for the error message (reading block by block)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    try:
+        with open_table_bytes(path) as f:
+            while block := f.read(2**20):
+                decoder.decode(block)
+                line += block.count(b"\n")
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as bad:  # bad.object: the block after held-back bytes
+        line += bad.object[: bad.start].count(b"\n")
+        byte = bad.object[bad.start]
+        return f"line {line} of the file, byte 0x{byte:02x}; save the file as UTF-8"
+    except (EOFError, OSError, lzma.LZMAError, zlib.error, zipfile.BadZipFile):
+        pass  # the bytes cannot all be read back: say what matters without the place
+    return "save the file as UTF-8"
