@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlabel import folder
+from mlabel.atomic import write_text_atomic
 from mlabel.config import TrainConfig, save_config
 from mlabel.data import Examples
 from mlabel.decision import decide
@@ -135,5 +136,5 @@ def train_tfidf(
     save_config(cfg, out / "config.yaml")
     record = {"epoch": 1, "seconds": time.perf_counter() - t0}
     record.update({k: v for k, v in info.metrics.items() if k != "per_label"})
-    (out / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    write_text_atomic(out / "metrics.jsonl", json.dumps(record) + "\n")
     return TrainResult(out, model_dir, [record], 1, info.metrics)

@@ -7,7 +7,9 @@ done by library functions, so everything the CLI does, Python code can do too.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import signal
 import sys
 import warnings
 
@@ -15,6 +17,7 @@ from mlabel.errors import MlabelError
 
 COMMANDS = ("train", "evaluate", "predict", "serve", "inspect", "tune", "export")
 USER_ERRORS = (MlabelError, FileNotFoundError)
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +39,21 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line and exit 2, without a traceback."""
     args = build_parser().parse_args(argv)
+    if hasattr(signal, "SIGXFSZ"):  # over a file-size limit: an EFBIG error, not a silent kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.run(args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        # The writers replace files only on success, so nothing half-written is left behind.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: no space left{where} ({exc.strerror}); nothing was replaced", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

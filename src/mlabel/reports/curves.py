@@ -73,7 +73,7 @@ def plot_history(trials: Sequence[Any], path: Path) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if trials:
         ax.legend(loc="best")
-    fig.savefig(path, dpi=TUNE_DPI)
+    save_png(fig, path, TUNE_DPI)
 
 
 def plot_importance(importances: dict[str, float], path: Path) -> None:
@@ -92,4 +92,4 @@ def plot_importance(importances: dict[str, float], path: Path) -> None:
             ha="center",
             va="center",
         )
-    fig.savefig(path, dpi=TUNE_DPI)
+    save_png(fig, path, TUNE_DPI)

@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from mlabel.atomic import replace_on_success, write_text_atomic
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -60,9 +62,10 @@ def label_grid(
     return fig, axes[:n]
 
 
-def save_png(fig: Figure, path: Path) -> Path:
-    """Write `fig` as a PNG at the reports' resolution; return `path`."""
-    fig.savefig(path, dpi=DPI)
+def save_png(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    """Write `fig` as a PNG (whole or not at all: an older plot stays until this one is done)."""
+    with replace_on_success(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return path
 
 
@@ -136,8 +139,8 @@ class Report:
 
     def write(self, out_dir: Path) -> Path:
         """Write report.md and report.html into `out_dir`; return the HTML path."""
-        (out_dir / "report.md").write_text(self._markdown(), encoding="utf-8")
-        (out_dir / "report.html").write_text(self._html(), encoding="utf-8")
+        write_text_atomic(out_dir / "report.md", self._markdown())
+        write_text_atomic(out_dir / "report.html", self._html())
         return out_dir / "report.html"
 
     def _markdown(self) -> str:
