@@ -26,6 +26,7 @@ SMOOTH_POINTS = 7  # moving-average window over the 0.01-step grid, i.e. 0.07 wi
 CALIBRATION_BINS = 10
 RANKING_KS = (1, 3, 5)
 RANKING_CELLS = 1 << 22  # (row, label) cells ranked at a time: bounds memory at many labels
+THRESHOLD_CELLS = 1 << 22  # (row, label) cells binned at a time in threshold tuning
 
 
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
@@ -148,12 +149,34 @@ def f1_by_threshold(
             f"got {y_true.shape} and {y_prob.shape}"
         )
     grid = np.asarray(grid, dtype=float)
-    counts = np.empty((3, len(grid), y_true.shape[1]))
-    for g, threshold in enumerate(grid):
-        counts[:, g] = _hits(y_true, y_prob >= threshold).sum(axis=1)
-    tp, fp, fn = counts
+    order = np.argsort(grid, kind="stable")
+    tp, fp, fn = _counts_by_threshold(y_true, y_prob, grid[order])[:, np.argsort(order)]
     micro = _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
     return micro, _f1(tp, fp, fn).T
+
+
+def _counts_by_threshold(y_true: np.ndarray, y_prob: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """TP, FP and FN per (ascending) grid point and label, (3, G, L), in one pass over the cells.
+
+    A cell is predicted at every grid point up to the last one its probability reaches, so a
+    histogram of that point per label, summed from the top, gives the predicted counts of all
+    G thresholds at once: O(n L + G L) instead of G passes over the (n, L) cells.
+    """
+    n_rows, n_labels = y_true.shape
+    bins = len(grid) + 1
+    hist = np.zeros((2, n_labels * bins))  # [all cells, positive cells] per (label, point)
+    step = max(1, THRESHOLD_CELLS // max(n_labels, 1))
+    for start in range(0, n_rows, step):
+        probs, truth = y_prob[start : start + step], y_true[start : start + step]
+        reached = np.searchsorted(grid, probs, side="right")  # p >= grid[g] for g < reached
+        reached[np.isnan(probs)] = 0  # NaN reaches no threshold, as with `>=`
+        cell = (np.arange(n_labels) * bins + reached).ravel()
+        hist[0] += np.bincount(cell, minlength=n_labels * bins)
+        hist[1] += np.bincount(cell[truth.ravel()], minlength=n_labels * bins)
+    # predicted[:, j, g]: cells of label j whose probability reaches grid[g]
+    predicted = np.cumsum(hist.reshape(2, n_labels, bins)[:, :, ::-1], axis=2)[:, :, -2::-1]
+    tp = predicted[1].T
+    return np.stack([tp, predicted[0].T - tp, y_true.sum(axis=0) - tp])
 
 
 def tune_thresholds(
@@ -186,8 +209,8 @@ def tune_thresholds(
         return np.full(n_labels, t_global)
     n_pos = np.asarray(y_true).astype(bool).sum(axis=0)
     if method == "shrunk":
-        per_label = np.array([_smooth(curve) for curve in per_label])
-    t_label = np.array([_best_threshold(curve, grid) for curve in per_label])
+        per_label = _smooth(per_label)
+    t_label = _best_threshold(per_label, grid)
     if method == "shrunk":
         t_label = (n_pos * t_label + k * t_global) / (n_pos + k)
     # A label never seen positive has an all-zero F1 curve: it tells us nothing.
@@ -300,21 +323,30 @@ def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denominator, out=zeros, where=denominator > 0)
 
 
-def _best_threshold(curve: np.ndarray, grid: np.ndarray) -> float:
-    """Middle of the longest run of grid points where the curve reaches its maximum."""
-    is_max = np.isclose(curve, curve.max(), rtol=0, atol=1e-12)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_max.astype(int), [0]])))
-    starts, ends = edges[0::2], edges[1::2] - 1
-    longest = np.argmax(ends - starts)
-    return float((grid[starts[longest]] + grid[ends[longest]]) / 2)
+def _best_threshold(curves: np.ndarray, grid: np.ndarray) -> float | np.ndarray:
+    """Middle of the longest run of grid points where a curve reaches its maximum (the first
+    such run on a tie); a float for one curve (G,), an array for curves (L, G) at once."""
+    curves = np.asarray(curves)
+    rows = np.atleast_2d(curves)
+    is_max = np.isclose(rows, rows.max(axis=1, keepdims=True), rtol=0, atol=1e-12)
+    edges = np.diff(np.pad(is_max.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    row, start = np.nonzero(edges == 1)
+    end = np.nonzero(edges == -1)[1]  # one past each run, in the same (row, run) order
+    order = np.lexsort((start, start - end, row))  # per row: longest run first, then earliest
+    first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+    best = (grid[start[first]] + grid[end[first] - 1]) / 2
+    return float(best[0]) if curves.ndim == 1 else best
 
 
-def _smooth(curve: np.ndarray, points: int = SMOOTH_POINTS) -> np.ndarray:
-    """Centred moving average; windows are truncated (not zero-padded) at the ends."""
-    window = np.ones(points)
-    total = np.convolve(curve, window, mode="same")
-    count = np.convolve(np.ones_like(curve), window, mode="same")
-    return total / count
+def _smooth(curves: np.ndarray, points: int = SMOOTH_POINTS) -> np.ndarray:
+    """Centred moving average of an odd number of points along the last axis; windows are
+    truncated (not zero-padded) at the ends."""
+    curves = np.asarray(curves, dtype=float)
+    width = curves.shape[-1]
+    sums = np.cumsum(np.pad(curves, [(0, 0)] * (curves.ndim - 1) + [(1, 0)]), axis=-1)
+    centre = np.arange(width)
+    low, high = np.maximum(centre - points // 2, 0), np.minimum(centre + points // 2 + 1, width)
+    return (sums[..., high] - sums[..., low]) / (high - low)
 
 
 def _parse_fixed(method: str) -> float:
