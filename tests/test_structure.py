@@ -13,15 +13,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlabel"
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
     {"errors", "faults"},
-    {"atomic", "extras", "config", "batching", "limits", "decision", "tablefile"},
+    {"atomic", "extras", "config", "batching", "limits", "decision", "tablefile", "subjects"},
     {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},
     {"model", "baseline", "reports.render"},
     {"engines", "checkpoint", "optim", "distributed", "finalize"},
     {"reports.profile", "reports.data_plots", "reports.curves"},
     {"training", "predict", "reports.evaluation"},
-    {"callbacks", "evaluation", "export", "tracking"},
-    {"classifier", "tune", "serve", "ray_predict"},
+    {"callbacks", "evaluation", "export", "tracking", "explain"},
+    {"classifier", "tune", "serve", "ray_predict", "annif_api"},
     {"cli"},
 ]
 

@@ -14,6 +14,7 @@ import yaml
 from mlabel.atomic import write_text_atomic
 from mlabel.decision import DecisionRule
 from mlabel.errors import ConfigError
+from mlabel.subjects import check_uri_base, read_uri_table
 
 POOLINGS = ("mean", "cls")
 OPTIMIZERS = ("adamw", "adam")
@@ -71,6 +72,8 @@ class TrainConfig:
     save_steps: int | None = None
     keep: int = 2
     track: str | None = None
+    subject_uri_base: str | None = None  # a label's URI: this + the url-quoted label
+    subject_uris: str | None = None  # or a CSV/TSV of label and uri columns (see mlabel.subjects)
 
     def __post_init__(self) -> None:
         for name, hint in typing.get_type_hints(TrainConfig).items():
@@ -110,6 +113,12 @@ class TrainConfig:
             )
         if self.label_cols and self.labels_col:
             raise ConfigError("give label_cols or labels_col, not both")
+        if self.subject_uri_base is not None and self.subject_uris is not None:
+            raise ConfigError("give subject_uri_base or subject_uris, not both")
+        if self.subject_uri_base is not None:
+            check_uri_base(self.subject_uri_base)
+        if self.subject_uris is not None:  # read now; that it covers the labels, once they are known
+            read_uri_table(self.subject_uris)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

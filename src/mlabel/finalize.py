@@ -21,6 +21,7 @@ from mlabel.decision import decide
 from mlabel.errors import ConfigError
 from mlabel.folder import Ensemble, ModelInfo
 from mlabel.metrics import multilabel_metrics, rule_scores, tune_thresholds
+from mlabel.subjects import training_uris
 
 
 @dataclass
@@ -50,6 +51,7 @@ def model_info(
         long=cfg.long,
         stride=cfg.stride,
         long_pool=cfg.long_pool,
+        subject_uris=training_uris(labels, cfg.subject_uri_base, cfg.subject_uris),
         metrics=metrics,
         config=cfg.to_dict(),
         versions=folder.package_versions(),

@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from mlabel.annif_api import annif_project, annif_router
 from mlabel.batching import MicroBatcher, Unavailable
 from mlabel.data import join_text_parts
 from mlabel.decision import DecisionRule
@@ -60,6 +61,9 @@ class ServeSettings:
     max_batch: int = 64
     max_queue: int = 4096  # texts waiting for the model; past it, 503 with Retry-After
     read_timeout_s: float = 30.0  # for a request's headers, and again for its body
+    project_id: str | None = None  # Annif API (mlabel.annif_api): default, the model's name
+    language: str = "en"  # Annif API: the language of the labels
+    subject_uri_base: str | None = None  # Annif API: URIs base + label, over the model's own
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_texts", "max_chars", "max_batch"):
@@ -220,6 +224,13 @@ def require_key(api_key: str | None) -> Callable:
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> FastAPI:
     """The FastAPI app for one predictor; run it with uvicorn or test it with TestClient."""
     settings = settings or ServeSettings()
+    project = annif_project(  # checked before the batcher's thread starts
+        predictor,
+        model_name(predictor.model_dir),
+        settings.project_id,
+        settings.language,
+        settings.subject_uri_base,
+    )
     batcher = MicroBatcher(
         predictor.predict_proba, settings.max_batch, settings.batch_wait_ms, settings.max_queue
     )
@@ -244,6 +255,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(Unavailable, _unavailable)
     _add_routes(app, predictor, settings, batcher)
+    keyed = [Depends(require_key(settings.api_key))]
+    app.include_router(annif_router(predictor, batcher, project, settings.max_chars, keyed))
     return app
 
 

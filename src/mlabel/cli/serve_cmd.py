@@ -1,4 +1,5 @@
-"""`mlabel serve MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--engine auto]`."""
+"""`mlabel serve MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--engine auto]`;
+mlabel's JSON API and Annif's REST API under /v1 (`--project-id`, `--language`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ SETTINGS = {
     "max_chars": (int, "most characters in one text (default: 100000)"),
     "max_queue": (int, "most texts waiting for the model; past it, 503 (default: 4096)"),
     "read_timeout_s": (float, "seconds a client may take to send headers, then body (default: 30)"),
+    "project_id": (str, "Annif API (/v1): the project id (default: the model folder's name)"),
+    "language": (str, "Annif API: the language of the labels (default: en)"),
+    "subject_uri_base": (
+        str,
+        "Annif API: subject URIs are this + the url-quoted label (default: the URIs stored at "
+        "training, else urn:mlabel:PROJECT:LABEL)",
+    ),
 }
 
 

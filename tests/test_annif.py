@@ -1,0 +1,283 @@
+"""Annif's REST API (`mlabel.annif_api`) and subject URIs (`mlabel.subjects`): the shapes of
+Annif's spec through TestClient, then real clients we did not write (annif-client on a live
+uvicorn server; Annif itself in bench/annif_check.py, run here when .venv-annif exists)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from mlabel.annif_api import default_project_id
+from mlabel.cli import build_parser
+from mlabel.config import TrainConfig
+from mlabel.errors import ConfigError, DataError, ModelError
+from mlabel.folder import ModelInfo
+from mlabel.predict import load_predictor
+from mlabel.serve import ServeSettings, create_app
+from mlabel.subjects import read_uri_table
+
+REPO = Path(__file__).resolve().parents[1]
+ANNIF_VENV = REPO / ".venv-annif"
+TEXT = "We prove a bound on the spectral gap of random regular graphs.\nGraphs and spectra."
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_tiny):
+    return load_predictor(trained_tiny, engine="torch", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, ServeSettings(project_id="arxiv"))) as c:
+        yield c
+
+
+def is_problem(response, status: int) -> dict:
+    """Annif's error shape: RFC 7807 problem details."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["type"] == "about:blank" and body["title"]
+    return body
+
+
+# ----------------------------------------------------------------------------- the spec's shapes
+
+
+def test_projects_and_project(client, predictor):
+    listed = client.get("/v1/projects").json()["projects"]
+    assert [p["project_id"] for p in listed] == ["arxiv"]
+    project = client.get("/v1/projects/arxiv").json()
+    assert project == listed[0]
+    assert project["language"] == "en" and project["backend"] == {"backend_id": "mlabel"}
+    assert project["is_trained"] is True and project["modification_time"].endswith("Z")
+    assert project["vocab"]["size"] == len(predictor.labels)
+    body = is_problem(client.get("/v1/projects/nope"), 404)
+    assert body["detail"] == "Project 'nope' not found"
+
+
+def test_suggest_is_every_probability_best_first(client, predictor):
+    """Defaults limit 10 and threshold 0: all six labels, unrounded probabilities, best first."""
+    results = client.post("/v1/projects/arxiv/suggest", data={"text": TEXT}).json()["results"]
+    probs = predictor.predict_proba([TEXT.strip()])[0]
+    assert [r["score"] for r in results] == sorted(probs.tolist(), reverse=True)
+    assert {r["label"] for r in results} == set(predictor.labels)
+    first = results[0]
+    assert set(first) == {"uri", "label", "notation", "score"} and first["notation"] is None
+    assert first["uri"] == "urn:mlabel:arxiv:" + first["label"].replace(" ", "%20")
+
+
+def test_limit_and_threshold_cut_as_evaluate_does(client, predictor):
+    probs = predictor.predict_proba([TEXT])[0]
+    cut = float(np.sort(probs)[-3])  # the third best: at most 3 labels are at or above it
+    answer = client.post(
+        "/v1/projects/arxiv/suggest", data={"text": TEXT, "limit": 2, "threshold": cut}
+    )
+    assert [r["score"] for r in answer.json()["results"]] == sorted(probs.tolist())[-1:-3:-1]
+    answer = client.post("/v1/projects/arxiv/suggest", data={"text": TEXT, "threshold": cut})
+    assert len(answer.json()["results"]) == 3
+    empty = client.post("/v1/projects/arxiv/suggest", data={"text": "  ", "project": "x"})
+    assert empty.json() == {"results": []}  # Annif's http backend sends `project` too
+
+
+@pytest.mark.parametrize(
+    "form, status, words",
+    [
+        ({"limit": "3"}, 400, "'text' is a required property"),
+        ({"text": TEXT, "limit": "-1"}, 400, "limit is -1"),
+        ({"text": TEXT, "limit": "many"}, 400, "limit is 'many'"),
+        ({"text": TEXT, "threshold": "1.5"}, 400, "threshold is 1.5"),
+        ({"text": TEXT, "threshold": "nan"}, 400, "threshold is nan"),
+        ({"text": TEXT, "language": "fi"}, 400, 'language "fi" not supported'),
+        ({"text": "x" * 100_001}, 400, "the limit is 100,000"),
+    ],
+)
+def test_suggest_refuses_bad_forms(client, form, status, words):
+    assert (
+        words in is_problem(client.post("/v1/projects/arxiv/suggest", data=form), status)["detail"]
+    )
+
+
+def test_suggest_batch(client):
+    documents = [{"text": TEXT, "document_id": "a"}, {"text": "Stock returns and volatility."}]
+    answer = client.post(
+        "/v1/projects/arxiv/suggest-batch?limit=2", json={"documents": documents}
+    ).json()
+    assert [d["document_id"] for d in answer] == ["a", None]
+    assert all(len(d["results"]) == 2 for d in answer)
+    single = client.post("/v1/projects/arxiv/suggest", data={"text": TEXT, "limit": 2}).json()
+    assert answer[0]["results"] == single["results"]
+    too_many = {"documents": [{"text": TEXT}] * 33}
+    assert (
+        "limit is 32"
+        in is_problem(client.post("/v1/projects/arxiv/suggest-batch", json=too_many), 400)["detail"]
+    )
+    is_problem(client.post("/v1/projects/arxiv/suggest-batch", json={"docs": []}), 400)
+    is_problem(client.post("/v1/projects/other/suggest-batch", json={"documents": []}), 404)
+    is_problem(client.post("/v1/projects/arxiv/learn", json=[]), 403)
+
+
+def test_api_key_guards_the_annif_api(predictor):
+    with TestClient(create_app(predictor, ServeSettings(api_key="k"))) as c:
+        assert c.get("/v1/projects").status_code == 401
+        answer = c.get("/v1/projects", headers={"Authorization": "Bearer k"})
+        assert answer.json()["projects"][0]["project_id"] == default_project_id(predictor.model_dir)
+
+
+def test_serve_options(predictor):
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "m",
+            "--project-id",
+            "yso-en",
+            "--language",
+            "fi",
+            "--subject-uri-base",
+            "http://x.org/s/",
+        ]
+    )
+    assert (args.project_id, args.language, args.subject_uri_base) == (
+        "yso-en",
+        "fi",
+        "http://x.org/s/",
+    )
+    settings = ServeSettings(subject_uri_base="http://x.org/s/", language="fi")
+    with TestClient(create_app(predictor, settings)) as c:
+        url = f"/v1/projects/{default_project_id(predictor.model_dir)}/suggest"
+        result = c.post(url, data={"text": TEXT}).json()["results"][0]
+        assert result["uri"] == "http://x.org/s/" + result["label"].replace(" ", "%20")
+    for bad in ({"project_id": "a/b"}, {"language": "english language"}, {"subject_uri_base": "x"}):
+        with pytest.raises(ConfigError):
+            create_app(predictor, ServeSettings(**bad))
+
+
+# ----------------------------------------------------------------------------- subject URIs
+
+
+def test_uri_table_forms(tmp_path):
+    csv = tmp_path / "uris.csv"
+    csv.write_text("Label,URI,notation\nPhysics,http://x/p,1\n")
+    assert read_uri_table(csv) == {"Physics": "http://x/p"}
+    annif_tsv = tmp_path / "vocab.tsv"  # Annif's own subject file: <uri> TAB label
+    annif_tsv.write_text("<http://x/p>\tPhysics\n<http://x/m>\tMathematics\n")
+    assert read_uri_table(annif_tsv) == {"Physics": "http://x/p", "Mathematics": "http://x/m"}
+    annif_csv = tmp_path / "vocab2.csv"
+    annif_csv.write_text("uri,label_en\nhttp://x/p,Physics\n")
+    assert read_uri_table(annif_csv) == {"Physics": "http://x/p"}
+    for text, words in [
+        ("name,uri\nPhysics,http://x\n", "lacks a `label`"),
+        ("label,uri\nPhysics,\n", "row 2: expected a label and a URI"),
+        ("label,uri\nPhysics,a\nPhysics,b\n", "'Physics' is given two URIs"),
+    ]:
+        csv.write_text(text)
+        with pytest.raises(DataError, match=words):
+            read_uri_table(csv)
+
+
+def test_config_checks_uri_options(tmp_path):
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig(subject_uri_base="http://x/", subject_uris="t.csv")
+    with pytest.raises(ConfigError, match="subject_uri_base is 'x y'"):
+        TrainConfig(subject_uri_base="x y")
+    with pytest.raises(DataError, match="not found"):
+        TrainConfig(subject_uris=str(tmp_path / "missing.csv"))
+
+
+def test_model_info_rejects_uris_that_do_not_match_labels():
+    with pytest.raises(ModelError, match="name each label once"):
+        ModelInfo(["a", "b"], [0.5, 0.5], ["text"], kind="tfidf", subject_uris={"a": "u:a"})
+    with pytest.raises(ModelError, match="without spaces"):
+        ModelInfo(["a"], [0.5], ["text"], kind="tfidf", subject_uris={"a": "u a"})
+
+
+def train_tfidf(small_csv, out: Path, **uris) -> Path:
+    from mlabel.classifier import fit_model
+
+    cfg = TrainConfig(model="tfidf", text_cols=["TITLE", "ABSTRACT"], val_frac=0.25, **uris)
+    return fit_model(cfg, small_csv, out).model_dir
+
+
+def test_uris_stored_at_training(small_csv, tmp_path):
+    model = train_tfidf(small_csv, tmp_path / "a", subject_uri_base="http://x.org/")
+    uris = json.loads((model / "mlabel.json").read_text())["subject_uris"]
+    labels = list(uris)
+    assert uris["Computer Science"] == "http://x.org/Computer%20Science"
+    table = tmp_path / "uris.tsv"
+    table.write_text("label\turi\n" + "".join(f"{n}\thttp://y/{i}\n" for i, n in enumerate(labels)))
+    model = train_tfidf(small_csv, tmp_path / "b", subject_uris=str(table))
+    assert load_predictor(model).info.subject_uris == {
+        n: f"http://y/{i}" for i, n in enumerate(labels)
+    }
+    with TestClient(create_app(load_predictor(model))) as c:
+        result = c.post("/v1/projects/b/suggest", data={"text": TEXT}).json()["results"][0]
+        assert result["uri"] == f"http://y/{labels.index(result['label'])}"
+    table.write_text(f"label\turi\n{labels[1]}\thttp://y/1\n")
+    with pytest.raises(DataError, match=f"uris.tsv: no URI for 5 of the labels: '{labels[0]}'"):
+        train_tfidf(small_csv, tmp_path / "c", subject_uris=str(table))
+
+
+# ----------------------------------------------------------------------------- real clients
+
+
+@pytest.fixture(scope="module")
+def live_api(predictor):
+    """mlabel serve's app on uvicorn in a thread; the base URL annif-client wants."""
+    app = create_app(predictor, ServeSettings(project_id="arxiv"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1/"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_annif_client(live_api, predictor):
+    annif_client = pytest.importorskip("annif_client")
+    client = annif_client.AnnifClient(api_base=live_api)
+    assert client.api_info["title"].startswith("Annif REST API")
+    assert [p["project_id"] for p in client.projects] == ["arxiv"]
+    assert client.get_project("arxiv")["language"] == "en"
+    with pytest.raises(ValueError, match="Project 'nope' not found"):
+        client.get_project("nope")
+    results = client.suggest("arxiv", TEXT, limit=3)
+    probs = np.sort(predictor.predict_proba([TEXT])[0])[::-1]
+    assert [r["score"] for r in results] == probs[:3].tolist()
+    assert client.suggest("arxiv", TEXT, threshold=1.0) == []
+    batch = client.suggest_batch("arxiv", [{"text": TEXT, "document_id": "d1"}], limit=3)
+    assert batch == [{"document_id": "d1", "results": results}]
+
+
+@pytest.mark.skipif(not (ANNIF_VENV / "bin" / "annif").exists(), reason="no .venv-annif")
+def test_annif_eval_matches_mlabel_evaluate(tmp_path):
+    """Annif with its http backend on mlabel serve: `annif eval` equals `mlabel evaluate`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "annif_check.py"),
+            "--quick",
+            "--work",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "all figures match" in run.stdout
