@@ -34,20 +34,19 @@ LABELS = [
 ]
 TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to differ between runs
 
-# With 33 training texts in batches of 8 (5 steps an epoch) and a checkpoint every 2 steps,
-# checkpoints are written in this order: step-2, step-4, epoch-001, step-6, step-8, epoch-002;
-# with keep=1, pruning removes step-2, step-4, step-6, then epoch-001 and step-8. Epoch 2
-# improves on epoch 1, so the model folder is written twice and swapped once, and the TF-IDF
-# member is staged into it at the end.
+# With 33 training texts in batches of 16 (3 steps an epoch) and a checkpoint every 2 steps,
+# checkpoints are written in this order: step-2, epoch-001, step-4, epoch-002; with keep=1,
+# pruning removes step-2, then epoch-001 and step-4. Epoch 2 improves on epoch 1, so the model
+# folder is written twice and swapped once, and the TF-IDF member is staged into it at the end.
 POINTS = [
     "train.backward:1",  # the first step: no checkpoint yet, the resume starts afresh
-    "train.backward:8",  # mid-step in epoch 2: resume from step-6
+    "train.backward:5",  # mid-step in epoch 2: resume from step-4
     "train.validate:2",  # mid-validation of epoch 2
     "train.model_saved:1",  # epoch 1's model written, its checkpoint not
-    "checkpoint.weights:3",  # epoch-001: weights written, optimizer not
-    "checkpoint.optimizer:4",  # step-6: optimizer written, scheduler, RNG and state not
-    "checkpoint.state:6",  # epoch-002: every file written, not yet renamed into place
-    "checkpoint.commit:5",  # step-8: files flushed, just before the rename
+    "checkpoint.commit:1",  # step-2: files written and flushed, just before the rename
+    "checkpoint.weights:2",  # epoch-001: weights written, optimizer not
+    "checkpoint.optimizer:3",  # step-4: optimizer written, scheduler, RNG and state not
+    "checkpoint.state:4",  # epoch-002: every file written, not yet renamed into place
     "checkpoint.discard:1",  # pruning step-2: renamed aside, not yet removed
     "staged.filled:2",  # epoch 2's model complete in model.tmp, epoch 1's still in place
     "staged.swapping:1",  # epoch 1's model moved to model.old, epoch 2's not yet renamed in
@@ -142,9 +141,9 @@ def train_args(csv: Path, encoder: str, out: Path, keep: int = 1) -> list[str]:
         "--epochs",
         "2",
         "--batch-size",
-        "8",
+        "16",
         "--lr",
-        "3e-3",
+        "1e-2",
         "--thresholds",
         "per-label",
         "--val-frac",
