@@ -192,6 +192,22 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     _assert_same_run(out, reference)
 
 
+def test_a_resume_killed_in_turn_still_ends_like_the_uninterrupted_run(
+    server, reference, tiny_csv, tiny_encoder, tmp_path
+):
+    """Kills add up: epoch-001 left unrenamed, then the resume killed mid-swap of the model."""
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    args = train_args(tiny_csv, tiny_encoder, out)
+    assert server.run(args, log, kill_at="checkpoint.state:2") == -signal.SIGKILL
+    assert server.run([*args, "--resume"], log, kill_at="staged.swapping:1") == -signal.SIGKILL
+    assert {p.name for p in out.iterdir()} >= {"model.old", "model.tmp"}
+    assert (out / "checkpoints" / ".tmp-epoch-001").is_dir()
+    _assert_no_half_model(out, reference)
+    assert server.run([*args, "--resume"], log) == 0, log.read_text()
+    _assert_same_run(out, reference)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch-002"]
+
+
 def test_a_point_kills_on_its_nth_pass_only_when_named(tmp_path):
     code = "from mlabel.faults import point\nfor i in range(3):\n    point('a')\n    print(i, flush=True)"
     for target, returncode, printed in (("a:2", -signal.SIGKILL, "0\n"), ("b", 0, "0\n1\n2\n")):
