@@ -176,8 +176,10 @@ def _assert_one_line_naming(error: str, path: Path) -> None:
 
 @pytest.mark.parametrize("case", TAMPERED)
 def test_a_tampered_folder_is_one_line_naming_the_file(model_dir, case, capsys):
+    """Each file's own check, as for a folder saved before records listed digests."""
     tamper, message = TAMPERED[case]
     bad = model_dir / tamper(model_dir)
+    _edit_json(model_dir / folder.META_FILE, files=...)
     with pytest.raises(ModelError, match=message) as error:
         Predictor(model_dir, "torch")
     _assert_one_line_naming(str(error.value), bad)
@@ -244,3 +246,58 @@ def test_a_link_inside_the_folder_is_fine(model_dir, trained_tiny):
         Predictor(model_dir, "torch", device="cpu").predict_proba(texts),
         Predictor(trained_tiny, "torch", device="cpu").predict_proba(texts),
     )
+
+
+def _flip_last_byte(name: str) -> Callable[[Path], str]:
+    """Damage the data, not the header: the file still parses, its numbers are wrong."""
+
+    def tamper(d: Path) -> str:
+        data = bytearray((d / name).read_bytes())
+        data[-1] ^= 0xFF
+        (d / name).write_bytes(bytes(data))
+        return name
+
+    return tamper
+
+
+def _config_number(d: Path) -> str:
+    _edit_json(d / "config.json", layer_norm_eps=0.1)  # loads fine, computes something else
+    return "config.json"
+
+
+def _remove(name: str) -> Callable[[Path], str]:
+    def tamper(d: Path) -> str:
+        (d / name).unlink()
+        return name
+
+    return tamper
+
+
+DAMAGED = {
+    "encoder weights": (_flip_last_byte("model.safetensors"), "damaged or replaced"),
+    "head weights": (_flip_last_byte(folder.HEAD_FILE), "damaged or replaced"),
+    "tfidf weights": (_flip_last_byte("tfidf/weights.safetensors"), "damaged or replaced"),
+    "tokenizer": (_flip_last_byte("tokenizer.json"), "damaged or replaced"),
+    "config": (_config_number, "damaged or replaced"),
+    "a file removed": (_remove(folder.HEAD_FILE), "missing, though mlabel.json lists it"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+def test_a_file_that_differs_from_its_digest_is_refused(model_dir, case, capsys):
+    """Damage no parser notices (a flipped byte in the weights, one config number) would
+    give wrong predictions without an error; the digests in mlabel.json catch it."""
+    assert set(folder.read(model_dir).files) >= {"model.safetensors", folder.HEAD_FILE}
+    tamper, message = DAMAGED[case]
+    bad = model_dir / tamper(model_dir)
+    with pytest.raises(ModelError, match=message) as error:
+        Predictor(model_dir, "torch", device="cpu")
+    _assert_one_line_naming(str(error.value), bad)
+    assert main(["predict", str(model_dir), "--text", "x", "--engine", "torch"]) == 2
+    _assert_one_line_naming(capsys.readouterr().err, bad)
+
+
+def test_a_listed_name_outside_the_folder_is_refused(model_dir):
+    _edit_json(model_dir / folder.META_FILE, files={"../other/model.safetensors": "0" * 64})
+    with pytest.raises(ModelError, match="lists '../other/model.safetensors', outside"):
+        Predictor(model_dir, "torch", device="cpu")

@@ -4,17 +4,18 @@ atomic save. Nothing else knows the file names or the record's keys."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from mlabel import faults
-from mlabel.atomic import write_text_atomic
+from mlabel.atomic import TEMP_PREFIX, write_text_atomic
 from mlabel.config import LONG_MODES, LONG_POOLS, POOLINGS
 from mlabel.decision import DecisionRule
 from mlabel.errors import MlabelError, ModelError
@@ -24,7 +25,8 @@ META_FILE = "mlabel.json"
 HEAD_FILE = "head.safetensors"
 TFIDF_DIR = "tfidf"
 ONNX_DIR = "onnx"
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+# engine -> the graph it runs; OpenVINO compiles the fp32 export at its own precision
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx", "openvino": "model.onnx"}
 KINDS = ("transformer", "tfidf")
 ENGINE_CHOICES = ("torch", "bf16", *ONNX_FILES)  # what `mlabel export` may record
 CODE_CONFIGS = ("config.json", "tokenizer_config.json")  # where auto_map may name code
@@ -75,6 +77,7 @@ class ModelInfo:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     best_epoch: int | None = None
+    files: dict[str, str] = field(default_factory=dict)  # sha256 of each saved file, see digests
     format: int = FORMAT
 
     def __post_init__(self) -> None:
@@ -126,8 +129,10 @@ def from_dict(raw: Any, source: str) -> ModelInfo:
 
 
 def write(info: ModelInfo, directory: str | Path) -> None:
-    """Write mlabel.json atomically: a reader sees the old record or the new, never half."""
-    write_text_atomic(Path(directory) / META_FILE, json.dumps(info.to_dict(), indent=2))
+    """Write mlabel.json atomically: a reader sees the old record or the new, never half. The
+    record lists the digests of the files beside it, which every load checks."""
+    record = replace(info, files=digests(directory))
+    write_text_atomic(Path(directory) / META_FILE, json.dumps(record.to_dict(), indent=2))
 
 
 def _object(value: Any, key: str) -> dict[str, Any]:
@@ -175,6 +180,8 @@ def _check_record(info: ModelInfo) -> None:
             raise ModelError(f"{key} is {getattr(info, key)!r}, expected a string")
     for key in ("metrics", "config", "versions"):
         _object(getattr(info, key), key)
+    if not _string_map(info.files):
+        raise ModelError("files must be an object of file names to sha256 digests")
     if info.subject_uris is not None:
         _check_subject_uris(info.subject_uris, info.labels)
     if info.ensemble is not None:
@@ -258,8 +265,9 @@ def refuse_pickles(directory: Path) -> None:
 
 
 def check_files(directory: Path) -> None:
-    """Refuse a folder that could load something other than its own data: pickles, a link that
-    leads out of it, or a config naming code to run (`auto_map`)."""
+    """Refuse a folder that could load something other than what was saved: pickles, a link
+    that leads out of it, a config naming code to run (`auto_map`), a file whose digest differs
+    from the record's."""
     refuse_pickles(directory)
     root = Path(directory).resolve()
     for path in _entries(Path(directory)):
@@ -270,6 +278,43 @@ def check_files(directory: Path) -> None:
             )
     for name in CODE_CONFIGS:
         refuse_remote_code(Path(directory) / name)
+    if (Path(directory) / META_FILE).is_file():
+        check_digests(directory, read(directory).files)
+
+
+def digests(directory: str | Path) -> dict[str, str]:
+    """The sha256 of every file in the folder but mlabel.json, the ONNX exports (which
+    `mlabel export` rewrites and checks itself) and temporary files, by path inside the folder."""
+    root = Path(directory)
+    return {
+        path.relative_to(root).as_posix(): _sha256(path)
+        for path in _entries(root)
+        if path.is_file()
+        and path.relative_to(root).parts[0] not in (META_FILE, ONNX_DIR)
+        and not path.name.startswith(TEMP_PREFIX)
+    }
+
+
+def check_digests(directory: str | Path, listed: dict[str, str]) -> None:
+    """Raise if a file the record lists is gone or differs: a flipped byte in a weight file
+    would otherwise give wrong predictions without any error."""
+    root = Path(directory).resolve()
+    for name, digest in sorted(listed.items()):
+        path = Path(directory) / name
+        if not path.resolve().is_relative_to(root):
+            raise ModelError(f"{Path(directory) / META_FILE}: lists {name!r}, outside the folder")
+        if not path.is_file():
+            raise ModelError(f"{path}: missing, though {META_FILE} lists it")
+        if _sha256(path) != digest:
+            raise ModelError(
+                f"{path}: damaged or replaced since the model was saved (its sha256 is not "
+                f"the one {META_FILE} records; a change made on purpose: drop its entry there)"
+            )
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _entries(directory: Path) -> Iterator[Path]:
