@@ -24,7 +24,7 @@ from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import ModelInfo
 from mlabel.predict import load_predictor
 from mlabel.serve import ServeSettings, create_app
-from mlabel.subjects import read_uri_table
+from mlabel.subjects import read_uri_table, serving_uris
 
 REPO = Path(__file__).resolve().parents[1]
 ANNIF_VENV = REPO / ".venv-annif"
@@ -183,6 +183,16 @@ def test_uri_table_forms(tmp_path):
         csv.write_text(text)
         with pytest.raises(DataError, match=words):
             read_uri_table(csv)
+
+
+def test_serving_uris_prefer_the_serve_option_then_the_stored_table():
+    stored = {"a b": "http://s/1", "c": "http://s/2"}
+    assert serving_uris(["a b", "c"], stored, "http://o/", "p") == {
+        "a b": "http://o/a%20b",
+        "c": "http://o/c",
+    }
+    assert serving_uris(["a b", "c"], stored, None, "p") == stored
+    assert serving_uris(["a/b"], None, None, "p") == {"a/b": "urn:mlabel:p:a%2Fb"}
 
 
 def test_config_checks_uri_options(tmp_path):
