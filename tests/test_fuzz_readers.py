@@ -254,11 +254,17 @@ def encodable(table: Table, layout: Layout) -> bool:
     return True
 
 
-def read_errors(raw: bytes | None, layout: Layout) -> list[str]:
+def parquet_errors(path: Path) -> list[str]:
+    """Rows that average over the line limit, uncompressed, are refused."""
+    meta = pq.ParquetFile(path).metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    big = any(g.num_rows and g.total_byte_size / g.num_rows > LINE_LIMIT for g in groups)
+    return [r"rows 1-\d+ hold \d+ MiB each, uncompressed; refusing"] if big else []
+
+
+def read_errors(raw: bytes, layout: Layout) -> list[str]:
     """Patterns of the errors that reading the bytes may raise (a file that is not UTF-8, an
     overlong line): a reader raises one of them; [] when the bytes read cleanly."""
-    if raw is None:
-        return []
     raw = raw.removeprefix(BOM)
     try:
         raw.decode("utf-8")
@@ -368,9 +374,10 @@ def run_case(name: str, path: Path, expected_errors: list[str], load, check) -> 
         check(result)
 
 
-def expectations(table: Table, layout: Layout, raw: bytes | None, oracle) -> tuple[list, object]:
-    """The errors a loader may raise and the value it returns, from `oracle(table)`."""
-    errors = read_errors(raw, layout)
+def expectations(table: Table, layout: Layout, read: list[str], oracle) -> tuple[list, object]:
+    """The errors a loader may raise (`read`: those of reading the file) and the value it
+    returns, from `oracle(table)`."""
+    errors = list(read)
     if errors:
         return errors, None
     if not same_text(table, layout):
@@ -405,9 +412,11 @@ class StubTokenizer:
         return {"input_ids": [[0] * (len(t.split()) + 2) for t in texts]}
 
 
-def fresh_case(table: Table, layout: Layout, folder: Path) -> tuple[Path, bytes | None]:
+def fresh_case(table: Table, layout: Layout, folder: Path) -> tuple[Path, list[str]]:
+    """The table written to a new file, and the errors reading it may raise."""
     hypothesis.assume(encodable(table, layout))
-    return write(table, layout, folder)
+    path, raw = write(table, layout, folder)
+    return path, parquet_errors(path) if raw is None else read_errors(raw, layout)
 
 
 # ---------------------------------------------------------------- the properties
@@ -415,14 +424,14 @@ def fresh_case(table: Table, layout: Layout, folder: Path) -> tuple[Path, bytes 
 
 @given(table=tables("columns"), layout=layouts(), choose=st.sampled_from(["all", "named"]))
 def test_train_reads_label_columns(fuzz_setup, table, layout, choose):
-    path, raw = fresh_case(table, layout, fuzz_setup)
+    path, read = fresh_case(table, layout, fuzz_setup)
     label_cols = None if choose == "all" else table.label_cols
 
     def oracle(t: Table):
         ids = check_ids_and_texts(t)
         return ids, check_label_columns(t, label_cols or t.labels_in_file, layout)
 
-    errors, want = expectations(table, layout, raw, oracle)
+    errors, want = expectations(table, layout, read, oracle)
 
     def check(ex):
         assert ex.ids == want[0] and ex.texts == expected_texts(table)
@@ -436,12 +445,12 @@ def test_train_reads_label_columns(fuzz_setup, table, layout, choose):
 
 @given(table=tables("lists"), layout=layouts())
 def test_train_reads_a_label_list_column(fuzz_setup, table, layout):
-    path, raw = fresh_case(table, layout, fuzz_setup)
+    path, read = fresh_case(table, layout, fuzz_setup)
 
     def oracle(t: Table):
         return check_ids_and_texts(t), check_label_lists(t, None)
 
-    errors, want = expectations(table, layout, raw, oracle)
+    errors, want = expectations(table, layout, read, oracle)
 
     def check(ex):
         assert ex.texts == expected_texts(table) and ex.ids == want[0]
@@ -454,7 +463,7 @@ def test_train_reads_a_label_list_column(fuzz_setup, table, layout):
 
 @given(table=st.one_of(tables("columns"), tables("lists")), layout=layouts(), data=st.data())
 def test_evaluate_reads_the_model_labels(fuzz_setup, table, layout, data):
-    path, raw = fresh_case(table, layout, fuzz_setup)
+    path, read = fresh_case(table, layout, fuzz_setup)
     if table.list_col:
         used = sorted({n for c in table.columns[table.list_col] for n in label_list(c)})
         model_labels = data.draw(st.lists(st.sampled_from(used + ["zz"]), min_size=1, unique=True))
@@ -469,7 +478,7 @@ def test_evaluate_reads_the_model_labels(fuzz_setup, table, layout, data):
             return ids, check_label_lists(t, model_labels)[1]
         return ids, check_label_columns(t, model_labels, layout)
 
-    errors, want = expectations(table, layout, raw, oracle)
+    errors, want = expectations(table, layout, read, oracle)
 
     def check(ex):
         assert ex.labels == model_labels and np.array_equal(ex.y, want[1])
@@ -485,7 +494,7 @@ def test_evaluate_reads_the_model_labels(fuzz_setup, table, layout, data):
     chunk_rows=st.integers(1, 4),
 )
 def test_predict_streams_texts_and_ids(fuzz_setup, table, layout, chunk_rows):
-    path, raw = fresh_case(table, layout, fuzz_setup)
+    path, read = fresh_case(table, layout, fuzz_setup)
     str_cols = [*id_spellings("ID"), *table.text_cols]
 
     def predict_read() -> tuple[list[str], list[str]]:  # what predict_file reads
@@ -503,7 +512,7 @@ def test_predict_streams_texts_and_ids(fuzz_setup, table, layout, chunk_rows):
             raise Expected(rf"empty or missing text in .*: row {empty_rows(t)[0]}\b")
         return list(t.columns[t.id_col]) if t.id_col else [str(i) for i in range(t.n_rows)]
 
-    errors, want = expectations(table, layout, raw, oracle)
+    errors, want = expectations(table, layout, read, oracle)
     if errors and empty_rows(table) and same_text(table, layout):
         # chunks before the overlong line may be read first, and one of them lack a text
         errors.append(rf"empty or missing text in .*: row {empty_rows(table)[0]}\b")
@@ -517,7 +526,7 @@ def test_predict_streams_texts_and_ids(fuzz_setup, table, layout, chunk_rows):
 
 @given(table=st.one_of(tables("columns"), tables("lists")), layout=layouts())
 def test_inspect_profiles_the_table(fuzz_setup, table, layout):
-    path, raw = fresh_case(table, layout, fuzz_setup)
+    path, read = fresh_case(table, layout, fuzz_setup)
     columns = dict(labels_col=table.list_col) if table.list_col else {}
 
     def oracle(t: Table):
@@ -525,7 +534,7 @@ def test_inspect_profiles_the_table(fuzz_setup, table, layout):
             return check_label_lists(t, None)
         return t.labels_in_file, check_label_columns(t, t.labels_in_file, layout)
 
-    errors, want = expectations(table, layout, raw, oracle)
+    errors, want = expectations(table, layout, read, oracle)
 
     def check(p):
         texts = expected_texts(table)

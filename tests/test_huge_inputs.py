@@ -199,3 +199,20 @@ def test_not_utf8_byte_deep_in_a_big_file_is_located(tmp_path):
     where = r"big.csv.gz: not UTF-8 text \(line 25002 of the file, byte 0xe9;"
     with pytest.raises(DataError, match=where):
         load_examples(path, ["text"], require_labels=False)
+
+
+def test_parquet_rows_of_many_mib_are_refused(tmp_path, monkeypatch):
+    """A Parquet bomb: one row that packs into KB and unpacks to more than a line may hold."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import mlabel.tablefile
+    from mlabel.data import iter_table
+    from mlabel.errors import DataError
+
+    monkeypatch.setattr(mlabel.tablefile, "MAX_LINE_BYTES", MiB)
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"ID": ["1"], "text": ["0" * 4 * MiB]}), path, compression="zstd")
+    assert path.stat().st_size < 10_000
+    with pytest.raises(DataError, match=r"bomb.parquet: rows 1-1 hold 4 MiB each, uncompressed"):
+        next(iter_table(path, 5000))

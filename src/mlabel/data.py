@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
+from mlabel import tablefile
 from mlabel.errors import DataError
 from mlabel.tablefile import csv_delimiter, open_table_bytes, where_not_utf8
 
@@ -152,6 +153,7 @@ def _iter_parquet(
     path: Path, chunk_rows: int | None, str_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
     file = pq.ParquetFile(path)
+    _check_row_sizes(file.metadata, path)
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
     start = 0
     for batch in batches:
@@ -160,6 +162,21 @@ def _iter_parquet(
         for col in set(str_cols) & set(chunk.columns):
             chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
         yield chunk
+
+
+def _check_row_sizes(meta: pq.FileMetaData, path: Path) -> None:
+    """Refuse a row group whose rows average more than a CSV line may hold, uncompressed: a
+    Parquet decompression bomb is one or a few rows of GiBs."""
+    limit, start = tablefile.MAX_LINE_BYTES, 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows and group.total_byte_size / group.num_rows > limit:
+            raise DataError(
+                f"{path.name}: rows {start + 1}-{start + group.num_rows} hold "
+                f"{group.total_byte_size / group.num_rows / 2**20:.0f} MiB each, uncompressed; "
+                f"refusing to read rows over {limit / 2**20:g} MiB (a decompression bomb?)"
+            )
+        start += group.num_rows
 
 
 def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
