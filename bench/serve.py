@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--clients", type=int, nargs="+", help="flood with these many clients")
     p.add_argument("--seconds", type=float, default=300, help="length of each flood")
+    p.add_argument("--texts-per-request", type=int, default=1, help="in floods (default 1)")
+    p.add_argument("--max-queue", type=int, help="the server's --max-queue (default: its own)")
     p.add_argument("--engine", default="auto")
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
     p.add_argument("--max-batch", type=int, default=64)
@@ -94,6 +96,8 @@ def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
     command = [sys.executable, "-m", "mlabel", "serve", str(model), "--port", str(port)]
     command += ["--engine", args.engine, "--log-level", "warning"]
     command += ["--batch-wait-ms", str(args.batch_wait_ms), "--max-batch", str(args.max_batch)]
+    if args.max_queue:
+        command += ["--max-queue", str(args.max_queue)]
     proc = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -203,8 +207,12 @@ class RssSampler:
         return {"rss_first_mib": mib[0], "rss_peak_mib": max(mib), "rss_last_mib": mib[-1]}
 
 
-async def _flood(url: str, texts: list[str], clients: int, seconds: float) -> tuple[list, Counter]:
-    """Latencies of the 200 answers, and the count of each outcome (status or exception)."""
+async def _flood(
+    url: str, texts: list[str], clients: int, seconds: float, per_request: int
+) -> tuple[list, Counter]:
+    """Latencies of the 200 answers, and the count of each outcome (status or exception).
+
+    A refused client asks again at once: a hostile flood ignores Retry-After."""
     latencies: list[float] = []
     outcomes: Counter = Counter()
     deadline = time.perf_counter() + seconds
@@ -215,7 +223,8 @@ async def _flood(url: str, texts: list[str], clients: int, seconds: float) -> tu
             while time.perf_counter() < deadline:
                 start = time.perf_counter()
                 try:
-                    answer = await http.post("/predict", json={"texts": [texts[i % len(texts)]]})
+                    batch = [texts[(i + k) % len(texts)] for k in range(per_request)]
+                    answer = await http.post("/predict", json={"texts": batch})
                     outcome: int | str = answer.status_code
                 except httpx.HTTPError as exc:
                     outcome = type(exc).__name__
@@ -228,11 +237,12 @@ async def _flood(url: str, texts: list[str], clients: int, seconds: float) -> tu
     return latencies, outcomes
 
 
-def flood(url: str, pid: int, texts: list[str], clients: int, seconds: float) -> dict:
+def flood(url: str, pid: int, texts: list[str], clients: int, args: argparse.Namespace) -> dict:
     """One flood: throughput, latency, refusals, errors and the server's RSS."""
     rss = RssSampler(pid)
     start = time.perf_counter()
-    latencies, outcomes = asyncio.run(_flood(url, texts, clients, seconds))
+    run = _flood(url, texts, clients, args.seconds, args.texts_per_request)
+    latencies, outcomes = asyncio.run(run)
     elapsed = time.perf_counter() - start
     ms = np.array(latencies or [np.nan]) * 1000
     errors = {str(k): v for k, v in outcomes.items() if k != 200 and k not in BUSY}
@@ -258,7 +268,7 @@ def run_floods(url: str, pid: int, texts: list[str], args: argparse.Namespace) -
     )
     rows = []
     for clients in args.clients:
-        row = flood(url, pid, texts, clients, args.seconds)
+        row = flood(url, pid, texts, clients, args)
         rows.append(row)
         print(
             f"{row['clients']:>7}  {row['seconds']:>7.0f}  {row['answered']:>8}  "
@@ -299,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def main_floods(model: Path, texts: list[str], args: argparse.Namespace) -> None:
     print(benchkit.machine())
-    print(f"model {model}, engine {args.engine}, {len(texts)} distinct texts, one per request")
+    per_request = f"{args.texts_per_request} per request"
+    print(f"model {model}, engine {args.engine}, {len(texts)} distinct texts, {per_request}")
     proc, url = start_server(model, args)
     try:
         rows = run_floods(url, proc.pid, texts, args)
