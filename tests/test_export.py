@@ -188,3 +188,29 @@ def test_an_engine_that_disagrees_with_fp32_is_never_chosen(
     assert measured["onnx-int8"]["agreement_f1"] < AGREEMENT
     assert record.choice != "onnx-int8" and measured[record.choice]["agreement_f1"] >= AGREEMENT
     assert folder.read(copy).engine.choice == record.choice
+
+
+def test_openvino_engine_runs_the_fp32_export_and_agrees(exported, held_out, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(engines_mod, "ONNX_MAX_TOKENS", 256)  # many batches: order restored
+    assert "openvino" in engines_mod.available_engines(exported)
+    fp32 = Predictor(exported, "torch", device="cpu")
+    other = Predictor(exported, "openvino", device="auto")
+    assert other.engine == "openvino" and isinstance(
+        other.scorer.logits, engines_mod.OpenVinoLogits
+    )
+    p32, p = fp32.predict_proba(held_out.texts), other.predict_proba(held_out.texts)
+    np.testing.assert_allclose(p, p32, atol=0.02)  # bf16 where the CPU has it, else fp32
+    assert agreement_f1(decide(p32, fp32.thresholds), decide(p, other.thresholds)) >= AGREEMENT
+
+
+def test_missing_openvino_is_a_clear_error_and_never_recorded(exported, tmp_path, monkeypatch):
+    copy = shutil.copytree(exported, tmp_path / "model")
+    info = folder.read(copy)
+    info.engine = EngineChoice(choice="openvino")
+    folder.write(info, copy)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+    assert "openvino" not in engines_mod.available_engines(copy)
+    with pytest.raises(ExtraMissing, match=r"needs the openvino package: .*mlabel\[openvino\]"):
+        Predictor(copy, "openvino")
+    assert Predictor(copy, "auto", device="cpu").engine in ("torch", "bf16")

@@ -22,7 +22,8 @@ LOSSES = ("bce", "focal")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLS = ("max", "mean")
-ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8")  # prediction engines, see mlabel.predict
+# prediction engines, see mlabel.predict
+ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8", "openvino")
 COUNTS = ("epochs", "batch_size", "grad_accum", "max_len", "keep", "threads", "save_steps")
 NON_NEGATIVE = ("patience", "stride", "weight_decay", "max_grad_norm", "focal_gamma")  # 0: off
 THRESHOLD_METHODS = ("fixed", "global", "per-label", "shrunk")  # and fixed:X; see mlabel.metrics

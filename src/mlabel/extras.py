@@ -13,6 +13,7 @@ from mlabel.errors import ExtraMissing
 # extra -> {module to import: package pip installs}, as declared in pyproject.toml.
 EXTRAS: dict[str, dict[str, str]] = {
     "onnx": {"onnx": "onnx", "onnxruntime": "onnxruntime"},
+    "openvino": {"openvino": "openvino"},
     "serve": {"fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart"},
     "tune": {"optuna": "optuna"},
     "track": {"mlflow": "mlflow", "tensorboard": "tensorboard"},
