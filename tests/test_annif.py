@@ -287,3 +287,17 @@ def test_annif_eval_matches_mlabel_evaluate(trained_tiny, tmp_path):
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "all figures match" in run.stdout
+
+
+def test_an_incomplete_uri_table_stops_a_transformer_run_before_training(
+    small_csv, tiny_settings, tmp_path
+):
+    from mlabel.classifier import fit_model
+    from mlabel.config import TrainConfig
+
+    table = tmp_path / "uris.tsv"
+    table.write_text("label\turi\nPhysics\thttp://y/1\n")
+    cfg = TrainConfig(**tiny_settings, subject_uris=str(table))
+    with pytest.raises(DataError, match="uris.tsv: no URI for 5 of the labels"):
+        fit_model(cfg, small_csv, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before the first epoch

@@ -43,6 +43,7 @@ from mlabel.metrics import multilabel_metrics, tune_thresholds
 from mlabel.model import EncoderClassifier, attention, resolve_encoder
 from mlabel.optim import build_optimizer, build_scheduler, loss_function
 from mlabel.runtime import Runtime, autocast_dtype, setup
+from mlabel.subjects import training_uris
 
 __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
 
@@ -123,7 +124,9 @@ def train(
     lock = runlock.held(out_dir, console.print) if rt.is_main else contextlib.nullcontext()
     with lock:
         try:
-            threshold_source(cfg, train_ex.labels, val_ex is not None)  # fail before training
+            # Fail before training, not after it: thresholds_from and the URI table must fit.
+            threshold_source(cfg, train_ex.labels, val_ex is not None)
+            training_uris(train_ex.labels, cfg.subject_uri_base, cfg.subject_uris)
             if resume:
                 _check_resumable(Path(out_dir), cfg)
             run = _Run(cfg, train_ex, val_ex, Path(out_dir), rt)

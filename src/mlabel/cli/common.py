@@ -28,6 +28,8 @@ HELP = {
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
     "precision": "auto (bf16 where the hardware is fast), fp32, bf16, fp16 (GPU)",
     "track": "mlflow or tensorboard",
+    "subject_uri_base": "subject URIs are this base + the URL-quoted label (Annif API)",
+    "subject_uris": "CSV/TSV table of label and uri columns (Annif API; every label needs one)",
 }
 
 
