@@ -12,6 +12,8 @@ from mlabel.errors import UsageError
 if TYPE_CHECKING:
     from mlabel.decision import DecisionRule
 
+SHOWN_PROBS = 20  # probability lines per text in --text output (every tag is shown)
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from mlabel.config import ENGINES
@@ -132,12 +134,21 @@ def _predict_ray(args: argparse.Namespace) -> int:
 def _show(
     predictor, ids: list[str], texts: list[str], threshold: float | None, rule: DecisionRule
 ) -> None:
-    """Print each text's tags and every label's probability (tags marked with *)."""
+    """Print each text's tags and its labels' probabilities, best first (tags marked with *):
+    every tag, and other labels up to SHOWN_PROBS lines; a count of the rest."""
+    import numpy as np
+
     preds = predictor.run(texts, threshold, rule)
     for row_id, text, tags, probs, hits in zip(
         ids, texts, preds.label_lists(), preds.probs, preds.hits
     ):
         print(f"{row_id}: {text.splitlines()[0][:90]}")
         print(f"  tags: {', '.join(tags) or '(none)'}")
-        for label, p, on in sorted(zip(predictor.labels, probs, hits), key=lambda r: -r[1]):
-            print(f"   {'*' if on else ' '} {label:<30} {p:.3f}")
+        order = np.argsort(-probs, kind="stable")
+        keep = hits > 0  # a tag under its own low threshold may rank past the first lines
+        keep[order[:SHOWN_PROBS]] = True
+        for j in order[keep[order]]:
+            print(f"   {'*' if hits[j] else ' '} {predictor.labels[j]:<30} {probs[j]:.3f}")
+        if not keep.all():
+            rest = np.count_nonzero(~keep)
+            print(f"     ... {rest} more labels, each at most {probs[~keep].max():.3f}")

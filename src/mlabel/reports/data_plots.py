@@ -12,8 +12,11 @@ from matplotlib.figure import Figure
 from mlabel.reports.render import bar_height, label_colors, pct, save_png, wrap
 
 
-def plot_label_frequencies(labels: list[str], y: np.ndarray, out_png: Path) -> Path:
-    """Horizontal bars: rows per label, most frequent on top."""
+def plot_label_frequencies(
+    labels: list[str], y: np.ndarray, out_png: Path, total: int | None = None
+) -> Path:
+    """Horizontal bars: rows per label, most frequent on top; `total` labels in the data when
+    `labels` are only some of them."""
     counts = y.sum(axis=0).astype(int)
     order = np.argsort(-counts, kind="stable")[::-1]  # barh draws bottom-up
     colors = label_colors(len(labels))
@@ -25,7 +28,8 @@ def plot_label_frequencies(labels: list[str], y: np.ndarray, out_png: Path) -> P
     ax.bar_label(bars, [f"{c} ({pct(c, len(y))})" for c in counts[order]], padding=3, fontsize=9)
     ax.set_xlim(0, counts.max() * 1.25 + 1)
     ax.set_xlabel("rows with the label")
-    ax.set_title(f"Label frequencies ({len(y)} rows, {len(labels)} labels)")
+    some = f"the {len(labels)} most frequent of " if total and total > len(labels) else ""
+    ax.set_title(f"Label frequencies ({len(y)} rows, {some}{total or len(labels)} labels)")
     ax.margins(y=0.01)
     return save_png(fig, out_png)
 

@@ -25,6 +25,8 @@ from mlabel.reports.render import Report, TextTable, label_colors, label_grid, l
 
 N_ERRORS = 10  # rows in each "worst errors" table
 SNIPPET = 160  # characters of text shown per error
+MANY_LABELS = 50  # above this, per-label tables and plots show a selection of labels
+SHOW_EACH = 10  # labels in each group of that selection: most frequent, lowest and highest F1
 
 
 def find_metrics_jsonl(model_dir: str | Path) -> Path | None:
@@ -34,12 +36,43 @@ def find_metrics_jsonl(model_dir: str | Path) -> Path | None:
 
 
 def evaluation_tables(result, n_errors: int = N_ERRORS) -> list[TextTable]:
-    """Summary, per-label, most confident false positives and false negatives."""
+    """Summary, per-label (one table, or one per group of `label_groups` past MANY_LABELS), most
+    confident false positives and false negatives."""
     return [
         _summary_table(result),
-        _per_label_table(result),
+        *_per_label_tables(result),
         *_worst_error_tables(result, n_errors),
     ]
+
+
+def label_groups(result) -> dict[str, np.ndarray]:
+    """The labels per-label tables and plots show: all of them up to MANY_LABELS; past that the
+    SHOW_EACH most frequent, and, among labels with positives in the data, the SHOW_EACH with the
+    lowest F1 (the more frequent first on a tie) and with the highest F1. Thousands of panels
+    or rows would hide what a reader looks for; `evaluate --json` holds every label."""
+    labels = result.predictor.labels
+    if len(labels) <= MANY_LABELS:
+        return {"Precision, recall and F1 per label": np.arange(len(labels))}
+    stats = [result.metrics["per_label"][label] for label in labels]
+    f1 = np.array([s["f1"] for s in stats])
+    support = np.array([s["support"] for s in stats])
+    seen = np.flatnonzero(support > 0)
+    n = len(labels)
+    return {
+        f"The {SHOW_EACH} most frequent labels (of {n})": np.lexsort((f1, -support))[:SHOW_EACH],
+        f"The {SHOW_EACH} lowest F1 (labels with positives)": seen[
+            np.lexsort((-support[seen], f1[seen]))
+        ][:SHOW_EACH],
+        f"The {SHOW_EACH} highest F1 (labels with positives)": seen[
+            np.lexsort((-support[seen], -f1[seen]))
+        ][:SHOW_EACH],
+    }
+
+
+def shown_labels(result) -> np.ndarray:
+    """Every label of `label_groups`, once, in the order of the groups."""
+    order = np.concatenate(list(label_groups(result).values()))
+    return order[np.sort(np.unique(order, return_index=True)[1])]
 
 
 def _summary_table(result) -> TextTable:
@@ -90,20 +123,24 @@ def _threshold_summary(thresholds: np.ndarray, method: str) -> str:
     )
 
 
-def _per_label_table(result) -> TextTable:
-    y, probs, labels = result.examples.y, result.probs, result.predictor.labels
-    cms = confusion_matrices(y, result.y_pred)
-    rows = []
-    for j, label in enumerate(labels):
-        s = result.metrics["per_label"][label]
-        ap = average_precision_score(y[:, j], probs[:, j]) if y[:, j].any() else float("nan")
-        rows.append(
-            [label, f"{result.thresholds[j]:.2f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}"]
-            + [f"{s['f1']:.3f}", f"{ap:.3f}", f"{s['support']}"]
-            + [f"{cms[j, 1, 1]}", f"{cms[j, 0, 1]}", f"{cms[j, 1, 0]}"]
-        )
+def _per_label_tables(result) -> list[TextTable]:
     header = ["label", "threshold", "precision", "recall", "F1", "AP", "support", "TP", "FP", "FN"]
-    return TextTable("Precision, recall and F1 per label", header, rows)
+    return [
+        TextTable(title, header, [_per_label_row(result, j) for j in chosen])
+        for title, chosen in label_groups(result).items()
+    ]
+
+
+def _per_label_row(result, j: int) -> list[str]:
+    y, probs, label = result.examples.y[:, j], result.probs[:, j], result.predictor.labels[j]
+    s = result.metrics["per_label"][label]
+    ap = average_precision_score(y, probs) if y.any() else float("nan")
+    cm = confusion_matrices(y[:, None], result.y_pred[:, j : j + 1])[0]
+    return (
+        [label, f"{result.thresholds[j]:.2f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}"]
+        + [f"{s['f1']:.3f}", f"{ap:.3f}", f"{s['support']}"]
+        + [f"{cm[1, 1]}", f"{cm[0, 1]}", f"{cm[1, 0]}"]
+    )
 
 
 def _worst_error_tables(result, n_errors: int) -> list[TextTable]:
@@ -137,11 +174,18 @@ def write_evaluation_report(
     """PNG plots, report.md and report.html for an Evaluation in `out_dir`; returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary, per_label, false_pos, false_neg = evaluation_tables(result, n_errors)
+    summary, *per_label, false_pos, false_neg = evaluation_tables(result, n_errors)
     report = Report(f"Evaluation: {result.predictor.model_dir.name} on {result.examples.source}")
     report.table(summary)
     report.heading("Per label")
-    report.table(per_label)
+    if len(result.predictor.labels) > MANY_LABELS:
+        report.text(
+            f"{len(result.predictor.labels)} labels: these tables and the per-label plots show "
+            "the most frequent labels and those with the lowest and highest F1; "
+            "`mlabel evaluate --json` gives every label's metrics."
+        )
+    for table in per_label:
+        report.table(table)
     _add_plots(report, result, out)
     if metrics_jsonl is not None:
         report.heading("Training")
@@ -158,23 +202,26 @@ def write_evaluation_report(
 def _add_plots(report: Report, result, out: Path) -> None:
     """The per-label, threshold and calibration plots of an Evaluation."""
     y, probs, t = result.examples.y, result.probs, result.thresholds
-    labels = result.predictor.labels
-    cms = confusion_matrices(y, result.y_pred)
+    shown = shown_labels(result)
+    few = f" ({len(shown)} of {len(t)} labels)" if len(shown) < len(t) else ""
+    labels = [result.predictor.labels[j] for j in shown]
+    y_s, probs_s, t_s = y[:, shown], probs[:, shown], t[shown]
+    cms = confusion_matrices(y_s, result.y_pred[:, shown])
     report.image(
         plot_confusion_grid(labels, cms, out / "confusion_matrices.png"),
-        "Confusion matrix per label",
+        "Confusion matrix per label" + few,
     )
     report.image(
-        plot_pr_curves(labels, y, probs, t, out / "pr_curves.png"),
-        "Precision-recall curve per label",
+        plot_pr_curves(labels, y_s, probs_s, t_s, out / "pr_curves.png"),
+        "Precision-recall curve per label" + few,
     )
     report.heading("Thresholds")
     report.image(
         plot_f1_global(y, probs, t, out / "f1_threshold.png"), "Micro-F1 against a single threshold"
     )
     report.image(
-        plot_f1_per_label(labels, y, probs, t, out / "f1_threshold_per_label.png"),
-        "F1 against threshold per label",
+        plot_f1_per_label(labels, y_s, probs_s, t_s, out / "f1_threshold_per_label.png"),
+        "F1 against threshold per label" + few,
     )
     report.heading("Calibration")
     ece = expected_calibration_error(y, probs)

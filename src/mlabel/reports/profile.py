@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from mlabel.data import (
     default_label_columns,
@@ -31,6 +32,9 @@ from mlabel.reports.data_plots import (
 from mlabel.reports.render import Report, TextTable, pct
 
 COVERAGE = 0.95  # share of rows the suggested --max-len keeps whole
+SHOWN_LABELS = 50  # most labels in the per-label table and plots; past it, the most frequent
+COOCCURRING = 20  # labels in the co-occurrence heatmap: the most frequent
+PAIRS = 20  # rows of the most-frequent-pairs table
 
 
 @dataclass
@@ -176,7 +180,7 @@ def _model_max_len(tokenizer) -> int:
 def _conflicting_duplicates(texts: list[str], empty: np.ndarray, y: np.ndarray | None) -> int:
     if y is None:
         return 0
-    keys = ["".join(row) for row in y.astype(int).astype(str)]
+    keys = [row.tobytes() for row in np.packbits(y > 0, axis=1)]  # n bytes per row, not n * L
     frame = pd.DataFrame({"text": texts, "labels": keys})[~empty]
     return int((frame.groupby("text")["labels"].nunique() > 1).sum())
 
@@ -186,7 +190,14 @@ def inspect_tables(p: DataProfile) -> list[TextTable]:
     tables = [_overview_table(p), _length_table(p)]
     if p.y is not None:
         tables += [_label_count_table(p), _labels_per_row_table(p)]
+        if len(p.labels) > COOCCURRING:
+            tables.append(_label_pairs_table(p))
     return tables
+
+
+def frequent_labels(y: np.ndarray, most: int) -> np.ndarray:
+    """Indices of the `most` labels with the most positives, most frequent first."""
+    return np.argsort(-y.sum(axis=0), kind="stable")[:most]
 
 
 def _overview_table(p: DataProfile) -> TextTable:
@@ -257,11 +268,37 @@ def max_len_advice(p: DataProfile) -> str:
 def _label_count_table(p: DataProfile) -> TextTable:
     counts = p.y.sum(axis=0).astype(int)
     rows = []
-    for j in np.argsort(-counts, kind="stable"):
+    for j in frequent_labels(p.y, SHOWN_LABELS):
         has = (p.y[:, j] > 0) & ~p.empty
         median = f"{np.median(p.tokens[has]):.0f}" if has.any() else "-"
         rows.append([p.labels[j], f"{counts[j]}", pct(counts[j], p.n_rows), median])
-    return TextTable("Positives per label", ["label", "rows", "share", "median tokens"], rows)
+    title = "Positives per label"
+    if len(p.labels) > SHOWN_LABELS:
+        title += f" (the {SHOWN_LABELS} most frequent of {len(p.labels)} labels)"
+    return TextTable(title, ["label", "rows", "share", "median tokens"], rows)
+
+
+def label_pairs(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, rows) of every pair of labels that share a row, first < second.
+
+    Counted as a sparse product: the work grows with the pairs rows hold (labels per row
+    squared), not with the square of the label count."""
+    held = sparse.csr_matrix(y > 0, dtype=np.int64)
+    both = sparse.triu(held.T @ held, k=1).tocoo()
+    return both.row, both.col, both.data
+
+
+def _label_pairs_table(p: DataProfile) -> TextTable:
+    first, second, rows = label_pairs(p.y)
+    counts = p.y.sum(axis=0)
+    top = np.lexsort((first, -rows))[:PAIRS]
+    table = [
+        [p.labels[first[i]], p.labels[second[i]], f"{rows[i]}"]
+        + [pct(rows[i], counts[first[i]]), pct(rows[i], counts[second[i]])]
+        for i in top
+    ]
+    header = ["label", "with label", "rows with both", "share of the first's", "of the second's"]
+    return TextTable(f"The {PAIRS} most frequent label pairs", header, table)
 
 
 def _labels_per_row_table(p: DataProfile) -> TextTable:
@@ -275,7 +312,7 @@ def write_inspect_report(p: DataProfile, out_dir: str | Path) -> Path:
     """PNG plots, report.md and report.html for a profile in `out_dir`; returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    overview, lengths, *label_tables = inspect_tables(p)
+    overview, lengths, *label_tables = inspect_tables(p)  # counts, per row[, pairs]
     report = Report(f"Data report: {p.source}")
     report.table(overview)
     if p.y is not None:
@@ -288,17 +325,33 @@ def write_inspect_report(p: DataProfile, out_dir: str | Path) -> Path:
 
 
 def _add_label_section(report: Report, p: DataProfile, tables: list[TextTable], out: Path) -> None:
-    counts, per_row = tables
+    counts, per_row, *pairs = tables
     report.heading("Labels")
     report.table(counts)
+    shown = frequent_labels(p.y, SHOWN_LABELS)
     report.image(
-        plot_label_frequencies(p.labels, p.y, out / "label_frequencies.png"), "Label frequencies"
+        plot_label_frequencies(
+            [p.labels[j] for j in shown],
+            p.y[:, shown],
+            out / "label_frequencies.png",
+            len(p.labels),
+        ),
+        "Label frequencies" + _of_labels(len(shown), len(p.labels)),
     )
     report.table(per_row)
     report.image(plot_labels_per_row(p.y, out / "labels_per_row.png"), "Labels per row")
+    top = frequent_labels(p.y, COOCCURRING)
     report.image(
-        plot_cooccurrence(p.labels, p.y, out / "label_cooccurrence.png"), "Label co-occurrence"
+        plot_cooccurrence([p.labels[j] for j in top], p.y[:, top], out / "label_cooccurrence.png"),
+        "Label co-occurrence" + _of_labels(len(top), len(p.labels)),
     )
+    for table in pairs:
+        report.table(table)
+
+
+def _of_labels(shown: int, total: int) -> str:
+    """A caption's note when a plot shows only the most frequent labels."""
+    return f" (the {shown} most frequent of {total} labels)" if shown < total else ""
 
 
 def _add_length_plots(report: Report, p: DataProfile, out: Path) -> None:
@@ -319,13 +372,14 @@ def _add_length_plots(report: Report, p: DataProfile, out: Path) -> None:
         "Text length in tokens, with the suggested --max-len",
     )
     if p.y is not None:
+        shown = frequent_labels(p.y, SHOWN_LABELS)
         report.image(
             plot_length_by_label(
-                p.labels,
-                p.y[rows],
+                [p.labels[j] for j in shown],
+                p.y[rows][:, shown],
                 p.tokens[rows],
                 out / "length_by_label.png",
                 p.suggested_max_len,
             ),
-            "Text length in tokens by label",
+            "Text length in tokens by label" + _of_labels(len(shown), len(p.labels)),
         )
