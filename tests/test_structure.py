@@ -20,7 +20,7 @@ LAYERS = [
     {"engines", "checkpoint", "optim", "distributed", "finalize"},
     {"reports.profile", "reports.data_plots", "reports.curves"},
     {"training", "predict", "reports.evaluation"},
-    {"callbacks", "evaluation", "export", "tracking"},
+    {"callbacks", "evaluation", "export", "tracking", "explain"},
     {"classifier", "tune", "serve", "ray_predict", "annif_api"},
     {"cli"},
 ]

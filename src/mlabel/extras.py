@@ -18,6 +18,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "tune": {"optuna": "optuna"},
     "track": {"mlflow": "mlflow", "tensorboard": "tensorboard"},
     "ray": {"ray": "ray", "ray.data": "ray[data]"},
+    "explain": {"captum": "captum"},
 }
 
 

@@ -36,7 +36,8 @@ from mlabel.annif_api import annif_project, annif_router
 from mlabel.batching import MicroBatcher, Unavailable
 from mlabel.data import join_text_parts
 from mlabel.decision import DecisionRule
-from mlabel.errors import ConfigError
+from mlabel.errors import ConfigError, ExtraMissing
+from mlabel.explain import Explainer
 from mlabel.folder import package_version
 from mlabel.limits import BodyLimit, header_timeout_protocol
 from mlabel.predict import Predictions, Predictor
@@ -118,6 +119,31 @@ class PredictResult(BaseModel):
 class PredictResponse(BaseModel):
     thresholds: dict[str, float]
     results: list[PredictResult]
+
+
+EXPLAIN_MAX_TEXTS = 16  # each text costs about 32 forward and backward passes per label
+
+
+class ExplainRequest(PredictRequest):
+    """A /predict body, plus the labels to explain (default: those predicted, else the best)
+    and how many of the strongest words to answer (default: every word, in text order)."""
+
+    labels: list[StrictStr] | None = None
+    top: Annotated[int | None, Field(ge=1)] = None
+
+
+def explanations(
+    explainer: Explainer, req: ExplainRequest, ids: list[Any], texts: list[str], rule: DecisionRule
+) -> dict[str, Any]:
+    """What /explain answers: per text, its text and per label the probability and the words'
+    weights with their character spans in that text."""
+    found = explainer.explain(texts, req.labels, req.threshold, rule)
+    return {
+        "results": [
+            {"id": i, "text": text, "explanations": [e.record(req.top) for e in per_label]}
+            for i, text, per_label in zip(ids, texts, found)
+        ]
+    }
 
 
 def request_texts(
@@ -293,6 +319,37 @@ def _add_routes(
         rule = request_rule(req, predictor)
         probs = await batcher.predict_async(texts)
         return prediction_response(predictor.decisions(probs, req.threshold, rule), ids)
+
+    explainer = LazyExplainer(predictor.model_dir)
+    explain_limits = dataclasses.replace(
+        settings, max_texts=min(settings.max_texts, EXPLAIN_MAX_TEXTS)
+    )
+
+    @app.post("/explain", dependencies=keyed, summary="Why each label: words' weights and spans")
+    def explain(req: ExplainRequest) -> dict[str, Any]:
+        ids, texts = request_texts(req, predictor.text_cols, explain_limits)
+        unknown = [label for label in req.labels or () if label not in predictor.labels]
+        if unknown:
+            raise InputError(f"labels: {unknown[0]!r} is not one of the model's labels")
+        rule = request_rule(req, predictor)
+        return explainer.run(lambda e: explanations(e, req, ids, texts, rule))
+
+
+class LazyExplainer:
+    """The model's Explainer (a second copy of the model, in fp32), loaded by the first
+    /explain; one explanation runs at a time, since each keeps the CPU busy."""
+
+    def __init__(self, model_dir: Path):
+        self.model_dir, self.lock, self.explainer = model_dir, threading.Lock(), None
+
+    def run(self, job: Callable[[Explainer], Any]) -> Any:
+        with self.lock:
+            if self.explainer is None:
+                try:
+                    self.explainer = Explainer(self.model_dir)
+                except ExtraMissing as exc:
+                    raise HTTPException(501, str(exc)) from None
+            return job(self.explainer)
 
 
 def _thresholds(predictor: Predictor) -> dict[str, float]:

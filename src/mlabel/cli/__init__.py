@@ -1,4 +1,4 @@
-"""The command line: `mlabel inspect | train | tune | evaluate | predict | export | serve`.
+"""The command line: `mlabel inspect | train | tune | evaluate | predict | explain | export | serve`.
 
 Each subcommand is a module with `add_parser(subparsers)` and `run(args) -> int`; all work is
 done by library functions, so everything the CLI does, Python code can do too.
@@ -15,7 +15,7 @@ import warnings
 
 from mlabel.errors import MlabelError
 
-COMMANDS = ("train", "evaluate", "predict", "serve", "inspect", "tune", "export")
+COMMANDS = ("train", "evaluate", "predict", "explain", "serve", "inspect", "tune", "export")
 USER_ERRORS = (MlabelError, FileNotFoundError)
 DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
