@@ -24,9 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
-from mlabel import tablefile
 from mlabel.errors import DataError
-from mlabel.tablefile import csv_delimiter, open_table_bytes, where_not_utf8
+from mlabel.tablefile import (
+    check_parquet_row_sizes,
+    csv_options,
+    open_table_bytes,
+    where_not_utf8,
+)
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
@@ -34,9 +38,6 @@ SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
 BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
 SHOW_CHARS = 60  # how much of a value or name an error message shows
-# what pandas reads as a missing value in CSV (its default `na_values`)
-_MISSING = "#N/A|#N/A N/A|#NA|-1.#IND|-1.#QNAN|-NaN|-nan|1.#IND|1.#QNAN|<NA>|N/A|NA|NULL|NaN"
-PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _iter_text_table(
             dtype = {c: "str" for c in str_cols}
             reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
         else:
-            options = _csv_options(path, fmt, [*str_cols, *list_cols])
+            options = csv_options(path, fmt, [*str_cols, *list_cols])
             reader = pd.read_csv(f, **options, chunksize=chunk_rows)
         if chunk_rows is None:  # pandas returned the whole table, not a reader
             yield _checked_chunk(reader, 0, path)
@@ -153,7 +154,7 @@ def _iter_parquet(
     path: Path, chunk_rows: int | None, str_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
     file = pq.ParquetFile(path)
-    _check_row_sizes(file.metadata, path)
+    check_parquet_row_sizes(file.metadata, path)
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
     start = 0
     for batch in batches:
@@ -164,21 +165,6 @@ def _iter_parquet(
         yield chunk
 
 
-def _check_row_sizes(meta: pq.FileMetaData, path: Path) -> None:
-    """Refuse a row group whose rows average more than a CSV line may hold, uncompressed: a
-    Parquet decompression bomb is one or a few rows of GiBs."""
-    limit, start = tablefile.MAX_LINE_BYTES, 0
-    for i in range(meta.num_row_groups):
-        group = meta.row_group(i)
-        if group.num_rows and group.total_byte_size / group.num_rows > limit:
-            raise DataError(
-                f"{path.name}: rows {start + 1}-{start + group.num_rows} hold "
-                f"{group.total_byte_size / group.num_rows / 2**20:.0f} MiB each, uncompressed; "
-                f"refusing to read rows over {limit / 2**20:g} MiB (a decompression bomb?)"
-            )
-        start += group.num_rows
-
-
 def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
     """Number the rows from `start` and make the column names unique strings."""
     chunk.index = pd.RangeIndex(start, start + len(chunk))
@@ -187,22 +173,6 @@ def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
     if len(twice):
         raise DataError(f"{path.name}: column {_q(twice[0])} appears more than once")
     return chunk
-
-
-def _csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
-    """read_csv's delimiter and missing-value settings: pandas' usual missing values ("NA",
-    "null", ...) everywhere but in `str_cols`, where an id "NA" or a text "None" is meant."""
-    sep = "\t" if fmt == ".tsv" else csv_delimiter(path)
-    with open_table_bytes(path) as f:
-        names = pd.read_csv(f, sep=sep, nrows=0, encoding="utf-8").columns
-    missing = {c: PANDAS_MISSING for c in names if c not in str_cols}
-    return dict(
-        sep=sep,
-        dtype={c: "str" for c in str_cols},
-        encoding="utf-8",
-        keep_default_na=False,
-        na_values=missing,
-    )
 
 
 # ---------------------------------------------------------------- columns and validation
@@ -575,25 +545,40 @@ def _resize(
 
 
 def _cover_labels(y: np.ndarray, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
-    """Swap rows so that every label with >= 2 positives has a positive on each side."""
+    """Swap rows so that every label with >= 2 positives has a positive on each side.
+
+    Each side's label counts are kept up to date across swaps rather than recounted per label,
+    so thousands of labels cost (labels + swaps) x rows, not labels x rows x labels."""
+    per_row = y.sum(axis=1)
+    counts = {id(train): y[train].sum(axis=0), id(val): y[val].sum(axis=0)}
     for j in np.argsort(y.sum(axis=0), kind="stable"):
-        if y[:, j].sum() < 2:
+        if counts[id(train)][j] + counts[id(val)][j] < 2:
             continue
         for src, dst in ((train, val), (val, train)):
-            if not y[dst, j].any():
-                _swap_in_positive(y, j, src, dst)
+            if not counts[id(dst)][j]:
+                _swap_in_positive(y, j, (src, counts[id(src)]), (dst, counts[id(dst)]), per_row)
     return train, val
 
 
-def _swap_in_positive(y: np.ndarray, j: int, src: list[int], dst: list[int]) -> None:
-    """Exchange a row with label j from src for a row of dst, losing no label on either side."""
-    src_counts, dst_counts = y[src].sum(axis=0), y[dst].sum(axis=0)
-    for a in sorted(src, key=lambda r: y[r].sum()):
-        if not y[a, j] or np.any((y[a] > 0) & (src_counts < 2)):
+def _swap_in_positive(
+    y: np.ndarray,
+    j: int,
+    src: tuple[list[int], np.ndarray],
+    dst: tuple[list[int], np.ndarray],
+    per_row: np.ndarray,
+) -> None:
+    """Exchange a row with label j from src for a row of dst, losing no label on either side;
+    each side is (rows, label counts), both updated in place."""
+    (src_rows, src_counts), (dst_rows, dst_counts) = src, dst
+    candidates = sorted(dst_rows, key=per_row.__getitem__)
+    for a in sorted((r for r in src_rows if y[r, j]), key=per_row.__getitem__):
+        if np.any((y[a] > 0) & (src_counts < 2)):
             continue
-        for b in sorted(dst, key=lambda r: y[r].sum()):
+        for b in candidates:
             # b leaves dst (a arrives), so no label may vanish from dst
             if np.any((y[b] > 0) & (dst_counts + y[a] - y[b] < 1) & (dst_counts > 0)):
                 continue
-            src[src.index(a)], dst[dst.index(b)] = b, a
+            src_rows[src_rows.index(a)], dst_rows[dst_rows.index(b)] = b, a
+            src_counts += y[b] - y[a]
+            dst_counts += y[a] - y[b]
             return

@@ -1,6 +1,7 @@
 """The bytes of a table file: decompressed (.gz, .bz2, .xz, .zip), without a UTF-8 byte order
-mark, and with a limit on the length of a line, so that a decompression bomb or one runaway field
-is refused instead of read whole into memory."""
+mark, and with a limit on the length of a line (and on the size of a Parquet row), so that a
+decompression bomb or one runaway field is refused instead of read whole into memory; and how
+pandas should read a CSV's delimiter and missing values."""
 
 from __future__ import annotations
 
@@ -12,11 +13,19 @@ import lzma
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+import pandas as pd
 
 from mlabel.errors import DataError
 
+if TYPE_CHECKING:
+    from pyarrow.parquet import FileMetaData
+
 MAX_LINE_BYTES = 64 * 2**20  # a longer line in a CSV/TSV/JSONL file is refused, not read
+# what pandas reads as a missing value in CSV (its default `na_values`)
+_MISSING = "#N/A|#N/A N/A|#NA|-1.#IND|-1.#QNAN|-NaN|-nan|1.#IND|1.#QNAN|<NA>|N/A|NA|NULL|NaN"
+PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
 
 
 class _LineGuard(io.RawIOBase):
@@ -92,6 +101,22 @@ def _open_zip_member(path: Path) -> IO[bytes]:
         return archive.open(members[0])
 
 
+def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
+    """read_csv's delimiter and missing-value settings: pandas' usual missing values ("NA",
+    "null", ...) everywhere but in `str_cols`, where an id "NA" or a text "None" is meant."""
+    sep = "\t" if fmt == ".tsv" else csv_delimiter(path)
+    with open_table_bytes(path) as f:
+        names = pd.read_csv(f, sep=sep, nrows=0, encoding="utf-8").columns
+    missing = {c: PANDAS_MISSING for c in names if c not in str_cols}
+    return dict(
+        sep=sep,
+        dtype={c: "str" for c in str_cols},
+        encoding="utf-8",
+        keep_default_na=False,
+        na_values=missing,
+    )
+
+
 def csv_delimiter(path: Path) -> str:
     """',' unless the header line is split more by ';', tab or '|' (spreadsheets in many
     locales write ';')."""
@@ -119,3 +144,18 @@ def where_not_utf8(path: Path) -> str:
     except (EOFError, OSError, lzma.LZMAError, zlib.error, zipfile.BadZipFile):
         pass  # the bytes cannot all be read back: say what matters without the place
     return "save the file as UTF-8"
+
+
+def check_parquet_row_sizes(meta: FileMetaData, path: Path) -> None:
+    """Refuse a row group whose rows average more than a CSV line may hold, uncompressed: a
+    Parquet decompression bomb is one or a few rows of GiBs."""
+    limit, start = MAX_LINE_BYTES, 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows and group.total_byte_size / group.num_rows > limit:
+            raise DataError(
+                f"{path.name}: rows {start + 1}-{start + group.num_rows} hold "
+                f"{group.total_byte_size / group.num_rows / 2**20:.0f} MiB each, uncompressed; "
+                f"refusing to read rows over {limit / 2**20:g} MiB (a decompression bomb?)"
+            )
+        start += group.num_rows
