@@ -137,6 +137,36 @@ def test_threshold_override_from_the_page(server, page):
     assert page.locator("#tags .tag").count() == len(labels["labels"])
 
 
+def test_why_highlights_the_words_that_moved_a_label(server, page):
+    page.goto(f"{server}/?key={KEY}")
+    page.get_by_label("Title").fill(TITLE)
+    page.get_by_label("Abstract").fill(ABSTRACT)
+    page.get_by_label("one threshold for all labels").check()
+    page.get_by_label("threshold", exact=True).fill("0")  # every label is given: a button each
+    page.get_by_role("button", name="Classify", exact=True).click()
+    page.locator("#result").wait_for(state="visible")
+    button = page.locator("#tags button.why").first
+    label = button.get_attribute("data-label")
+    button.click()
+    page.locator("#why").wait_for(state="visible")
+
+    body = {"items": [{"title": TITLE, "abstract": ABSTRACT}], "labels": [label]}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    answer = httpx.post(f"{server}/explain", json=body, headers=headers, timeout=60).json()
+    words = answer["results"][0]["explanations"][0]["words"]
+    assert page.locator("#whytitle").inner_text() == f"Why {label}?"
+    assert page.locator("#whytext mark").all_inner_texts() == [w["word"] for w in words]
+    assert page.locator("#whytext").inner_text() == f"{TITLE}\n{ABSTRACT}"
+    strongest = max(words, key=lambda w: abs(w["weight"]))
+    kind = "up" if strongest["weight"] > 0 else "down"
+    colour = page.locator(f"#whytext mark.{kind}").evaluate_all(
+        "marks => marks.map(m => getComputedStyle(m).backgroundColor)"
+    )
+    assert any(
+        c.startswith("rgba(22, 163, 74" if kind == "up" else "rgba(220, 38, 38") for c in colour
+    )
+
+
 def test_csv_upload_shows_a_table_and_downloads_predictions(server, page, tmp_path):
     rows = [
         {"id": "p1", "title": TITLE, "abstract": ABSTRACT},
