@@ -172,3 +172,43 @@ def test_predict_text_prints_the_best_labels_and_every_tag(capsys):
     shown = max(SHOWN_PROBS, hits[0, :-1].sum()) + 1
     assert len(lines) == 2 + shown + 1
     assert lines[-1].strip().startswith(f"... {N_LABELS - shown} more labels, each at most")
+
+
+def recounting_cover(y: np.ndarray, train: list[int], val: list[int]) -> None:
+    """The former `_cover_labels`: each side's counts recounted for every label (the reference)."""
+    for j in np.argsort(y.sum(axis=0), kind="stable"):
+        if y[:, j].sum() < 2:
+            continue
+        for src, dst in ((train, val), (val, train)):
+            if y[dst, j].any():
+                continue
+            src_counts, dst_counts = y[src].sum(axis=0), y[dst].sum(axis=0)
+            swap = next(
+                (
+                    (a, b)
+                    for a in sorted(src, key=lambda r: y[r].sum())
+                    if y[a, j] and not np.any((y[a] > 0) & (src_counts < 2))
+                    for b in sorted(dst, key=lambda r: y[r].sum())
+                    if not np.any((y[b] > 0) & (dst_counts + y[a] - y[b] < 1) & (dst_counts > 0))
+                ),
+                None,
+            )
+            if swap:
+                src[src.index(swap[0])], dst[dst.index(swap[1])] = swap[1], swap[0]
+
+
+def test_covering_labels_in_a_split_at_many_labels_matches_recounting():
+    from mlabel.data import _cover_labels
+
+    rng = np.random.default_rng(2)
+    y = (rng.random((300, N_LABELS)) < 3 / N_LABELS).astype(np.float32)
+    y[np.arange(300), rng.integers(0, 40, 300)] = 1  # a few frequent labels
+    y[:20, 1990:] = 1  # rows that can move: labels with many positives only
+    start = time.perf_counter()
+    train, val = _cover_labels(y, list(range(255)), list(range(255, 300)))
+    # Recounting each side per label took 72 s at 5,000 labels x 1,000 rows; now 2 s.
+    assert time.perf_counter() - start < 5
+    want = list(range(255)), list(range(255, 300))
+    recounting_cover(y, *want)
+    assert (train, val) == want and sorted(train + val) == list(range(300))
+    assert train != list(range(255))  # rows did move

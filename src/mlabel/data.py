@@ -545,25 +545,40 @@ def _resize(
 
 
 def _cover_labels(y: np.ndarray, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
-    """Swap rows so that every label with >= 2 positives has a positive on each side."""
+    """Swap rows so that every label with >= 2 positives has a positive on each side.
+
+    Each side's label counts are kept up to date across swaps rather than recounted per label,
+    so thousands of labels cost (labels + swaps) x rows, not labels x rows x labels."""
+    per_row = y.sum(axis=1)
+    counts = {id(train): y[train].sum(axis=0), id(val): y[val].sum(axis=0)}
     for j in np.argsort(y.sum(axis=0), kind="stable"):
-        if y[:, j].sum() < 2:
+        if counts[id(train)][j] + counts[id(val)][j] < 2:
             continue
         for src, dst in ((train, val), (val, train)):
-            if not y[dst, j].any():
-                _swap_in_positive(y, j, src, dst)
+            if not counts[id(dst)][j]:
+                _swap_in_positive(y, j, (src, counts[id(src)]), (dst, counts[id(dst)]), per_row)
     return train, val
 
 
-def _swap_in_positive(y: np.ndarray, j: int, src: list[int], dst: list[int]) -> None:
-    """Exchange a row with label j from src for a row of dst, losing no label on either side."""
-    src_counts, dst_counts = y[src].sum(axis=0), y[dst].sum(axis=0)
-    for a in sorted(src, key=lambda r: y[r].sum()):
-        if not y[a, j] or np.any((y[a] > 0) & (src_counts < 2)):
+def _swap_in_positive(
+    y: np.ndarray,
+    j: int,
+    src: tuple[list[int], np.ndarray],
+    dst: tuple[list[int], np.ndarray],
+    per_row: np.ndarray,
+) -> None:
+    """Exchange a row with label j from src for a row of dst, losing no label on either side;
+    each side is (rows, label counts), both updated in place."""
+    (src_rows, src_counts), (dst_rows, dst_counts) = src, dst
+    candidates = sorted(dst_rows, key=per_row.__getitem__)
+    for a in sorted((r for r in src_rows if y[r, j]), key=per_row.__getitem__):
+        if np.any((y[a] > 0) & (src_counts < 2)):
             continue
-        for b in sorted(dst, key=lambda r: y[r].sum()):
+        for b in candidates:
             # b leaves dst (a arrives), so no label may vanish from dst
             if np.any((y[b] > 0) & (dst_counts + y[a] - y[b] < 1) & (dst_counts > 0)):
                 continue
-            src[src.index(a)], dst[dst.index(b)] = b, a
+            src_rows[src_rows.index(a)], dst_rows[dst_rows.index(b)] = b, a
+            src_counts += y[b] - y[a]
+            dst_counts += y[a] - y[b]
             return
