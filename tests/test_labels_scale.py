@@ -101,6 +101,10 @@ def test_evaluation_report_at_many_labels_shows_frequent_worst_and_best(
     for title, want in (("lowest F1", min(f1.values())), ("highest F1", max(f1.values()))):
         table = tables[f"The {SHOW_EACH} {title} (labels with positives)"]
         assert table.rows[0][4] == f"{want:.3f}" and f"**{table.title}**" in md
+    for row in tables[f"The {SHOW_EACH} most frequent labels (of {N_LABELS})"].rows:
+        tp, fp, fn = map(int, row[-3:])
+        assert tp + fn == per_label[row[0]]["support"]
+        assert tp + fp == int(result.y_pred[:, int(row[0].split()[1])].sum())
     assert len(re.findall(r"^\| label \d+ \|", md, re.M)) == 3 * SHOW_EACH  # not 2,000 rows
     assert N_LABELS > MANY_LABELS and page.stat().st_size < 3_000_000
     for name in ("confusion_matrices.png", "pr_curves.png", "f1_threshold_per_label.png"):
@@ -212,3 +216,14 @@ def test_covering_labels_in_a_split_at_many_labels_matches_recounting():
     recounting_cover(y, *want)
     assert (train, val) == want and sorted(train + val) == list(range(300))
     assert train != list(range(255))  # rows did move
+
+
+def test_labels_without_positives_are_counted_not_all_named():
+    from mlabel.data import SHOW_NAMES, _warn_labels_without_positives
+
+    labels = [f"label {j}" for j in range(N_LABELS)]
+    with pytest.warns(UserWarning) as caught:
+        _warn_labels_without_positives(np.zeros((3, N_LABELS)), labels, "test.csv")
+    message = str(caught[0].message)
+    assert message.count("'label ") == SHOW_NAMES
+    assert message.endswith(f"and {N_LABELS - SHOW_NAMES} more")

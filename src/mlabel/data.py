@@ -38,6 +38,7 @@ SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
 BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
 SHOW_CHARS = 60  # how much of a value or name an error message shows
+SHOW_NAMES = 20  # how many label names a warning lists before "and N more"
 
 
 @dataclass
@@ -397,8 +398,12 @@ def _label_matrix_from_lists(
 def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str) -> None:
     empty = [name for name, count in zip(labels, y.sum(axis=0)) if count == 0]
     if empty:
-        names = ", ".join(_q(n) for n in empty)
-        warnings.warn(f"{source}: label(s) with no positive example: {names}", stacklevel=3)
+        names = ", ".join(_q(n) for n in empty[:SHOW_NAMES])  # not thousands of names
+        more = f" and {len(empty) - SHOW_NAMES} more" if len(empty) > SHOW_NAMES else ""
+        warnings.warn(
+            f"{source}: label(s) with no positive example: {names}{more}",
+            stacklevel=3,
+        )
 
 
 # ---------------------------------------------------------------- examples

@@ -132,14 +132,15 @@ def _per_label_tables(result) -> list[TextTable]:
 
 
 def _per_label_row(result, j: int) -> list[str]:
-    y, probs, label = result.examples.y[:, j], result.probs[:, j], result.predictor.labels[j]
+    y, probs, label = result.examples.y[:, j] > 0, result.probs[:, j], result.predictor.labels[j]
+    pred = result.y_pred[:, j] > 0
     s = result.metrics["per_label"][label]
     ap = average_precision_score(y, probs) if y.any() else float("nan")
-    cm = confusion_matrices(y[:, None], result.y_pred[:, j : j + 1])[0]
+    counts = [(y & pred).sum(), (~y & pred).sum(), (y & ~pred).sum()]  # TP, FP, FN
     return (
         [label, f"{result.thresholds[j]:.2f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}"]
         + [f"{s['f1']:.3f}", f"{ap:.3f}", f"{s['support']}"]
-        + [f"{cm[1, 1]}", f"{cm[0, 1]}", f"{cm[1, 0]}"]
+        + [f"{c}" for c in counts]
     )
 
 
