@@ -227,3 +227,19 @@ def test_labels_without_positives_are_counted_not_all_named():
     message = str(caught[0].message)
     assert message.count("'label ") == SHOW_NAMES
     assert message.endswith(f"and {N_LABELS - SHOW_NAMES} more")
+
+
+def test_evaluate_text_lists_the_most_frequent_labels_with_averages_over_all(many, tmp_path):
+    from mlabel.evaluation import SHOWN_LABELS, format_evaluation
+    from mlabel.metrics import classification_report_text
+
+    y, probs = many
+    result = fake_evaluation(y, probs, tmp_path)
+    text = format_evaluation(result)
+    assert f"the {SHOWN_LABELS} most frequent of {N_LABELS} labels" in text
+    assert len(text.splitlines()) < 3 * SHOWN_LABELS
+    full = classification_report_text(y, result.y_pred, result.predictor.labels)
+    averages = full.split("\n\n")[-1]  # micro, macro, weighted, samples: over every label
+    assert averages.strip() and averages in text
+    top = result.predictor.labels[int(np.argmax(y.sum(axis=0)))]
+    assert f"  {top:<32} TN" in text

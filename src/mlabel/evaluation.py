@@ -19,6 +19,8 @@ from mlabel.metrics import (
 )
 from mlabel.predict import Predictions, Predictor, load_predictor
 
+SHOWN_LABELS = 50  # past this many labels, the text output lists the most frequent ones
+
 
 @dataclass
 class Evaluation:
@@ -94,13 +96,23 @@ def format_evaluation(result: Evaluation) -> str:
         + (f"  (rule: {result.rule.describe()})" if result.rule.describe() else ""),
         *_ranking_lines(m),
         "",
-        classification_report_text(result.examples.y, result.y_pred, result.predictor.labels),
+    ]
+    y, labels = result.examples.y, result.predictor.labels
+    shown = np.arange(len(labels))
+    if len(labels) > SHOWN_LABELS:
+        shown = np.argsort(-y.sum(axis=0), kind="stable")[:SHOWN_LABELS]
+        lines.append(
+            f"per-label lines for the {SHOWN_LABELS} most frequent of {len(labels)} labels "
+            "(averages over all; --json or --report for the rest)"
+        )
+    lines += [
+        classification_report_text(y, result.y_pred, labels, shown),
         "confusion matrices ([[TN FP] [FN TP]]):",
     ]
-    for label, cm in zip(
-        result.predictor.labels, confusion_matrices(result.examples.y, result.y_pred)
-    ):
+    cms = confusion_matrices(y, result.y_pred)
+    for j in shown:
+        cm = cms[j]
         lines.append(
-            f"  {label:<32} TN {cm[0, 0]:>6}  FP {cm[0, 1]:>6}  FN {cm[1, 0]:>6}  TP {cm[1, 1]:>6}"
+            f"  {labels[j]:<32} TN {cm[0, 0]:>6}  FP {cm[0, 1]:>6}  FN {cm[1, 0]:>6}  TP {cm[1, 1]:>6}"
         )
     return "\n".join(lines)

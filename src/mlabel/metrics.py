@@ -125,10 +125,17 @@ def micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(_f1(tp, fp, fn))
 
 
-def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> str:
-    """sklearn's text classification report with label names."""
+def classification_report_text(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], shown: np.ndarray | None = None
+) -> str:
+    """sklearn's text classification report with label names; with `shown` (label indices),
+    only those labels' lines, while the averages stay over every label."""
     y_true, y_pred = _check_pair(y_true, y_pred, labels)
-    return classification_report(y_true, y_pred, target_names=labels, digits=3, zero_division=0)
+    text = classification_report(y_true, y_pred, target_names=labels, digits=3, zero_division=0)
+    if shown is None:
+        return text
+    lines = text.split("\n")  # header, blank, one line per label, blank, averages
+    return "\n".join(lines[:2] + [lines[2 + j] for j in shown] + lines[2 + len(labels) :])
 
 
 def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
