@@ -1,0 +1,211 @@
+"""The peers of bench/infer.py: Optimum ONNX Runtime and OpenVINO behind Optimum's pipeline.
+
+Runs in its own venv, `.venv-bench` (torch 2.13.0, onnxruntime 1.32.0 as in `.venv`, plus
+optimum-onnx, optimum-intel, openvino and nncf, which pin transformers < 4.58 while mlabel needs
+transformers >= 5): bench/infer.py starts it and drives it over stdin/stdout, one JSON line each
+way, so that mlabel's engines and the peers take turns in one run.
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 \
+        onnxruntime==1.32.0 onnx optimum-onnx optimum-intel openvino nncf
+
+Optimum cannot load mlabel's model (mean pooling, own head file), so the peers get a
+BertForSequenceClassification built from the same encoder weights with mlabel's head copied
+into its classifier. BERT's head reads the pooled [CLS] vector (its pooler, absent from the
+folder, starts from a fixed seed), so the peers' probabilities differ from mlabel's while the
+work is the same encoder: their accuracy guard is agreement with their own fp32 decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from transformers import AutoTokenizer, BertForSequenceClassification  # noqa: E402
+
+BATCHES = (1, 8, 32)
+
+
+def cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        return set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
+
+
+def hf_model(model_dir: Path, out: Path, labels: list[str]) -> Path:
+    """mlabel's encoder and head as a BertForSequenceClassification folder (multi-label)."""
+    if (out / "config.json").is_file():
+        return out
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(
+        model_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type="multi_label_classification",
+    )
+    head = load_file(str(model_dir / "head.safetensors"))
+    model.classifier.load_state_dict(head)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return out
+
+
+def ort_models(hf_dir: Path, work: Path, threads: int) -> dict:
+    """Optimum's ONNX export, fp32, and ORTQuantizer's dynamic int8 for this CPU's instructions."""
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    fp32_dir, int8_dir = work / "ort-fp32", work / "ort-int8"
+    if not (fp32_dir / "model.onnx").is_file():
+        ORTModelForSequenceClassification.from_pretrained(hf_dir, export=True).save_pretrained(
+            fp32_dir
+        )
+    flags = cpu_flags()
+    isa = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+    if not (int8_dir / "model_quantized.onnx").is_file():
+        qconfig = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=False)
+        ORTQuantizer.from_pretrained(fp32_dir).quantize(
+            save_dir=int8_dir, quantization_config=qconfig
+        )
+    load = ORTModelForSequenceClassification.from_pretrained
+    return {
+        "optimum ort fp32": load(fp32_dir, session_options=options),
+        f"optimum ort int8 ({isa})": load(
+            int8_dir, file_name="model_quantized.onnx", session_options=options
+        ),
+    }
+
+
+def ov_models(hf_dir: Path, work: Path, threads: int, tok, calibration: list[str]) -> dict:
+    """OpenVINO through optimum-intel at its defaults, and int8 by NNCF's static quantization."""
+    import nncf
+    import openvino as ov
+    from optimum.intel import OVModelForSequenceClassification
+
+    fp32_dir, int8_dir = work / "ov-fp32", work / "ov-int8"
+    if not (fp32_dir / "openvino_model.xml").is_file():
+        OVModelForSequenceClassification.from_pretrained(hf_dir, export=True).save_pretrained(
+            fp32_dir
+        )
+    if not (int8_dir / "openvino_model.xml").is_file():
+        model = ov.Core().read_model(fp32_dir / "openvino_model.xml")
+        names = {i.get_any_name() for i in model.inputs}
+        feeds = [
+            {
+                k: v
+                for k, v in tok(t, truncation=True, max_length=256, return_tensors="np").items()
+                if k in names
+            }
+            for t in calibration
+        ]
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(feeds),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(feeds),
+        )
+        int8_dir.mkdir(parents=True, exist_ok=True)
+        ov.save_model(quantized, int8_dir / "openvino_model.xml")
+        for f in fp32_dir.iterdir():
+            if f.suffix == ".json":
+                (int8_dir / f.name).write_bytes(f.read_bytes())
+    ov_config = {"INFERENCE_NUM_THREADS": str(threads)}
+    load = OVModelForSequenceClassification.from_pretrained
+    return {
+        "openvino fp32 (default precision)": load(fp32_dir, ov_config=ov_config),
+        "openvino int8 (nncf static)": load(int8_dir, ov_config=ov_config),
+    }
+
+
+def runner(pipe, labels: list[str], max_len: int):
+    def run(texts: list[str], batch: int) -> np.ndarray:
+        with torch.inference_mode():
+            out = pipe(texts, batch_size=batch, truncation=True, max_length=max_len)
+        return np.array(
+            [[{d["label"]: d["score"] for d in row}[lab] for lab in labels] for row in out]
+        )
+
+    return run
+
+
+def timed(fn, *args) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+# Replies go to the real stdout; everything else written there (NNCF's progress bars) to stderr.
+REPLIES = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+
+
+def reply(obj: dict) -> None:
+    REPLIES.write(json.dumps(obj) + "\n")
+    REPLIES.flush()
+
+
+def main() -> int:
+    import warnings
+
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore")
+    hf_logging.set_verbosity_error()
+
+    job = json.loads(sys.stdin.readline())
+    torch.set_num_threads(job["threads"])
+    model_dir, work = Path(job["model_dir"]), Path(job["work"])
+    labels, texts, sweep = job["labels"], job["texts"], job["sweep"]
+    hf_dir = hf_model(model_dir, work / "hf", labels)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    models = ort_models(hf_dir, work, job["threads"])
+    models.update(ov_models(hf_dir, work, job["threads"], tok, sweep[:64]))
+    runs, swept = {}, {}
+    for name, model in models.items():
+        pipe = pipeline(
+            "text-classification",
+            model=model,
+            tokenizer=tok,
+            top_k=None,
+            function_to_apply="sigmoid",
+        )
+        run = runner(pipe, labels, job["max_len"])
+        run(sweep[:32], 8)  # first calls allocate and pick kernels
+        rates = {b: len(sweep) / timed(run, sweep, b)[0] for b in BATCHES}
+        best = max(rates, key=rates.get)
+        swept[name] = {str(b): r for b, r in rates.items()}
+        runs[f"{name} batch {best}"] = (run, best)
+    reply({"ready": list(runs), "sweep": swept, "versions": versions()})
+    for line in sys.stdin:
+        run, batch = runs[json.loads(line)["run"]]
+        seconds, probs = timed(run, texts, batch)
+        reply({"seconds": seconds, "probs": probs.tolist()})
+    return 0
+
+
+def versions() -> str:
+    import onnxruntime
+    import openvino
+    import optimum.version
+    import transformers
+
+    return (
+        f"transformers {transformers.__version__}, optimum {optimum.version.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
