@@ -637,6 +637,18 @@ def test_zip_with_two_tables_is_refused(tmp_path):
     assert "holds 2 files" in one_line_error(path, lambda: load_examples(path, ["text"]))
 
 
+def test_zip_with_an_unknown_compression_method_is_a_data_error(tmp_path):
+    path = tmp_path / "t.csv.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("t.csv", CSV)
+    data = bytearray(path.read_bytes())
+    method = data.index(b"PK\x01\x02") + 10  # in the central directory, which zipfile trusts
+    data[method : method + 2] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    message = one_line_error(path, lambda: load_examples(path, ["text"]))
+    assert "damaged compressed file (That compression method is not supported)" in message
+
+
 def test_text_and_ids_spelled_like_missing_values_are_kept(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("ID,text,a\nNA,None,1\nnull,N/A,0\n")

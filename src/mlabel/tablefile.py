@@ -98,7 +98,10 @@ def _open_zip_member(path: Path) -> IO[bytes]:
             )
         if members[0].flag_bits & 0x1:
             raise DataError(f"{path.name}: the table in the .zip is encrypted")
-        return archive.open(members[0])
+        try:
+            return archive.open(members[0])
+        except (NotImplementedError, RuntimeError) as err:  # a method zipfile cannot unpack
+            raise DataError(f"{path.name}: damaged compressed file ({err})") from None
 
 
 def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
