@@ -96,12 +96,13 @@ def report(name: str, rows: np.ndarray, timed: bool) -> None:
     top, rand, seconds = rows.T
     lo, hi = bootstrap(top, rng)
     rlo, rhi = bootstrap(rand, rng)
+    dlo, dhi = bootstrap(top - rand, rng)
     print(f"{name}: {len(rows)} texts, top label, {SHARE:.0%} of the words deleted")
     print(f"  attributed words: mean drop {top.mean():.4f} [{lo:.4f}, {hi:.4f}]")
     print(f"  random words:     mean drop {rand.mean():.4f} [{rlo:.4f}, {rhi:.4f}]")
-    print(
-        f"  ratio {top.mean() / rand.mean():.1f}x; attributed > random in {np.mean(top > rand):.0%}"
-    )
+    print(f"  difference (paired): {(top - rand).mean():.4f} [{dlo:.4f}, {dhi:.4f}]")
+    ratio = f"{top.mean() / rand.mean():.1f}x" if rand.mean() > 0 else "n/a (random: no drop)"
+    print(f"  ratio {ratio}; attributed > random in {np.mean(top > rand):.0%} of the texts")
     if timed:  # the other explainer reuses the blend's integrated gradients
         print(f"  one explanation (one label): median {np.median(seconds):.2f} s")
 
@@ -133,6 +134,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     held_out = benchkit.arxiv().iloc[TRAIN_ROWS : TRAIN_ROWS + args.texts]
     blend = Explainer(model, n_steps=args.steps)
+    info = blend.predictor.info
+    print(f"  {info.kind}, max_len {info.max_len}, validation metrics {info.metrics}")
     alone = Explainer(model, n_steps=args.steps, member="encoder")
     blend.encoder = alone.encoder = SharedAttribution(blend.encoder)
     texts = [fit_window(blend, t) for t in benchkit.texts_of(held_out)]

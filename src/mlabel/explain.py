@@ -301,8 +301,8 @@ class Explainer:
         """Explanations of the label columns `labels` for one text whose probabilities are
         `probs` (one per label of the model)."""
         w = self.tfidf_weight[labels][:, None]
-        n_words = len(word_spans(text))
-        weights, baseline = np.zeros((len(labels), n_words)), np.zeros(len(labels))
+        spans = word_spans(text)
+        weights, baseline = np.zeros((len(labels), len(spans))), np.zeros(len(labels))
         for member, share in ((self._encoder(text, labels), 1 - w), (self._tfidf(text, labels), w)):
             if member is not None:
                 weights += share * member.probability_weights()
@@ -312,10 +312,7 @@ class Explainer:
                 self.labels[k],
                 float(probs[k]),
                 float(baseline[j]),
-                [
-                    Word(text[s:e], s, e, float(x))
-                    for (s, e), x in zip(word_spans(text), weights[j])
-                ],
+                [Word(text[s:e], s, e, float(x)) for (s, e), x in zip(spans, weights[j])],
             )
             for j, k in enumerate(labels)
         ]
