@@ -53,8 +53,9 @@ def test_gpu_actors_are_refused_where_they_could_not_run(
         "--engine",
         "ray",
     ]
-    assert main([*argv, "--actor-gpus", "0.5", "--actor-engine", "onnx-int8"]) == 2
-    assert "engine 'onnx-int8' runs on the CPU" in capsys.readouterr().err
+    for engine in ("onnx-int8", "openvino"):
+        assert main([*argv, "--actor-gpus", "0.5", "--actor-engine", engine]) == 2
+        assert f"engine {engine!r} runs on the CPU" in capsys.readouterr().err
     assert main([*argv, "--actor-gpus", "1"]) == 2  # the local instance has no GPU
     assert "this Ray cluster has none" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()

@@ -136,7 +136,7 @@ def predict_ray(
         raise ConfigError("num_actors, threads_per_actor and batch_size must be 1 or more")
     if gpus_per_actor < 0:
         raise ConfigError(f"gpus per actor is {gpus_per_actor}, expected 0 or more")
-    if gpus_per_actor and engine.startswith("onnx"):
+    if gpus_per_actor and engine in folder.ONNX_FILES:  # the exported engines run on CPUs
         raise ConfigError(f"engine {engine!r} runs on the CPU; GPU actors run torch or bf16")
     info = folder.read(model_dir)  # fail here, before starting Ray, if it is not a model folder
     started = not ray.is_initialized()
