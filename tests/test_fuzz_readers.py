@@ -681,6 +681,18 @@ def test_parquet_with_a_column_twice_is_a_data_error(tmp_path):
     assert "column 'text' appears more than once" in message
 
 
+def test_parquet_strings_that_are_not_utf8_are_a_data_error(tmp_path):
+    path = tmp_path / "t.parquet"
+    offsets, data = (
+        pa.py_buffer(np.array([0, 2], dtype=np.int32).tobytes()),
+        pa.py_buffer(b"\xff\xfe"),
+    )
+    text = pa.Array.from_buffers(pa.string(), 1, [None, offsets, data])  # not validated
+    pq.write_table(pa.table({"ID": ["1"], "text": text}), path)
+    message = one_line_error(path, lambda: load_examples(path, ["text"], require_labels=False))
+    assert "cannot read as parquet" in message
+
+
 def test_names_with_line_breaks_keep_the_message_on_one_line(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text('ID,"te\nxt",a\n1,x,1\n')

@@ -159,6 +159,7 @@ def _iter_parquet(
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
     start = 0
     for batch in batches:
+        batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
         chunk = _checked_chunk(batch.to_pandas(), start, path)
         start += len(chunk)
         for col in set(str_cols) & set(chunk.columns):
