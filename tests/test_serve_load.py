@@ -61,10 +61,9 @@ def _answers(url: str) -> bool:
 
 def test_sigterm_finishes_requests_in_flight_then_exits_0(trained_tiny, tmp_path):
     log = tmp_path / "server.log"
-    with serve_process(trained_tiny, log, "--log-level", "warning", "--max-batch", "16") as (
-        proc,
-        url,
-    ):
+    # A one-second batch window holds the requests in the server when SIGTERM comes.
+    options = ("--log-level", "warning", "--batch-wait-ms", "1000", "--max-batch", "256")
+    with serve_process(trained_tiny, log, *options) as (proc, url):
         answers: list[tuple[int, float]] = []
 
         def ask(i: int) -> None:
@@ -72,18 +71,20 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(trained_tiny, tmp_path
             response = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=120)
             answers.append((response.status_code, time.monotonic()))
 
-        clients = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+        clients = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
         for client in clients:
             client.start()
-        while httpx.get(f"{url}/info", timeout=10).json()["batching"]["texts"] == 0:
-            time.sleep(0.05)  # until the first batch is done: the rest are queued or running
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/info", timeout=10).json()["batching"]["waiting"] < 2 * 32:
+            assert time.monotonic() < deadline, "the two requests never waited together"
+            time.sleep(0.01)
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         for client in clients:
             client.join(120)
         code = proc.wait(timeout=120)
-    assert [status for status, _ in answers] == [200] * 4, log.read_text()
-    assert any(done > signalled for _, done in answers), "some requests were in flight"
+    assert [status for status, _ in answers] == [200] * 2, log.read_text()
+    assert all(done > signalled for _, done in answers), "every request was in flight"
     assert code == 0, log.read_text()
 
 

@@ -80,6 +80,11 @@ class MicroBatcher:
         rate = self.stats["texts"] / self._busy_s
         return min(60, max(1, math.ceil(self._waiting / rate)))
 
+    @property
+    def waiting(self) -> int:
+        """Texts queued or gathered for a batch, not yet given to the model."""
+        return self._waiting
+
     def _check_room(self, count: int) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down", 5)

@@ -386,6 +386,7 @@ def model_info(
             "batching": {
                 "max_batch": settings.max_batch,
                 "batch_wait_ms": settings.batch_wait_ms,
+                "waiting": batcher.waiting,
                 **batcher.stats,
             },
             "auth": settings.api_key is not None,
