@@ -118,7 +118,9 @@ class TrainConfig:
             raise ConfigError("give subject_uri_base or subject_uris, not both")
         if self.subject_uri_base is not None:
             check_uri_base(self.subject_uri_base)
-        if self.subject_uris is not None:  # read now; that it covers the labels, once they are known
+        if (
+            self.subject_uris is not None
+        ):  # read now; that it covers the labels, once they are known
             read_uri_table(self.subject_uris)
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # The writers replace files only on success, so nothing half-written is left behind.
         where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"error: no space left{where} ({exc.strerror}); nothing was replaced", file=sys.stderr)
+        print(
+            f"error: no space left{where} ({exc.strerror}); nothing was replaced", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
