@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -121,3 +125,23 @@ def trained_tiny_encoder_only(tiny_encoder, small_csv, tmp_path_factory) -> Path
     out = tmp_path_factory.mktemp("run-encoder-only")
     cfg = TrainConfig(**tiny_train_settings(tiny_encoder), ensemble=None)
     return fit_model(cfg, small_csv, out).model_dir
+
+
+@contextlib.contextmanager
+def running(app, **config) -> Iterator[str]:
+    """`app` on uvicorn in a thread, on a free loopback port (a real socket): its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -8,13 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
+from conftest import running
 from fastapi.testclient import TestClient
 
 from mlabel.annif_api import default_project_id
@@ -244,16 +242,8 @@ def test_uris_stored_at_training(small_csv, tmp_path):
 def live_api(predictor):
     """mlabel serve's app on uvicorn in a thread; the base URL annif-client wants."""
     app = create_app(predictor, ServeSettings(project_id="arxiv"))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(app) as url:
+        yield f"{url}/v1/"
 
 
 def test_annif_client(live_api, predictor):

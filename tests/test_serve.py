@@ -15,7 +15,7 @@ import urllib.request
 import httpx
 import numpy as np
 import pytest
-import uvicorn
+from conftest import running
 from fastapi.testclient import TestClient
 
 from mlabel.batching import MicroBatcher, Unavailable
@@ -249,16 +249,8 @@ OVER_LIMIT = "request body over the limit of 2,097,152 bytes"
 @pytest.fixture(scope="module")
 def live_url(predictor):
     """`/predict` on uvicorn in a thread: only a real socket shows whether a client reads a 413."""
-    config = uvicorn.Config(create_app(predictor), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/predict"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(predictor)) as url:
+        yield f"{url}/predict"
 
 
 @pytest.mark.parametrize("megabytes", [3, 5, 50])

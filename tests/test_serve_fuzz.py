@@ -4,15 +4,13 @@ without it: no answer is a 5xx and the server stays up. `bench/serve_fuzz.py` is
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from conftest import running
 
 from mlabel.limits import header_timeout_protocol
 from mlabel.predict import load_predictor
@@ -32,18 +30,8 @@ def live(trained_tiny) -> Iterator[str]:
     """uvicorn in a thread, serving the tiny model with an API key, as `mlabel serve` does."""
     predictor = load_predictor(trained_tiny, engine="torch")
     app = create_app(predictor, ServeSettings(api_key=KEY, max_texts=16))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", http=header_timeout_protocol(30)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(app, http=header_timeout_protocol(30)) as url:
+        yield url
 
 
 @pytest.mark.parametrize("key", [KEY, None], ids=["with the key", "without a key"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from conftest import running
 
 from mlabel.limits import header_timeout_protocol
 from mlabel.predict import load_predictor
@@ -97,23 +97,8 @@ def live(trained_tiny) -> Iterator[tuple[str, int]]:
     """uvicorn in a thread as `mlabel serve` runs it (header deadline included): (url, port)."""
     settings = ServeSettings(read_timeout_s=READ_TIMEOUT_S)
     app = create_app(load_predictor(trained_tiny, engine="torch"), settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        http=header_timeout_protocol(READ_TIMEOUT_S),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(app, http=header_timeout_protocol(READ_TIMEOUT_S)) as url:
+        yield url, int(url.rsplit(":", 1)[1])
 
 
 def latencies(url: str, n: int) -> list[float]:
