@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +24,6 @@ class DecisionRule:
             raise ConfigError(f"min_labels is {self.min_labels}, expected 0 or more")
         if self.top_k is not None and self.min_labels > self.top_k:
             raise ConfigError(f"min_labels ({self.min_labels}) is above top_k ({self.top_k})")
-
-    def to_dict(self) -> dict[str, int | None]:
-        return asdict(self)
 
     def describe(self) -> str:
         """The rule as its options, e.g. "top-k 3, min-labels 1"; "" when there is none."""
