@@ -24,6 +24,7 @@ from mlabel.tune import (
     SearchSpace,
     completed,
     fixed_names,
+    open_study,
     param_importances,
     tune,
 )
@@ -216,3 +217,21 @@ def _running_trial(out: Path) -> bool:
     except Exception:  # the other process is still creating the study
         return False
     return optuna.trial.TrialState.RUNNING in states
+
+
+def test_a_search_that_loses_the_race_to_create_the_study_tries_again(tmp_path, monkeypatch):
+    """Two searches creating one SQLite study at once: the one whose schema insert fails retries."""
+    from sqlalchemy.exc import IntegrityError
+
+    calls = []
+
+    class Racing(optuna.storages.RDBStorage):
+        def __init__(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", Racing)
+    study = open_study(tmp_path, None, seed=0)
+    assert len(calls) == 2 and study.study_name == STUDY_NAME

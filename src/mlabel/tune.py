@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,11 +100,9 @@ def open_study(out: Path, storage: str | None, seed: int):
     import optuna
 
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    # Heartbeats let a later run mark trials of a killed run as failed instead of running forever.
-    rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
     study = optuna.create_study(
         study_name=STUDY_NAME,
-        storage=rdb,
+        storage=_storage(url),
         direction="maximize",
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         load_if_exists=True,
@@ -111,6 +110,22 @@ def open_study(out: Path, storage: str | None, seed: int):
     # Seeded, but a resumed search must not replay the first run's random draws.
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     return study
+
+
+def _storage(url: str, attempts: int = 5):
+    """Optuna's database storage. Two searches creating one SQLite study at the same moment race
+    on its schema (a UNIQUE or locked-database error for one of them): the loser tries again."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            # Heartbeats let a later run mark a killed run's trials as failed, not running forever.
+            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        except SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def tune(
