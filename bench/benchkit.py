@@ -53,6 +53,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(proc, url: str, seconds: float = 300):
+    """(proc, url) once `url/health` answers 200; exits if the server dies or never answers."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not start; see its output above")
+
+
 def machine() -> str:
     """The CPU, its matrix instruction sets (bf16 and int8 speed depend on them), threads, load."""
     from mlabel.runtime import MATRIX_ISA, matrix_isa

@@ -32,7 +32,7 @@ import benchkit
 import httpx
 import numpy as np
 import psutil
-from benchkit import DATA, TEXT_COLS, free_port
+from benchkit import DATA, TEXT_COLS, free_port, wait_until_serving
 
 from mlabel import folder
 from mlabel.data import join_texts, read_table
@@ -100,16 +100,7 @@ def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
     if args.max_queue:
         command += ["--max-queue", str(args.max_queue)]
     proc = subprocess.Popen(command)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the server did not start; see its output above")
+    return wait_until_serving(proc, f"http://127.0.0.1:{port}")
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -20,7 +20,7 @@ import time
 
 import httpx
 import schemathesis
-from benchkit import free_port
+from benchkit import free_port, wait_until_serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -69,16 +69,7 @@ def start_server(model: str, key: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "mlabel", "serve", model, "--port", str(port)]
     proc = subprocess.Popen([*command, "--api-key", key, "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the server did not start; see its output above")
+    return wait_until_serving(proc, f"http://127.0.0.1:{port}")
 
 
 def main(argv: list[str] | None = None) -> int:

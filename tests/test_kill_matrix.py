@@ -21,17 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import LABELS
 
 from mlabel.faults import ENV
 
-LABELS = [
-    "Computer Science",
-    "Physics",
-    "Mathematics",
-    "Statistics",
-    "Quantitative Biology",
-    "Quantitative Finance",
-]
 TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to differ between runs
 
 # With 33 training texts in batches of 16 (3 steps an epoch) and a checkpoint every 2 steps,

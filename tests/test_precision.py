@@ -13,11 +13,11 @@ from test_training import (  # the fp32 tests' settings, split and comparisons
     _assert_same_run,
     _config,
     _history,
+    interrupted_before_checkpoint,
     split,  # noqa: F401 (a fixture)
 )
 
 import mlabel.runtime as runtime_mod
-from mlabel import checkpoint as ckpt
 from mlabel import training
 from mlabel.config import TrainConfig
 from mlabel.runtime import Runtime, autocast_dtype
@@ -83,16 +83,7 @@ def test_bf16_resume_mid_epoch_matches_the_uninterrupted_run(
     monkeypatch,
 ):
     """A crash before epoch 2's checkpoint: resume from the step checkpoint inside it."""
-    save = ckpt.save_checkpoint
-
-    def crash_at_epoch_2(directory, name, *args):
-        if name == "epoch-002":
-            raise Interrupt
-        return save(directory, name, *args)
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", crash_at_epoch_2)
-    with pytest.raises(Interrupt):
+    with interrupted_before_checkpoint("epoch-002", monkeypatch), pytest.raises(Interrupt):
         training.train(bf16_cfg, *split, tmp_path, runtime=CPU)
-    monkeypatch.setattr(ckpt, "save_checkpoint", save)
     training.train(bf16_cfg, *split, tmp_path, resume=True, runtime=CPU)
     _assert_same_run(tmp_path, runs["bf16"])

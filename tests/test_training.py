@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,23 @@ TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to diffe
 
 class Interrupt(Exception):
     """Stands in for a crash or a kill."""
+
+
+@contextlib.contextmanager
+def interrupted_before_checkpoint(name: str, monkeypatch) -> Iterator[None]:
+    """Inside the block, saving checkpoint `name` raises Interrupt (a crash just before it)."""
+    save = ckpt.save_checkpoint
+
+    def crash(directory, checkpoint, *args):
+        if checkpoint == name:
+            raise Interrupt
+        return save(directory, checkpoint, *args)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", crash)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(ckpt, "save_checkpoint", save)
 
 
 def _config(encoder: str, **changes) -> TrainConfig:
@@ -355,17 +374,8 @@ def test_resume_mid_epoch_matches_the_uninterrupted_run(
     reference, resume_cfg, split, tmp_path, monkeypatch
 ):
     """A crash after epoch 2 was logged but before its checkpoint: resume from step 6 (mid-epoch)."""
-    save = ckpt.save_checkpoint
-
-    def crash_at_epoch_2(directory, name, *args):
-        if name == "epoch-002":
-            raise Interrupt
-        return save(directory, name, *args)
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", crash_at_epoch_2)
-    with pytest.raises(Interrupt):
+    with interrupted_before_checkpoint("epoch-002", monkeypatch), pytest.raises(Interrupt):
         training.train(resume_cfg, *split, tmp_path)
-    monkeypatch.setattr(ckpt, "save_checkpoint", save)
     assert len(_history(tmp_path)) == 2  # epoch 2 was logged; resuming must not log it twice
     _plant_unfinished_checkpoints(tmp_path / "checkpoints", "step-0000006")
     training.train(resume_cfg, *split, tmp_path, resume=True)
