@@ -15,7 +15,7 @@ NOWHERE = "/nonexistent/model"
 
 
 def _parse_error(capsys, *argv: str) -> str:
-    """The line argparse prints for a refused option (after the usage)."""
+    """The line argparse prints for a refused option."""
     with pytest.raises(SystemExit) as exit_:
         main(list(argv))
     assert exit_.value.code == 2
@@ -103,3 +103,32 @@ def test_a_tuning_range_that_is_empty_is_refused_before_any_trial(capsys):
     pytest.importorskip("optuna")
     assert main(["tune", "/nonexistent/data.csv", "--text-cols", "t", "--lr-min", "nan"]) == 2
     assert capsys.readouterr().err.startswith("error: lr range (nan, ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["train", "d.csv", "--frob", "3"],
+            "mlabel train: error: unrecognized arguments: --frob 3 (see mlabel train --help)",
+        ),
+        (
+            ["predict", NOWHERE, "--engine", "nope"],
+            "mlabel predict: error: argument --engine: invalid choice: 'nope'",
+        ),
+        (
+            ["evaluate", NOWHERE, "d.csv", "--errors", "ten"],
+            "mlabel evaluate: error: argument --errors: 'ten' is not a whole number",
+        ),
+        (["export"], "mlabel export: error: the following arguments are required: model_dir"),
+        (["frob"], "mlabel: error: argument COMMAND: invalid choice: 'frob'"),
+    ],
+)
+def test_a_parse_error_is_one_line_with_a_pointer_to_help(capsys, argv, line):
+    """No usage block before the error, as for every other error of the CLI; still exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    prog = line.split(": error")[0]
+    assert err.count("\n") == 1 and err.startswith(line) and err.endswith(f"(see {prog} --help)\n")
