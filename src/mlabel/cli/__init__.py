@@ -12,6 +12,7 @@ import importlib
 import signal
 import sys
 import warnings
+from typing import NoReturn
 
 from mlabel.errors import MlabelError
 
@@ -20,8 +21,22 @@ USER_ERRORS = (MlabelError, FileNotFoundError)
 DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: no usage block before them, a pointer to --help.
+    Subcommand parsers are of the same class (`add_subparsers` takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self.prog, message)
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    """Print `PROG: error: MESSAGE` and a pointer to its --help on one line; exit 2."""
+    print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+    sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlabel", description="Multi-label text classification.")
+    parser = Parser(prog="mlabel", description="Multi-label text classification.")
     parser.add_argument("--version", action="version", version=f"mlabel {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
@@ -38,7 +53,9 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line and exit 2, without a traceback."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # named after the command: argparse would blame `mlabel` itself
+        usage_error(f"mlabel {args.command}", f"unrecognized arguments: {' '.join(unknown)}")
     if hasattr(signal, "SIGXFSZ"):  # over a file-size limit: an EFBIG error, not a silent kill
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
