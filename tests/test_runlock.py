@@ -117,6 +117,20 @@ def test_a_second_train_into_the_same_folder_exits_2(
     assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written beside it
 
 
+def test_a_tfidf_train_into_a_held_folder_exits_2_and_releases_its_own_lock(
+    other_owner, small_csv, tmp_path, capsys
+):
+    argv = ["train", str(small_csv), "--model", "tfidf", "--text-cols", "TITLE", "ABSTRACT"]
+    held = tmp_path / "run"
+    assert main([*argv, "--out", str(held)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"process {other_owner.pid}" in err
+    assert sorted(p.name for p in held.iterdir()) == [LOCK_FILE]  # nothing written beside it
+    free = tmp_path / "free"
+    assert main([*argv, "--out", str(free)]) == 0
+    assert (free / "model" / "mlabel.json").is_file() and not (free / LOCK_FILE).exists()
+
+
 def test_two_trainings_into_one_folder_the_second_refuses(
     small_csv, tiny_encoder, tmp_path, capsys
 ):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlabel import folder
+from mlabel import folder, runlock
 from mlabel.atomic import write_text_atomic
 from mlabel.config import TrainConfig, save_config
 from mlabel.data import Examples
@@ -122,21 +122,23 @@ def threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> Mode
 def train_tfidf(
     cfg: TrainConfig, train_ex: Examples, val_ex: Examples | None, out_dir: str | Path
 ) -> TrainResult:
-    """The built-in baseline: TF-IDF + logistic regression, saved as the same kind of model folder."""
+    """The built-in baseline: TF-IDF + logistic regression, saved as the same kind of model folder.
+    Holds `out_dir`'s run lock, as encoder training does: a second run into it stops (`RunLocked`)."""
     from mlabel.baseline import TfidfModel
 
     out = Path(out_dir)
     model_dir = out / "model"
     t0 = time.perf_counter()
-    tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
-    probs = tfidf.predict_proba(val_ex.texts) if val_ex is not None else None
-    with folder.staged(model_dir) as tmp:
-        tfidf.save(folder.tfidf_dir(tmp))
-        update = finalize_thresholds(cfg.replace(ensemble=None), tmp, train_ex, val_ex, probs)
-        info = dataclasses.replace(model_info(cfg, train_ex.labels, {}, kind="tfidf"), **update)
-        folder.write(info, tmp)
-    save_config(cfg, out / "config.yaml")
-    record = {"epoch": 1, "seconds": time.perf_counter() - t0}
-    record.update({k: v for k, v in info.metrics.items() if k != "per_label"})
-    write_text_atomic(out / "metrics.jsonl", json.dumps(record) + "\n")
+    with runlock.held(out):
+        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+        probs = tfidf.predict_proba(val_ex.texts) if val_ex is not None else None
+        with folder.staged(model_dir) as tmp:
+            tfidf.save(folder.tfidf_dir(tmp))
+            update = finalize_thresholds(cfg.replace(ensemble=None), tmp, train_ex, val_ex, probs)
+            info = dataclasses.replace(model_info(cfg, train_ex.labels, {}, kind="tfidf"), **update)
+            folder.write(info, tmp)
+        save_config(cfg, out / "config.yaml")
+        record = {"epoch": 1, "seconds": time.perf_counter() - t0}
+        record.update({k: v for k, v in info.metrics.items() if k != "per_label"})
+        write_text_atomic(out / "metrics.jsonl", json.dumps(record) + "\n")
     return TrainResult(out, model_dir, [record], 1, info.metrics)
