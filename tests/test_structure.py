@@ -17,7 +17,7 @@ LAYERS = [
     {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},
     {"model", "baseline", "reports.render"},
-    {"engines", "checkpoint", "optim", "distributed", "finalize"},
+    {"engines", "checkpoint", "optim", "distributed", "finalize", "adapt"},
     {"reports.profile", "reports.data_plots", "reports.curves"},
     {"training", "predict", "reports.evaluation"},
     {"callbacks", "evaluation", "export", "tracking", "explain"},

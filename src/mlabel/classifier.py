@@ -48,12 +48,15 @@ def fit_model(
 ) -> TrainResult:
     """Train the model `cfg.model` names (an encoder, or `tfidf`) into `out/model`. An encoder's
     epochs are printed and its curves drawn (`default_callbacks`) before `callbacks` hear of them.
-    `runtime` is the process's `mlabel.runtime.setup()` (made in training when not given)."""
+    `runtime` is the process's `mlabel.runtime.setup()` (made in training when not given).
+    With `cfg.unlabeled`, the encoder is first adapted to those texts in `out/adapted`."""
+    from mlabel.adapt import adapted_config
     from mlabel.training import train, train_tfidf
 
     train_ex, val_ex = prepare_data(cfg, data, val)
-    if cfg.model == "tfidf":
+    if cfg.model == "tfidf" and not cfg.unlabeled:
         return train_tfidf(cfg, train_ex, val_ex, out)
+    cfg = adapted_config(cfg, Path(out), resume)
     callbacks = (*default_callbacks(out), *callbacks)
     return train(cfg, train_ex, val_ex, out, resume=resume, callbacks=callbacks, runtime=runtime)
 

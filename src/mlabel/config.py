@@ -42,6 +42,7 @@ class TrainConfig:
     val_frac: float = 0.15
     val: str | None = None
     all_data: bool = False
+    unlabeled: str | None = None  # texts to adapt the encoder on first (see mlabel.adapt)
     max_len: int = 128
     pooling: str = "mean"
     dropout: float = 0.1

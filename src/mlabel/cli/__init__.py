@@ -1,4 +1,5 @@
-"""The command line: `mlabel inspect | train | tune | evaluate | predict | explain | export | serve`.
+"""The command line: `mlabel inspect | adapt | train | tune | evaluate | predict | explain | export |
+serve`.
 
 Each subcommand is a module with `add_parser(subparsers)` and `run(args) -> int`; all work is
 done by library functions, so everything the CLI does, Python code can do too.
@@ -16,7 +17,17 @@ from typing import NoReturn
 
 from mlabel.errors import MlabelError
 
-COMMANDS = ("train", "evaluate", "predict", "explain", "serve", "inspect", "tune", "export")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "explain",
+    "serve",
+    "inspect",
+    "tune",
+    "export",
+    "adapt",
+)
 USER_ERRORS = (MlabelError, FileNotFoundError)
 DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 

@@ -17,6 +17,8 @@ HELP = {
     "labels_col": "one column holding label lists, e.g. 'cs.AI|math.CO'",
     "val_frac": "validation share, split by iterative multi-label stratification",
     "val": "validation file instead of a split",
+    "unlabeled": "table or .txt file (one text per line) of unlabelled texts: first adapt the "
+    "encoder to them by masked-LM training (see `mlabel adapt`), then train from it",
     "all_data": "train on every row for the set number of epochs (no validation, no early stopping)",
     "pos_weight": "`auto`: weight positives by sqrt(negatives/positives) per label",
     "thresholds": "fixed:X | global | per-label | shrunk (tuned on the validation split)",

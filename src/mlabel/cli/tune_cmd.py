@@ -29,7 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-len-max", type=whole(8), default=512, help="longest max_len tried (default: 512)"
     )
-    add_config_options(p, skip=("all_data",))
+    add_config_options(p, skip=("all_data", "unlabeled"))
     return p
 
 
