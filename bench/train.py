@@ -5,10 +5,17 @@
 
 Both fine-tune the embedded all-MiniLM-L6-v2 with the same data, batch size (16), max length
 (256, truncation), epochs, learning rate (8e-5, linear decay after 10% warmup), weight decay
-(0.01), plain BCE loss and thread count; mlabel trains without its TF-IDF ensemble member. The peer is the standard recipe:
-AutoModelForSequenceClassification(problem_type="multi_label_classification"), bf16 autocast,
+(0.01), plain BCE loss, thread count and precision (what `--precision auto` picks here: bf16
+autocast on CPUs with AMX or AVX-512 bf16, fp32 on the others); mlabel trains without its TF-IDF
+ensemble member. The peer is the standard recipe:
+AutoModelForSequenceClassification(problem_type="multi_label_classification"), autocast,
 length-grouped sampling and DataCollatorWithPadding, evaluating each epoch as mlabel does.
 Samples/s is end to end: epochs x training rows / seconds from model load to the last evaluation.
+
+Then, in the same run, `train_ceiling.floor_profile` profiles one epoch of mlabel's step on the
+same batches: the floor is that epoch's seconds in matrix multiplies, softmax, GELU, LayerNorm
+and AdamW. `train floor fraction` is mlabel's training speed (its epochs' training time, without
+loading, tokenizing or validation) over the floor's speed; 1.0 would be every other operation free.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import warnings
 import numpy as np
 import torch
 from benchkit import LABELS, TEXT_COLS, WORK, arxiv, machine, texts_of
+from train_ceiling import floor_profile, precision_name
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -34,8 +42,8 @@ from mlabel.config import TrainConfig
 from mlabel.data import load_examples
 from mlabel.metrics import multilabel_metrics
 from mlabel.model import resolve_encoder
-from mlabel.runtime import cpu_has_fast_bf16
-from mlabel.training import train
+from mlabel.runtime import autocast_dtype
+from mlabel.training import TrainResult, train
 
 MAX_LEN, BATCH, LR, WARMUP, WEIGHT_DECAY = 256, 16, 8e-5, 0.1, 0.01
 
@@ -44,7 +52,7 @@ def micro_f1(y: np.ndarray, logits: np.ndarray) -> float:
     return multilabel_metrics(y, (logits >= 0).astype(int), LABELS)["micro_f1"]  # p >= 0.5
 
 
-def run_peer(train_df, val_df, epochs: int) -> tuple[float, float]:
+def run_peer(train_df, val_df, epochs: int, bf16: bool) -> tuple[float, float]:
     """Hugging Face Trainer: (seconds, validation micro-F1 after the last epoch)."""
     start = time.perf_counter()
     path = resolve_encoder("default")
@@ -62,7 +70,7 @@ def run_peer(train_df, val_df, epochs: int) -> tuple[float, float]:
         warmup_steps=WARMUP,
         weight_decay=WEIGHT_DECAY,
         lr_scheduler_type="linear",
-        bf16=cpu_has_fast_bf16(),
+        bf16=bf16,
         use_cpu=True,
         train_sampling_strategy="group_by_length",
         eval_strategy="epoch",
@@ -94,8 +102,8 @@ def tokenized(tokenizer, df) -> list[dict]:
     ]
 
 
-def run_mlabel(train_df, val_df, epochs: int) -> tuple[float, float]:
-    """`mlabel train` as a library call: (seconds, validation micro-F1 after the last epoch)."""
+def run_mlabel(train_df, val_df, epochs: int) -> tuple[float, TrainResult]:
+    """`mlabel train` as a library call (`--precision auto`): (seconds, its result)."""
     cfg = TrainConfig(
         text_cols=TEXT_COLS,
         max_len=MAX_LEN,
@@ -114,7 +122,12 @@ def run_mlabel(train_df, val_df, epochs: int) -> tuple[float, float]:
     train_ex = load_examples(train_df, TEXT_COLS, label_cols=LABELS)
     val_ex = load_examples(val_df, TEXT_COLS, label_cols=LABELS)
     result = train(cfg, train_ex, val_ex, tempfile.mkdtemp(dir=WORK, prefix="mlabel-"))
-    return time.perf_counter() - start, result.history[-1]["micro_f1"]
+    return time.perf_counter() - start, result
+
+
+def training_speed(result: TrainResult) -> float:
+    """Samples/s over the epochs' training time alone (no loading, tokenizing or validation)."""
+    return len(result.history) / sum(1 / r["samples_per_s"] for r in result.history)
 
 
 def main() -> int:
@@ -128,16 +141,27 @@ def main() -> int:
     train_df, val_df = df.iloc[:n_train], df.iloc[n_train : n_train + n_val]
     print(f"machine: {machine()}")
     print(f"{n_train} training / {n_val} validation abstracts, {epochs} epochs, batch {BATCH}")
-    hf_s, hf_f1 = run_peer(train_df, val_df, epochs)
+    dtype = autocast_dtype("auto", torch.device("cpu"))
+    print(f"precision (Trainer, mlabel and the floor alike): {precision_name(dtype)}")
+    hf_s, hf_f1 = run_peer(train_df, val_df, epochs, bf16=dtype == torch.bfloat16)
     print(
         f"hf Trainer: {epochs * n_train / hf_s:.2f} samples/s ({hf_s:.0f} s), micro-F1 {hf_f1:.4f}"
     )
-    ml_s, ml_f1 = run_mlabel(train_df, val_df, epochs)
+    ml_s, result = run_mlabel(train_df, val_df, epochs)
+    ml_f1, ml_train = result.history[-1]["micro_f1"], training_speed(result)
     print(
-        f"mlabel:     {epochs * n_train / ml_s:.2f} samples/s ({ml_s:.0f} s), micro-F1 {ml_f1:.4f}"
+        f"mlabel:     {epochs * n_train / ml_s:.2f} samples/s ({ml_s:.0f} s), micro-F1 {ml_f1:.4f};"
+        f" training alone {ml_train:.2f} samples/s"
+    )
+    floor = floor_profile(n_train, dtype)
+    print(
+        f"floor (matrix multiplies, softmax, GELU, LayerNorm, AdamW of one epoch, profiled): "
+        f"{floor.floor:.1f} s, {n_train / floor.floor:.2f} samples/s; matrix multiplies alone "
+        f"{n_train / floor.matmul:.2f} samples/s; the profiled epoch {n_train / floor.wall:.2f}"
     )
     print(f"machine after: {machine()}")
     print(f"micro-F1 difference (mlabel - hf): {ml_f1 - hf_f1:+.4f}")
+    print(f"train floor fraction: {ml_train / (n_train / floor.floor):.2f}")
     print(f"train speedup: {hf_s / ml_s:.2f}")
     return 0
 

@@ -34,6 +34,19 @@ def test_auto_precision_is_bf16_on_cpus_with_fast_bf16(monkeypatch):
     assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16  # asked for: always
 
 
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ({"avx2", "fma", "avx_vnni"}, None),  # Zen 3 and other AVX2-only CPUs: no bf16 units
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, torch.bfloat16),  # Zen 4
+        ({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, torch.bfloat16),  # AMX
+    ],
+)
+def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr(runtime_mod, "cpu_flags", lambda: frozenset(flags))
+    assert autocast_dtype("auto", torch.device("cpu")) == expected
+
+
 @pytest.fixture(scope="module")
 def bf16_cfg(tiny_encoder) -> TrainConfig:
     """test_training's resume settings (two epochs of 4 steps, a step checkpoint inside each)."""
