@@ -10,9 +10,16 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    DataCollatorForLanguageModeling,
+)
 
-from mlabel.adapt import RECORD, adapt_encoder, read_texts
+from mlabel.adapt import RECORD, adapt_encoder, masked_lm_loss, read_texts
 from mlabel.cli import main
 from mlabel.errors import DataError
 
@@ -57,6 +64,20 @@ def test_an_encoder_without_a_head_gets_a_new_one_and_says_so(tiny_encoder, text
     with pytest.warns(UserWarning, match="no masked-LM head"):
         out = adapt_encoder(texts[:16], tiny_encoder, tmp_path / "adapted", **FAST)
     assert "cls.predictions.transform.dense.weight" in weights(out)  # saved for a next round
+
+
+def test_the_masked_only_loss_equals_the_full_forward_loss(tiny_mlm, texts):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mlm)
+    collator = DataCollatorForLanguageModeling(tokenizer, seed=0)
+    batch = collator(
+        [
+            {"input_ids": tokenizer(t, truncation=True, max_length=32)["input_ids"]}
+            for t in texts[:8]
+        ]
+    )
+    mlm = AutoModelForMaskedLM.from_pretrained(tiny_mlm).eval()
+    with torch.no_grad():
+        assert torch.allclose(masked_lm_loss(mlm, batch), mlm(**batch).loss, atol=1e-5)
 
 
 def test_adapt_is_deterministic_given_the_seed(tiny_mlm, texts, tmp_path):

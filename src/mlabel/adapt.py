@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import (
     AutoModelForMaskedLM,
@@ -166,7 +167,7 @@ def _train(
             batch = collator([{"input_ids": _row(encoded, i)} for i in rows])
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = mlm(**batch).loss
+                loss = masked_lm_loss(mlm, batch)
             if torch.isnan(loss):  # no token masked in this batch (tiny batches of short texts)
                 continue
             loss.backward()
@@ -179,6 +180,20 @@ def _train(
         losses.append(round(total / max(count, 1), 4))
     mlm.eval()
     return losses
+
+
+def masked_lm_loss(mlm: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean cross-entropy over the masked tokens. The vocabulary projection runs on those
+    tokens alone (15%), not on every token as `mlm(**batch).loss` does: for a small encoder such
+    as all-MiniLM-L6-v2 it costs as much as the encoder itself."""
+    head = getattr(mlm, "cls", None)  # BERT-like; RoBERTa-like models call it lm_head
+    head = head if head is not None else getattr(mlm, "lm_head", None)
+    if head is None:
+        return mlm(**batch).loss
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = mlm.base_model(**inputs).last_hidden_state
+    masked = batch["labels"] != -100
+    return F.cross_entropy(head(hidden[masked]).float(), batch["labels"][masked])
 
 
 def _row(encoded: Encoded, i: int) -> list[int]:
