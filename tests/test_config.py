@@ -121,6 +121,11 @@ def test_bad_threshold_method_is_rejected_when_configured(method):
         TrainConfig(thresholds=method)
 
 
+@pytest.mark.parametrize("method", ["auto", "fixed", "fixed:0.3", "global", "per-label", "shrunk"])
+def test_threshold_methods_are_accepted(method):
+    assert TrainConfig(thresholds=method).thresholds == method
+
+
 def test_none_turns_the_ensemble_off():
     assert TrainConfig(ensemble="none").ensemble is None
     assert TrainConfig().ensemble == "tfidf"

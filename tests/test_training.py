@@ -22,12 +22,14 @@ from mlabel.callbacks import ConsoleTable, CurvesPlot
 from mlabel.classifier import fit_model
 from mlabel.config import TrainConfig, from_dict, load_config
 from mlabel.data import Examples, load_examples, split_examples
+from mlabel.decision import DecisionRule
 from mlabel.errors import ConfigError
 from mlabel.metrics import tune_thresholds
 from mlabel.model import EncoderClassifier
 from mlabel.optim import build_optimizer
 from mlabel.predict import load_predictor
 from mlabel.runtime import Runtime
+from mlabel.selection import blend_weights, choose_rule, label_less_share
 
 TEXT_COLS = ["TITLE", "ABSTRACT"]
 TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to differ between runs
@@ -439,6 +441,26 @@ def test_all_data_with_tuned_thresholds_needs_a_source(split, tiny_encoder, tmp_
     assert not (tmp_path / "checkpoints").exists()  # refused before training, not after
 
 
+def test_auto_thresholds_record_the_rule_chosen_on_the_validation_split(split, tmp_path):
+    training.train_tfidf(TrainConfig(model="tfidf", thresholds="auto"), *split, tmp_path)
+    info = folder.read(tmp_path / "model")
+    probs = TfidfModel.load(tmp_path / "model" / "tfidf").predict_proba(split[1].texts)
+    share = label_less_share(split[0].y)
+    choice = choose_rule(split[1].y, probs, DecisionRule(), label_less=share)
+    assert info.threshold_method == choice.method and info.threshold_method.startswith("auto:")
+    assert info.rule == choice.rule
+    np.testing.assert_allclose(info.thresholds, choice.thresholds)
+
+
+def test_all_data_with_auto_thresholds_falls_back_to_the_fixed_cut(split, tmp_path):
+    cfg = TrainConfig(model="tfidf", thresholds="auto", all_data=True)
+    training.train_tfidf(cfg, split[0], None, tmp_path)
+    info = folder.read(tmp_path / "model")
+    assert info.thresholds == [0.5] * len(split[0].labels)
+    assert info.threshold_method == "fixed:0.5"
+    assert info.threshold_source == "fixed (auto without a validation split)"
+
+
 def test_thresholds_from_a_model_with_other_labels_is_refused(
     reference, split, tiny_encoder, tmp_path
 ):
@@ -452,10 +474,13 @@ def test_thresholds_from_a_model_with_other_labels_is_refused(
 def test_ensemble_blends_tfidf_and_tunes_thresholds_on_the_blend(tiny_encoder, split, tmp_path):
     training.train(_config(tiny_encoder, ensemble="tfidf", thresholds="global"), *split, tmp_path)
     info = folder.read(tmp_path / "model")
-    assert (info.ensemble.kind, info.ensemble.weight) == ("tfidf", 0.5)
     tfidf = TfidfModel.load(tmp_path / "model" / "tfidf")
-    val_texts = split[1].texts
-    blend = 0.5 * np.load(tmp_path / "val_probs.npy") + 0.5 * tfidf.predict_proba(val_texts)
+    val_texts, encoder = split[1].texts, np.load(tmp_path / "val_probs.npy")
+    tfidf_probs = tfidf.predict_proba(val_texts)
+    weight = np.round(1 - blend_weights(split[1].y, encoder, tfidf_probs), 4)  # fitted, not 0.5
+    assert info.ensemble.kind == "tfidf"
+    np.testing.assert_allclose(np.broadcast_to(info.ensemble.weight, weight.shape), weight)
+    blend = (1 - weight) * encoder + weight * tfidf_probs
     np.testing.assert_allclose(info.thresholds, tune_thresholds(split[1].y, blend, "global"))
     served = load_predictor(tmp_path / "model", engine="torch").predict_proba(val_texts[:8])
     np.testing.assert_allclose(served, blend[:8], atol=1e-5)

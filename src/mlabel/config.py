@@ -166,8 +166,8 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
 
 
 def _check_thresholds(method: str) -> None:
-    """`fixed`, `fixed:X` with 0 < X < 1, `global`, `per-label` or `shrunk`."""
-    if method in THRESHOLD_METHODS:
+    """`auto`, `fixed`, `fixed:X` with 0 < X < 1, `global`, `per-label` or `shrunk`."""
+    if method == "auto" or method in THRESHOLD_METHODS:
         return
     value = method.removeprefix("fixed:")
     try:
@@ -176,7 +176,8 @@ def _check_thresholds(method: str) -> None:
         ok = False
     if not ok:
         raise ConfigError(
-            f"thresholds is {method!r}, expected fixed:X (0 < X < 1), global, per-label or shrunk"
+            f"thresholds is {method!r}, expected auto, fixed:X (0 < X < 1), global, per-label "
+            "or shrunk"
         )
 
 

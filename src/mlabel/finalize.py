@@ -20,7 +20,8 @@ from mlabel.data import Examples
 from mlabel.decision import decide
 from mlabel.errors import ConfigError
 from mlabel.folder import Ensemble, ModelInfo
-from mlabel.metrics import multilabel_metrics, rule_scores, tune_thresholds
+from mlabel.metrics import multilabel_metrics, tune_thresholds
+from mlabel.selection import blend_weights, label_less_share, tuned_rule
 from mlabel.subjects import training_uris
 
 
@@ -65,40 +66,64 @@ def finalize_thresholds(
     val_ex: Examples | None,
     probs: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Thresholds, their source, the optional TF-IDF ensemble and the validation metrics for mlabel.json."""
+    """Thresholds, their source, the decision rule, the optional TF-IDF ensemble and the
+    validation metrics for mlabel.json."""
     update: dict[str, Any] = {}
     source = threshold_source(cfg, train_ex.labels, val_ex is not None)
     if cfg.ensemble == "tfidf":
-        from mlabel.baseline import TfidfModel
-
-        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
-        with folder.staged(folder.tfidf_dir(model_dir)) as tmp:  # whole or not at all
-            tfidf.save(tmp)
-        update["ensemble"] = Ensemble(weight=0.5)
-        if val_ex is not None:
-            probs = 0.5 * probs + 0.5 * tfidf.predict_proba(val_ex.texts)
+        probs = _add_tfidf(model_dir, train_ex, val_ex, probs, update)
+    rule = cfg.rule()
     if source is not None:
         thresholds = np.asarray(source.thresholds)
+        if source.threshold_method.endswith("+min1") and rule.min_labels == 0:
+            rule = dataclasses.replace(rule, min_labels=1)  # chosen together with its thresholds
         update.update(
             threshold_method=source.threshold_method, threshold_source=str(cfg.thresholds_from)
         )
     elif val_ex is None:
-        thresholds = tune_thresholds(
-            np.zeros((1, len(train_ex.labels))), np.zeros((1, len(train_ex.labels))), cfg.thresholds
-        )
-        update.update(threshold_method=cfg.thresholds, threshold_source="fixed")
+        # `auto` has nothing to choose on: the fixed cut, and the record says why.
+        method = "fixed:0.5" if cfg.thresholds == "auto" else cfg.thresholds
+        none = np.zeros((1, len(train_ex.labels)))
+        thresholds = tune_thresholds(none, none, method)
+        why = " (auto without a validation split)" if method != cfg.thresholds else ""
+        update.update(threshold_method=method, threshold_source="fixed" + why)
     else:
-        # Tuned with the rule applied, as predictions will be made.
-        thresholds = tune_thresholds(val_ex.y, rule_scores(probs, cfg.rule()), cfg.thresholds)
-        update.update(threshold_method=cfg.thresholds, threshold_source="validation split")
-    update["thresholds"] = [float(t) for t in thresholds]
+        share = label_less_share(train_ex.y)
+        choice = tuned_rule(val_ex.y, probs, cfg.thresholds, rule, label_less=share)
+        thresholds, rule = choice.thresholds, choice.rule
+        update.update(threshold_method=choice.method, threshold_source="validation split")
+    update.update(thresholds=[float(t) for t in thresholds], rule=rule)
     # Without a validation split there is nothing to score (not the last epoch's training record).
     update["metrics"] = (
-        multilabel_metrics(val_ex.y, decide(probs, thresholds, cfg.rule()), train_ex.labels)
+        multilabel_metrics(val_ex.y, decide(probs, thresholds, rule), train_ex.labels)
         if val_ex is not None
         else {}
     )
     return update
+
+
+def _add_tfidf(
+    model_dir: Path,
+    train_ex: Examples,
+    val_ex: Examples | None,
+    probs: np.ndarray | None,
+    update: dict[str, Any],
+) -> np.ndarray | None:
+    """Train and save the TF-IDF member, record its blend weight(s) in `update` (fitted on the
+    validation split; half and half without one) and return the blended validation probs."""
+    from mlabel.baseline import TfidfModel
+
+    tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+    with folder.staged(folder.tfidf_dir(model_dir)) as tmp:  # whole or not at all
+        tfidf.save(tmp)
+    if val_ex is None:
+        update["ensemble"] = Ensemble(weight=0.5)
+        return probs
+    tfidf_probs = tfidf.predict_proba(val_ex.texts)
+    weight = np.round(1.0 - blend_weights(val_ex.y, probs, tfidf_probs), 4)  # the TF-IDF share
+    same = bool(np.all(weight == weight[0]))
+    update["ensemble"] = Ensemble(weight=float(weight[0]) if same else weight.tolist())
+    return (1 - weight) * probs + weight * tfidf_probs
 
 
 def threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> ModelInfo | None:
@@ -111,7 +136,7 @@ def threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> Mode
                 f"from this data's {labels}"
             )
         return source
-    if not has_val and not cfg.thresholds.startswith("fixed"):
+    if not has_val and cfg.thresholds != "auto" and not cfg.thresholds.startswith("fixed"):
         raise ConfigError(
             f"thresholds {cfg.thresholds!r} are tuned on a validation split and this run has "
             "none (all_data); pass thresholds_from=<a trained model folder> or a fixed threshold"

@@ -39,10 +39,11 @@ from mlabel.finalize import (
     threshold_source,
     train_tfidf,
 )
-from mlabel.metrics import multilabel_metrics, tune_thresholds
+from mlabel.metrics import multilabel_metrics
 from mlabel.model import EncoderClassifier, attention, resolve_encoder
 from mlabel.optim import build_optimizer, build_scheduler, loss_function
 from mlabel.runtime import Runtime, autocast_dtype, setup
+from mlabel.selection import label_less_share, tuned_rule
 from mlabel.subjects import training_uris
 
 __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
@@ -273,8 +274,10 @@ class _Run:
         """Add validation loss and metrics (thresholds tuned on this epoch) to `record`."""
         probs, val_loss = self._evaluate()
         y_val = self.val.examples.y  # one row per text (val.y has one per window when chunking)
-        thresholds = tune_thresholds(y_val, probs, self.cfg.thresholds)
-        scores = multilabel_metrics(y_val, decide(probs, thresholds), self.train.examples.labels)
+        share = label_less_share(self.train.examples.y)
+        cut = tuned_rule(y_val, probs, self.cfg.thresholds, self.cfg.rule(), label_less=share)
+        hits = decide(probs, cut.thresholds, cut.rule)
+        scores = multilabel_metrics(y_val, hits, self.train.examples.labels)
         record.update(val_loss=val_loss, **{k: v for k, v in scores.items() if k != "per_label"})
         return probs
 

@@ -1,0 +1,151 @@
+"""Choices made on the validation split: how much the TF-IDF member counts in the blend (per
+label), and which decision rule turns probabilities into labels (a fixed cut, one global cut or
+shrunk per-label cuts, each with or without "at least one label")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from mlabel.decision import DecisionRule, decide
+from mlabel.metrics import rule_scores, tune_thresholds
+
+WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+WEIGHT_PRIOR = 20.0  # positives at which a label's own blend weight counts as much as the global
+# Preferred first: shrunk ranked best on unseen rows (bench/thresholds.py) and already leans on
+# the global cut where labels are rare; the others must beat it clearly.
+RULE_METHODS = ("shrunk", "global", "fixed:0.5")
+RESAMPLES = (20, 100)  # fewer on large splits: each tunes every candidate once
+RESAMPLED_CELLS = 20_000_000  # (row, label) cells tuned on per candidate, over all resamples
+MAX_EMPTY_FOR_MIN1 = 0.01  # "at least one label" is a candidate only where <= 1% of rows have none
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """The chosen cuts, their name as recorded (e.g. `auto:global+min1`) and the rule to apply
+    with them."""
+
+    thresholds: np.ndarray
+    method: str
+    rule: DecisionRule
+
+
+def blend_weights(y: np.ndarray, encoder_probs: np.ndarray, tfidf_probs: np.ndarray) -> np.ndarray:
+    """The encoder's weight w per label in `w * encoder + (1 - w) * tfidf`, (L,) in [0, 1].
+
+    The weight with the lowest validation log-loss over all labels (w_global), and per label
+    its own best weight pulled toward w_global by the label's positives:
+    w = (n_pos * w_label + k * w_global) / (n_pos + k), so rare labels keep the global weight.
+    """
+    y = np.asarray(y).astype(bool)
+    enc, tfidf = np.asarray(encoder_probs, float), np.asarray(tfidf_probs, float)
+    losses = np.stack([_log_loss(y, w * enc + (1 - w) * tfidf) for w in WEIGHT_GRID])  # (G, L)
+    w_global = WEIGHT_GRID[np.argmin(losses.sum(axis=1))]
+    w_label = WEIGHT_GRID[np.argmin(losses, axis=0)]
+    n_pos = y.sum(axis=0)
+    return (n_pos * w_label + WEIGHT_PRIOR * w_global) / (n_pos + WEIGHT_PRIOR)
+
+
+def choose_rule(
+    y: np.ndarray,
+    probs: np.ndarray,
+    base: DecisionRule,
+    *,
+    label_less: float | None = None,
+    seed: int = 0,
+) -> RuleChoice:
+    """The decision rule for `probs`, chosen on the validation rows `y`.
+
+    Each candidate (shrunk, global, fixed 0.5; with "at least one label" too where nearly every
+    row carries one and `base` asks for no minimum; `label_less` is the share of rows without a
+    label in the training data, by default in `y`) is tuned on bootstrap resamples of the rows
+    and scored by (micro-F1 + macro-F1) / 2 on the rows each resample left out. The pick is the
+    first candidate within one standard error of the best, so a small split keeps shrunk cuts
+    unless another rule wins clearly. Its thresholds are then tuned on all rows.
+    """
+    y, probs = np.asarray(y).astype(bool), np.asarray(probs, float)
+    candidates = _candidates(base, label_less_share(y) if label_less is None else label_less)
+    scores = _out_of_bag_scores(y, probs, candidates, np.random.default_rng(seed))
+    method, rule = candidates[_first_within_one_se(scores)]
+    cuts = tune_thresholds(y, rule_scores(probs, rule), method)
+    suffix = "+min1" if rule != base else ""
+    return RuleChoice(cuts, f"auto:{method}{suffix}", rule)
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Summed binary log-loss per label, (L,)."""
+    p = np.clip(p, EPS, 1 - EPS)
+    return -np.where(y, np.log(p), np.log1p(-p)).sum(axis=0)
+
+
+def _candidates(base: DecisionRule, label_less: float) -> list[tuple[str, DecisionRule]]:
+    """(threshold method, rule) pairs, preferred first. Rows without a label are legitimate: the
+    minimum of one is tried only where they are rare and the user set no minimum."""
+    rules = [base]
+    if base.min_labels == 0 and label_less <= MAX_EMPTY_FOR_MIN1:
+        rules.append(replace(base, min_labels=1))
+    return [(method, rule) for rule in rules for method in RULE_METHODS]
+
+
+def _out_of_bag_scores(
+    y: np.ndarray,
+    probs: np.ndarray,
+    candidates: list[tuple[str, DecisionRule]],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(candidates, resamples) scores on the rows each resample left out; NaN where it left
+    none out."""
+    n = len(y)
+    scored = {rule: rule_scores(probs, rule) for _, rule in candidates}
+    resamples = int(np.clip(RESAMPLED_CELLS // max(probs.size, 1), *RESAMPLES))
+    out = np.full((len(candidates), resamples), np.nan)
+    for b in range(resamples):
+        drawn = rng.integers(0, n, n)
+        held = np.setdiff1d(np.arange(n), drawn)
+        if held.size == 0:
+            continue
+        for c, (method, rule) in enumerate(candidates):
+            cuts = tune_thresholds(y[drawn], scored[rule][drawn], method)
+            out[c, b] = _mean_f1(y[held], decide(probs[held], cuts, rule).astype(bool))
+    return out
+
+
+def _mean_f1(y: np.ndarray, hits: np.ndarray) -> float:
+    """(micro-F1 + macro-F1) / 2; a label's F1 is 0 where it is neither true nor predicted."""
+    tp, fp, fn = (y & hits).sum(0), (~y & hits).sum(0), (y & ~hits).sum(0)
+    denominator = 2 * tp + fp + fn
+    per_label = np.divide(2 * tp, denominator, out=np.zeros(len(tp)), where=denominator > 0)
+    micro = 2 * tp.sum() / max(denominator.sum(), 1)
+    return float((micro + per_label.mean()) / 2)
+
+
+def _first_within_one_se(scores: np.ndarray) -> int:
+    """The first candidate whose mean gap to the best is within the gap's spread over the
+    resamples (the bootstrap's standard error); candidate 0 when nothing could be scored."""
+    scores = scores[:, ~np.isnan(scores).any(axis=0)]
+    if scores.shape[1] < 2:
+        return 0
+    gap = scores[scores.mean(axis=1).argmax()] - scores
+    return int(np.flatnonzero(gap.mean(axis=1) <= gap.std(axis=1))[0])
+
+
+def tuned_rule(
+    y: np.ndarray,
+    probs: np.ndarray,
+    method: str,
+    base: DecisionRule,
+    *,
+    label_less: float | None = None,
+) -> RuleChoice:
+    """Thresholds by `method` on validation rows: `auto` chooses the rule too (`choose_rule`);
+    any other method is tuned with `base` applied, as predictions will be made."""
+    if method == "auto":
+        return choose_rule(y, probs, base, label_less=label_less)
+    return RuleChoice(tune_thresholds(y, rule_scores(probs, base), method), method, base)
+
+
+def label_less_share(y: np.ndarray) -> float:
+    """The share of rows that carry no label."""
+    return float((~np.asarray(y).astype(bool).any(axis=1)).mean()) if len(y) else 0.0

@@ -1,0 +1,107 @@
+import numpy as np
+
+from mlabel.decision import DecisionRule, decide
+from mlabel.metrics import micro_f1, rule_scores, tune_thresholds
+from mlabel.selection import RuleChoice, blend_weights, choose_rule, tuned_rule
+
+
+def labelled(n: int, n_labels: int, rate: float, seed: int) -> np.ndarray:
+    """Random 0/1 labels, every row with at least one unless `rate` leaves it empty on purpose."""
+    return (np.random.default_rng(seed).random((n, n_labels)) < rate).astype(np.int8)
+
+
+def scores_for(y: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """Probabilities that separate y's positives from negatives, blurred by `noise`."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.25 + 0.5 * y + rng.normal(0, noise, y.shape), 0.001, 0.999)
+
+
+def test_blend_weights_favour_the_member_that_knows_the_labels():
+    y = labelled(400, 3, 0.3, 0)
+    good, poor = scores_for(y, 0.1, 1), np.random.default_rng(2).random(y.shape)
+    to_encoder, to_tfidf = blend_weights(y, good, poor), blend_weights(y, poor, good)
+    assert to_encoder.shape == (3,)
+    assert (to_encoder > 0.7).all() and (to_tfidf < 0.3).all()
+    assert ((0 <= to_encoder) & (to_encoder <= 1)).all()
+
+
+def test_blend_weight_of_a_rare_label_stays_near_the_global_one():
+    y = labelled(400, 3, 0.3, 0)
+    y[:, 2] = 0
+    y[:3, 2] = 1  # three positives: too few to trust a weight of its own
+    enc, tfidf = scores_for(y, 0.1, 1), scores_for(y, 0.3, 2)
+    enc[:, 2], tfidf[:, 2] = tfidf[:, 2], enc[:, 2]  # label 2 alone prefers the TF-IDF member
+    w = blend_weights(y, enc, tfidf)
+    assert w[2] > 0.6  # pulled toward the encoder-heavy global weight
+
+
+def test_choose_rule_keeps_shrunk_cuts_unless_another_rule_wins_clearly():
+    y = labelled(300, 4, 0.3, 3)
+    choice = choose_rule(y, scores_for(y, 0.15, 4), DecisionRule())
+    assert isinstance(choice, RuleChoice)
+    assert choice.method == "auto:shrunk"
+    assert choice.rule == DecisionRule()
+
+
+def test_choose_rule_moves_the_cut_when_every_probability_is_low():
+    # Like TF-IDF on rare labels: positives score about 0.3, under the fixed cut.
+    y = labelled(600, 4, 0.3, 5)
+    low = scores_for(y, 0.08, 6) * 0.5
+    choice = choose_rule(y, low, DecisionRule())
+    assert choice.method in ("auto:global", "auto:shrunk") and (choice.thresholds < 0.4).all()
+    y_new = labelled(600, 4, 0.3, 7)
+    p_new = scores_for(y_new, 0.08, 8) * 0.5
+    assert micro_f1(y_new, decide(p_new, choice.thresholds, choice.rule)) > micro_f1(
+        y_new, decide(p_new, 0.5)
+    )
+
+
+def top_label_only(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One label per row; its probability is the row's highest, but rows differ in scale, so no
+    cut separates positives from negatives."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros((n, 5), dtype=np.int8)
+    y[np.arange(n), rng.integers(0, 5, n)] = 1
+    probs = rng.uniform(0.0, 0.4, y.shape) + y * 0.5
+    return y, probs * rng.uniform(0.1, 1.0, (n, 1))
+
+
+def test_choose_rule_adds_at_least_one_label_where_every_row_has_one():
+    y, probs = top_label_only(400, 9)
+    choice = choose_rule(y, probs, DecisionRule(top_k=3))
+    assert choice.method.endswith("+min1")
+    assert choice.rule == DecisionRule(top_k=3, min_labels=1)
+
+
+def test_choose_rule_forces_no_label_where_label_less_rows_are_common():
+    y, probs = top_label_only(400, 9)
+    y[::10] = 0  # one row in ten carries no label, as SemEval's label-less tweets
+    choice = choose_rule(y, probs, DecisionRule())
+    assert choice.rule.min_labels == 0 and "+min1" not in choice.method
+
+
+def test_choose_rule_keeps_a_minimum_the_user_set():
+    y, probs = top_label_only(200, 10)
+    choice = choose_rule(y, probs, DecisionRule(top_k=2, min_labels=2))
+    assert choice.rule == DecisionRule(top_k=2, min_labels=2)
+    assert "+min1" not in choice.method
+
+
+def test_choose_rule_on_one_row_keeps_the_preferred_rule():
+    # No resample leaves a row out to score on.
+    choice = choose_rule(np.ones((1, 3), dtype=np.int8), np.full((1, 3), 0.2), DecisionRule())
+    assert choice.method == "auto:shrunk"
+
+
+def test_choose_rule_reads_label_less_rows_from_the_training_share_when_given():
+    y, probs = top_label_only(400, 9)  # every validation row has a label, by chance
+    choice = choose_rule(y, probs, DecisionRule(), label_less=0.03)
+    assert choice.rule.min_labels == 0
+
+
+def test_tuned_rule_applies_a_named_method_with_the_rule_as_given():
+    y, probs = top_label_only(200, 11)
+    rule = DecisionRule(top_k=2)
+    choice = tuned_rule(y, probs, "global", rule)
+    assert choice.method == "global" and choice.rule == rule
+    assert np.allclose(choice.thresholds, tune_thresholds(y, rule_scores(probs, rule), "global"))
