@@ -97,6 +97,9 @@ def test_read_texts_from_a_table_or_lines(tmp_path):
     lines = tmp_path / "u.txt"
     lines.write_text("first text\n\n  second  \n", encoding="utf-8")
     assert read_texts(lines, ["ignored"]) == ["first text", "second"]
+    (tmp_path / "bad.txt.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="bad.txt.gz: cannot read"):
+        read_texts(tmp_path / "bad.txt.gz", ["text"])
 
 
 @pytest.mark.parametrize(

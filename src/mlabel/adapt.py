@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import math
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -45,7 +48,10 @@ def read_texts(path: str | Path, text_cols: list[str]) -> list[str]:
         df, source = read_rows(path, text_cols, id_col="ID")
         require_columns(df, text_cols, source)
         parts = [text_cells(df, c).tolist() for c in text_cols]
-        texts, where = [join_text_parts(row) for row in zip(*parts)], f"column(s) {text_cols}"
+        texts, where = (
+            [join_text_parts(row) for row in zip(*parts)],
+            f"column(s) {', '.join(text_cols)}",
+        )
     texts = [t for t in texts if t]
     if not texts:
         raise DataError(f"{path.name}: no text in {where}")
@@ -67,6 +73,8 @@ def _read_lines(path: Path) -> list[str]:
             return [line.strip() for line in f]
     except UnicodeDecodeError:
         raise DataError(f"{path.name}: not UTF-8 text ({where_not_utf8(path)})") from None
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path.name}: cannot read ({first_line(err)})") from None
 
 
 def adapt_encoder(

@@ -19,7 +19,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("texts", help="table (CSV, TSV, JSONL, Parquet) or .txt file, one text a line")
     p.add_argument("--out", "-o", required=True, help="folder to write the adapted encoder to")
-    p.add_argument("--model", default="default", help=HELP["model"].split(" or `tfidf`")[0])
+    p.add_argument(
+        "--model",
+        default="default",
+        help="encoder name or path, or `default` (embedded all-MiniLM-L6-v2; the default)",
+    )
     p.add_argument(
         "--text-cols", nargs="+", default=["text"], help=f"{HELP['text_cols']} (default: text)"
     )
