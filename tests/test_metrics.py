@@ -194,6 +194,8 @@ def test_bootstrap_interval_and_paired_probability():
     assert paired["low_b"] <= paired["estimate_b"] <= paired["high_b"]
     assert 0.0 <= paired["p_a_better"] <= 1.0
     assert paired["p_a_better"] > 0.99
+    difference = paired["estimate"] - paired["estimate_b"]
+    assert 0.0 < paired["diff_low"] <= difference <= paired["diff_high"]
     assert json.loads(json.dumps(paired)) == paired
 
 

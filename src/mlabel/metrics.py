@@ -246,7 +246,8 @@ def bootstrap_ci(
     """Point estimate and 95% bootstrap interval of a metric; with b, P(a beats b) (paired).
 
     Returns {"metric", "n", "estimate", "low", "high"} and, when b is given, also
-    {"estimate_b", "low_b", "high_b", "p_a_better"}: the fraction of resamples where a > b.
+    {"estimate_b", "low_b", "high_b", "p_a_better"}: the fraction of resamples where a > b,
+    and "diff_low", "diff_high": the 95% interval of a - b on the same (paired) resamples.
     """
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(
@@ -265,6 +266,8 @@ def bootstrap_ci(
         result[f"high{suffix}"] = float(high)
     if y_pred_b is not None:
         result["p_a_better"] = float(np.mean(samples[0] > samples[1]))
+        low, high = np.percentile(samples[0] - samples[1], [2.5, 97.5])
+        result.update(diff_low=float(low), diff_high=float(high))
     return result
 
 
