@@ -19,9 +19,10 @@ from transformers import (
     DataCollatorForLanguageModeling,
 )
 
-from mlabel.adapt import RECORD, adapt_encoder, masked_lm_loss, read_texts
+from mlabel.adapt import RECORD, adapt_encoder, adapted_config, masked_lm_loss, read_texts
 from mlabel.cli import main
-from mlabel.errors import DataError
+from mlabel.config import TrainConfig
+from mlabel.errors import ConfigError, DataError
 
 FAST = dict(max_len=32, batch_size=8, lr=1e-3, threads=2)
 
@@ -139,3 +140,14 @@ def test_train_unlabeled_adapts_first_and_records_it(tiny_encoder, small_csv, te
     saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     assert saved["unlabeled"] == str(unlabelled) and saved["model"] == str(run / "adapted")
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_a_resumed_run_keeps_its_adapted_encoder(tmp_path):
+    (tmp_path / "adapted").mkdir()
+    (tmp_path / "adapted" / RECORD).write_text("{}", encoding="utf-8")
+    cfg = TrainConfig(unlabeled=str(tmp_path / "gone.txt"))  # read only when adapting anew
+    assert adapted_config(cfg, tmp_path, resume=True).model == str(tmp_path / "adapted")
+    with pytest.raises(DataError, match="gone.txt: file not found"):
+        adapted_config(cfg, tmp_path, resume=False)
+    with pytest.raises(ConfigError, match="tfidf"):
+        adapted_config(cfg.replace(model="tfidf"), tmp_path)
