@@ -60,7 +60,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     pos_weight: str = "auto"
     patience: int = 2
-    thresholds: str = "fixed:0.5"
+    thresholds: str = "auto"
     thresholds_from: str | None = None
     top_k: int | None = None
     min_labels: int = 0

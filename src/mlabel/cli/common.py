@@ -21,7 +21,8 @@ HELP = {
     "encoder to them by masked-LM training (see `mlabel adapt`), then train from it",
     "all_data": "train on every row for the set number of epochs (no validation, no early stopping)",
     "pos_weight": "`auto`: weight positives by sqrt(negatives/positives) per label",
-    "thresholds": "fixed:X | global | per-label | shrunk (tuned on the validation split)",
+    "thresholds": "auto | fixed:X | global | per-label | shrunk (tuned on the validation split; "
+    "auto picks shrunk, global or fixed 0.5, with or without at least one label per text)",
     "thresholds_from": "take thresholds from this model folder (for --all-data)",
     "top_k": "at most this many labels per text, the best ones over their thresholds",
     "min_labels": "at least this many labels per text, the best ones even under their thresholds",
