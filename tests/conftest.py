@@ -82,6 +82,16 @@ def small_csv(arxiv, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_csv(small_csv, tmp_path_factory) -> Path:
+    """44 rows, every label present: 33 training texts and 11 for validation (kill matrices)."""
+    rows = pd.read_csv(small_csv, dtype={"ID": str})
+    picked = pd.concat([rows[rows[label] == 1].head(4) for label in LABELS] + [rows])
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    picked.drop_duplicates("ID").head(44).to_csv(path, index=False)
+    return path
+
+
 def tiny_train_settings(encoder: str) -> dict:
     """Training settings that make a run take seconds."""
     return dict(

@@ -7,7 +7,13 @@ import subprocess
 
 import pytest
 
-from mlabel.atomic import replace_on_success, temp_path, write_bytes_atomic, write_text_atomic
+from mlabel.atomic import (
+    folder_on_success,
+    replace_on_success,
+    temp_path,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
 OLD = bytes(range(256)) * 40  # not text: compared byte for byte
 
@@ -53,6 +59,37 @@ def test_next_write_removes_what_a_killed_writer_left(tmp_path):
     assert not stale.exists()
     assert in_flight.exists() and other.exists()
     assert (tmp_path / "out.csv").read_text() == "new"
+
+
+def test_a_folder_of_files_replaces_its_namesakes_only_on_success(tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "page.html").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), folder_on_success(out) as stage:
+        (stage / "page.html").write_text("half")
+        raise RuntimeError("failed mid-way")
+    assert (out / "page.html").read_text() == "old" and os.listdir(tmp_path) == ["report"]
+    with folder_on_success(out) as stage:
+        (stage / "plot.png").write_text("new plot")
+        (stage / "page.html").write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "page.html": "new",
+        "plot.png": "new plot",
+        "notes.txt": "mine",  # not the writer's: kept
+    }
+    assert os.listdir(tmp_path) == ["report"]
+
+
+def test_a_new_folder_appears_whole_and_a_killed_writers_staging_goes(tmp_path):
+    stale = tmp_path / f".tmp-{finished_pid()}-0a1b.report"
+    stale.mkdir()
+    (stale / "plot.png").write_text("partial")
+    with folder_on_success(tmp_path / "report") as stage:
+        (stage / "page.html").write_text("new")
+        assert not (tmp_path / "report").exists()  # nothing visible until the end
+    assert os.listdir(tmp_path) == ["report"]
+    assert (tmp_path / "report" / "page.html").read_text() == "new"
 
 
 def finished_pid() -> int:

@@ -19,9 +19,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import LABELS
 
 from mlabel.faults import ENV
 
@@ -71,7 +69,7 @@ class ForkServer:
 
     def close(self) -> None:
         self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        self.proc.wait(timeout=120)  # exiting torch takes a while on a loaded machine
 
 
 def serve() -> None:
@@ -108,16 +106,6 @@ def server():
     forks = ForkServer()
     yield forks
     forks.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_csv(small_csv, tmp_path_factory) -> Path:
-    """44 rows, every label present: 33 training texts and 11 for validation."""
-    rows = pd.read_csv(small_csv, dtype={"ID": str})
-    picked = pd.concat([rows[rows[label] == 1].head(4) for label in LABELS] + [rows])
-    path = tmp_path_factory.mktemp("data") / "tiny.csv"
-    picked.drop_duplicates("ID").head(44).to_csv(path, index=False)
-    return path
 
 
 def train_args(csv: Path, encoder: str, out: Path, keep: int = 1) -> list[str]:

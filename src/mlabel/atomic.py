@@ -8,6 +8,8 @@ hidden temporary file that the next write of the same target removes.
     with replace_on_success("out/results.csv") as tmp:
         frame.to_csv(tmp)            # any writer that takes a path
     write_text_atomic("out/best.yaml", text)
+    with folder_on_success("out/report") as tmp:   # several files, replaced together
+        plot.savefig(tmp / "plot.png")
 """
 
 from __future__ import annotations
@@ -47,6 +49,26 @@ def replace_on_success(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def folder_on_success(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside `path` to write files into; on success they replace
+    their namesakes in `path` (other files there stay), on error the staging folder is removed.
+
+    A new `path` is the staging folder renamed: whole or absent. Into an existing one the files
+    move one `os.replace` each, in the order they were written (a report's pages last): a kill
+    can fall only in those few renames, and never leaves a half-written file."""
+    path = Path(path)
+    _remove_stale(path)
+    tmp = temp_path(path)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        _move_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """`Path.write_text`, but an existing file is replaced only once the new one is complete."""
     with replace_on_success(path) as tmp:
@@ -69,6 +91,16 @@ def _commit(tmp: Path, path: Path) -> None:
     _fsync_folder(path.parent)
 
 
+def _move_in(staging: Path, path: Path) -> None:
+    if not path.exists():
+        staging.rename(path)
+    else:
+        for entry in sorted(staging.iterdir(), key=lambda e: (e.stat().st_mtime_ns, e.name)):
+            os.replace(entry, path / entry.name)
+        staging.rmdir()
+    _fsync_folder(path.parent)
+
+
 def _fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (POSIX only: Windows cannot open a folder)."""
     if os.name != "posix":
@@ -81,14 +113,17 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _remove_stale(path: Path) -> None:
-    """Remove temporary files for `path` left by killed processes (whose pid is gone)."""
+    """Remove temporary files (and staging folders) for `path` left by killed processes."""
     if os.name != "posix" or not path.parent.is_dir():  # os.kill(pid, 0) would kill on Windows
         return
     pattern = re.compile(rf"{re.escape(TEMP_PREFIX)}(\d+)-[0-9a-f]{{4}}\.{re.escape(path.name)}")
     for entry in path.parent.iterdir():
         match = pattern.fullmatch(entry.name)
         if match and not _alive(int(match[1])):
-            entry.unlink(missing_ok=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlabel import extras, folder
+from mlabel import extras, faults, folder
 from mlabel.atomic import replace_on_success
 from mlabel.decision import decide
 from mlabel.engines import available_engines
@@ -41,6 +41,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
         warnings.simplefilter("ignore")
         with replace_on_success(fp32) as tmp:
             _trace(model, tmp)
+            faults.point("export.traced")
     written = [fp32]
     if int8:
         written.append(quantize_int8(fp32, onnx_path(model_dir, "onnx-int8")))
@@ -72,6 +73,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 
     with replace_on_success(dst) as tmp:
         quantize_dynamic(src, tmp, weight_type=QuantType.QInt8)
+        faults.point("export.quantized")
     return dst
 
 

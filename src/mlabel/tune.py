@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlabel import extras
+from mlabel import extras, faults
 from mlabel.atomic import write_text_atomic
 from mlabel.config import LOSSES, POOLINGS, TrainConfig, from_dict
 from mlabel.errors import ConfigError
@@ -184,22 +184,23 @@ def write_outputs(study, out: Path) -> None:
 
 
 def write_best(trial, out: Path) -> None:
-    """A config `mlabel train --config` takes as is, and `out/best_model` -> the trial's model."""
+    """A config `mlabel train --config` takes as is, and `out/best_model` -> the trial's model.
+    best.yaml names the trial's own folder: it stays true when a kill falls between the two."""
     model_dir = Path(trial.user_attrs["model_dir"])
     link, tmp = out / "best_model", out / f".best_model-{os.getpid()}"
     try:  # a new link renamed over the old: two searches on one study may both write it
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(os.path.relpath(model_dir.resolve(), out.resolve()))
         os.replace(tmp, link)
-        where = str(link)
     except OSError:  # no symlinks (some Windows setups): the path in the header is enough
-        where = str(model_dir)
+        pass
+    faults.point("tune.best_linked")
     header = (
         f"# best trial {trial.number}: validation micro-F1 {trial.value:.4f} "
         f"(best epoch {trial.user_attrs.get('best_epoch')})\n"
-        f"# its model folder: {where}\n"
+        f"# its model folder: {model_dir}\n"
         f"# final fit: mlabel train DATA --config {out / 'best.yaml'} --all-data "
-        f"--thresholds-from {where} --out RUN\n"
+        f"--thresholds-from {model_dir} --out RUN\n"
     )
     body = yaml.safe_dump(from_dict(trial.user_attrs["config"]).to_dict(), sort_keys=False)
     write_text_atomic(out / "best.yaml", header + body)

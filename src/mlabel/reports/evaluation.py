@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from mlabel import faults
+from mlabel.atomic import folder_on_success
 from mlabel.metrics import (
     CALIBRATION_BINS,
     RANKING_KS,
@@ -172,9 +174,15 @@ def _snippet(text: str, width: int = SNIPPET) -> str:
 def write_evaluation_report(
     result, out_dir: str | Path, metrics_jsonl: str | Path | None = None, n_errors: int = N_ERRORS
 ) -> Path:
-    """PNG plots, report.md and report.html for an Evaluation in `out_dir`; returns the HTML path."""
+    """PNG plots, report.md and report.html for an Evaluation in `out_dir`; returns the HTML path.
+    They are written beside `out_dir` first and replace the previous report only once all are."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_on_success(out) as stage:
+        _write_report(result, stage, metrics_jsonl, n_errors)
+    return out / "report.html"
+
+
+def _write_report(result, out: Path, metrics_jsonl: str | Path | None, n_errors: int) -> None:
     summary, *per_label, false_pos, false_neg = evaluation_tables(result, n_errors)
     report = Report(f"Evaluation: {result.predictor.model_dir.name} on {result.examples.source}")
     report.table(summary)
@@ -188,6 +196,7 @@ def write_evaluation_report(
     for table in per_label:
         report.table(table)
     _add_plots(report, result, out)
+    faults.point("report.plots")
     if metrics_jsonl is not None:
         report.heading("Training")
         report.image(
@@ -197,7 +206,7 @@ def write_evaluation_report(
     report.heading("Worst errors")
     report.table(false_pos)
     report.table(false_neg)
-    return report.write(out)
+    report.write(out)
 
 
 def _add_plots(report: Report, result, out: Path) -> None:
