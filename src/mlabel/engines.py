@@ -27,8 +27,8 @@ from mlabel.model import first_line
 from mlabel.runtime import cpu_has_fast_bf16, matrix_isa
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
-# ONNX Runtime's int8 kernels run fastest on small batches (measured on 2 Zen 4 cores: 92 docs/s
-# at 2,048 tokens against 77 at 8,192; 512 to 2,048 were within noise; bench/RESULTS.md).
+# ONNX Runtime's int8 kernels ran faster on small batches in scratch runs on 2 Zen 4 cores (512
+# to 2,048 tokens within noise, 8,192 slower); their output was not kept (bench/RESULTS.md).
 ONNX_MAX_TOKENS = 1024
 
 
