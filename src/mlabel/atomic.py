@@ -92,13 +92,15 @@ def _commit(tmp: Path, path: Path) -> None:
 
 
 def _move_in(staging: Path, path: Path) -> None:
+    """Rename `staging` to `path`, or move its files into an existing `path`, oldest first."""
     if not path.exists():
         staging.rename(path)
-    else:
-        for entry in sorted(staging.iterdir(), key=lambda e: (e.stat().st_mtime_ns, e.name)):
-            os.replace(entry, path / entry.name)
-        staging.rmdir()
-    _fsync_folder(path.parent)
+        _fsync_folder(path.parent)
+        return
+    for entry in sorted(staging.iterdir(), key=lambda e: (e.stat().st_mtime_ns, e.name)):
+        os.replace(entry, path / entry.name)
+    staging.rmdir()
+    _fsync_folder(path)  # the renames into it
 
 
 def _fsync_folder(folder: Path) -> None:
