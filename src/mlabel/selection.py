@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mlabel.decision import DecisionRule, decide
-from mlabel.metrics import rule_scores, tune_thresholds
+from mlabel.metrics import (
+    THRESHOLD_GRID,
+    _best_threshold,
+    _smooth,
+    f1_by_threshold,
+    rule_scores,
+    tune_thresholds,
+)
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 WEIGHT_PRIOR = 20.0  # positives at which a label's own blend weight counts as much as the global
@@ -19,7 +26,6 @@ RULE_METHODS = ("shrunk", "global", "fixed:0.5")
 RESAMPLES = (20, 100)  # fewer on large splits: each tunes every candidate once
 RESAMPLED_CELLS = 20_000_000  # (row, label) cells tuned on per candidate, over all resamples
 MAX_EMPTY_FOR_MIN1 = 0.01  # "at least one label" is a candidate only where <= 1% of rows have none
-EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -35,15 +41,18 @@ class RuleChoice:
 def blend_weights(y: np.ndarray, encoder_probs: np.ndarray, tfidf_probs: np.ndarray) -> np.ndarray:
     """The encoder's weight w per label in `w * encoder + (1 - w) * tfidf`, (L,) in [0, 1].
 
-    The weight with the lowest validation log-loss over all labels (w_global), and per label
-    its own best weight pulled toward w_global by the label's positives:
+    Scored by the F1 the blend reaches at its best cut (smoothed F1 curves): cuts are tuned after
+    blending, so what counts is how well the blend ranks, not its calibration (log-loss chose
+    the worse-ranking, better-calibrated member). w_global maximises micro-F1 over all labels;
+    each label's own best weight is pulled toward it by the label's positives,
     w = (n_pos * w_label + k * w_global) / (n_pos + k), so rare labels keep the global weight.
     """
     y = np.asarray(y).astype(bool)
     enc, tfidf = np.asarray(encoder_probs, float), np.asarray(tfidf_probs, float)
-    losses = np.stack([_log_loss(y, w * enc + (1 - w) * tfidf) for w in WEIGHT_GRID])  # (G, L)
-    w_global = WEIGHT_GRID[np.argmin(losses.sum(axis=1))]
-    w_label = WEIGHT_GRID[np.argmin(losses, axis=0)]
+    micro, per_label = zip(*(_best_f1(y, w * enc + (1 - w) * tfidf) for w in WEIGHT_GRID))
+    # Ties (flat stretches) go to the middle of the longest one, not to an end of the grid.
+    w_global = _best_threshold(np.array(micro), WEIGHT_GRID)
+    w_label = _best_threshold(np.array(per_label).T, WEIGHT_GRID)
     n_pos = y.sum(axis=0)
     return (n_pos * w_label + WEIGHT_PRIOR * w_global) / (n_pos + WEIGHT_PRIOR)
 
@@ -74,10 +83,10 @@ def choose_rule(
     return RuleChoice(cuts, f"auto:{method}{suffix}", rule)
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Summed binary log-loss per label, (L,)."""
-    p = np.clip(p, EPS, 1 - EPS)
-    return -np.where(y, np.log(p), np.log1p(-p)).sum(axis=0)
+def _best_f1(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
+    """The highest smoothed micro-F1 over the threshold grid, and each label's highest F1."""
+    micro, per_label = f1_by_threshold(y, probs, THRESHOLD_GRID)
+    return float(_smooth(micro).max()), _smooth(per_label).max(axis=1)
 
 
 def _candidates(base: DecisionRule, label_less: float) -> list[tuple[str, DecisionRule]]:
