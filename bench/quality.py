@@ -35,15 +35,11 @@ from benchkit import ROOT, TEXT_COLS, WORK, machine
 from mlabel.classifier import fit_model, prepare_data
 from mlabel.config import TrainConfig
 from mlabel.data import Examples, load_examples, split_examples
-from mlabel.decision import DecisionRule, decide
-from mlabel.metrics import bootstrap_ci, tune_thresholds
+from mlabel.decision import decide
+from mlabel.metrics import bootstrap_ci
 from mlabel.model import resolve_encoder
 from mlabel.predict import Predictor
-
-try:  # the learned blend and the chosen rule; until they land, 50/50 and the configured cut
-    from mlabel.selection import blend_weights, choose_rule
-except ImportError:
-    blend_weights = choose_rule = None
+from mlabel.selection import RuleChoice, blend_weights, label_less_share, tuned_rule
 
 SHARED = ROOT.parent / "shared" / "data"
 SPLIT_SEED = 0
@@ -80,7 +76,7 @@ def load_dataset(name: str) -> Dataset:
     return Dataset(name, train, test, cols)
 
 
-def base_config(ds: Dataset, threads: int, **settings) -> TrainConfig:
+def base_config(ds: Dataset, threads: int | None = None, **settings) -> TrainConfig:
     return TrainConfig(text_cols=ds.text_cols, threads=threads, **settings)
 
 
@@ -246,19 +242,17 @@ def mix(encoder: np.ndarray, tfidf: np.ndarray, w: np.ndarray | float) -> np.nda
 
 def weights(run: dict, blend: str) -> np.ndarray | float:
     """The encoder's blend weight: `learned` on the validation rows, or `50/50`."""
-    if blend == "learned" and blend_weights is not None:
+    if blend == "learned":
         return blend_weights(run["val_y"], run["val_probs"], run["val_tfidf"])
     return 0.5
 
 
-def cuts(y: np.ndarray, probs: np.ndarray, method: str) -> tuple[np.ndarray, DecisionRule]:
-    """Thresholds and rule: `default` as `mlabel train` chooses them, or a tune_thresholds method."""
-    base = TrainConfig().rule()
-    if method == "default" and choose_rule is not None:
-        choice = choose_rule(y, probs, base)
-        return choice.thresholds, choice.rule
-    method = TrainConfig().thresholds if method == "default" else method
-    return tune_thresholds(y, probs, method), base
+def cuts(run: dict, probs: np.ndarray, method: str) -> RuleChoice:
+    """Thresholds and rule on the validation rows, as `mlabel train` tunes them (finalize):
+    by the default threshold method, or by `method`."""
+    cfg = TrainConfig()
+    method = cfg.thresholds if method == "default" else method
+    return tuned_rule(run["val_y"], probs, method, cfg.rule(), label_less=run["label_less"])
 
 
 def decisions(run: dict, blend: str, method: str) -> np.ndarray:
@@ -267,8 +261,8 @@ def decisions(run: dict, blend: str, method: str) -> np.ndarray:
     if blend != "none":
         w = weights(run, blend)
         val_p, test_p = mix(val_p, run["val_tfidf"], w), mix(test_p, run["test_tfidf"], w)
-    thresholds, rule = cuts(run["val_y"], val_p, method)
-    return decide(test_p, thresholds, rule)
+    choice = cuts(run, val_p, method)
+    return decide(test_p, choice.thresholds, choice.rule)
 
 
 # (row, run, blend, threshold method); the first three rows after the peers are the default.
@@ -291,9 +285,9 @@ ABLATION = [
 ]
 
 
-def scored(y: np.ndarray, pred: np.ndarray, default: np.ndarray, metric: str) -> str:
-    """`score [low, high]` and the paired interval of default - this row."""
-    if pred is default:
+def scored(y: np.ndarray, pred: np.ndarray, default: np.ndarray | None, metric: str) -> str:
+    """`score [low, high]` and the paired interval of default - this row (none without one)."""
+    if default is None or pred is default:
         r = bootstrap_ci(y, pred, metric=metric, n=BOOTSTRAPS)
         return f"{r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | "
     r = bootstrap_ci(y, default, pred, metric, BOOTSTRAPS)
@@ -304,7 +298,9 @@ def scored(y: np.ndarray, pred: np.ndarray, default: np.ndarray, metric: str) ->
     )
 
 
-def table(rows: list[tuple], runs: dict[str, dict], y: np.ndarray, default: np.ndarray) -> str:
+def table(
+    rows: list[tuple], runs: dict[str, dict], y: np.ndarray, default: np.ndarray | None
+) -> str:
     head = "| row | micro-F1 [95% CI] | default − row | macro-F1 [95% CI] | default − row | train min |"
     lines = [head, "|---|---|---|---|---|---|"]
     for name, run, blend, method in rows:
@@ -320,21 +316,22 @@ def choices(run: dict, labels: list[str]) -> str:
     """What the default chose on the validation rows: blend weights and rule."""
     w = np.broadcast_to(weights(run, "learned"), (len(labels),))
     blended = mix(run["val_probs"], run["val_tfidf"], w)
-    if choose_rule is None:
-        rule = f"{TrainConfig().thresholds} (mlabel.selection missing: 50/50 blend)"
-    else:
-        rule = choose_rule(run["val_y"], blended, TrainConfig().rule()).method
+    rule = cuts(run, blended, "default").method
     weights_text = ", ".join(f"{lab} {x:.2f}" for lab, x in zip(labels, w))
     return f"encoder weight per label: {weights_text}; rule: {rule}"
 
 
 def report(ds: Dataset, work: Path) -> str:
+    fit, _ = prepare_data(base_config(ds), ds.train)
+    share = label_less_share(fit.y)  # as finalize gives it to the rule choice
     runs = {
-        n: dict(np.load(work / n / "probs.npz")) for n in RUNS if (work / n / "probs.npz").is_file()
+        n: {**np.load(work / n / "probs.npz"), "label_less": share}
+        for n in RUNS
+        if (work / n / "probs.npz").is_file()
     }
-    if "default" not in runs:
-        return f"{ds.name}: no default run yet\n"
     y = ds.test.y.astype(int)
+    if "default" not in runs:
+        return f"### {ds.name} (no default run)\n\n{table(PEERS, runs, y, None)}\n"
     default = decisions(runs["default"], "learned", "default")
     n_val = len(runs["default"]["val_y"])
     support = ", ".join(f"{lab} {int(n)}" for lab, n in zip(ds.test.labels, y.sum(axis=0)))
