@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from mlabel import checkpoint as ckpt
-from mlabel import dropout, folder, training
+from mlabel import dropout, folder, selection, training
 from mlabel.baseline import TfidfModel
 from mlabel.callbacks import ConsoleTable, CurvesPlot
 from mlabel.classifier import fit_model
@@ -450,6 +450,25 @@ def test_auto_thresholds_record_the_rule_chosen_on_the_validation_split(split, t
     assert info.threshold_method == choice.method and info.threshold_method.startswith("auto:")
     assert info.rule == choice.rule
     np.testing.assert_allclose(info.thresholds, choice.thresholds)
+
+
+def test_auto_weighs_at_least_one_label_by_the_training_rows_without_one(
+    split, tmp_path, monkeypatch
+):
+    seen, real = [], selection.choose_rule
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["label_less"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "choose_rule", spy)
+    train_ex = split[0]
+    y = train_ex.y.copy()
+    y[::4] = 0  # a quarter of the training texts carry no label: legitimate rows
+    unlabelled = Examples(train_ex.ids, train_ex.texts, train_ex.labels, y, "")
+    training.train_tfidf(TrainConfig(model="tfidf"), unlabelled, split[1], tmp_path)
+    assert seen == [0.25]
+    assert folder.read(tmp_path / "model").rule.min_labels == 0
 
 
 def test_all_data_with_auto_thresholds_falls_back_to_the_fixed_cut(split, tmp_path):
