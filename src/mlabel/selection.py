@@ -83,6 +83,26 @@ def choose_rule(
     return RuleChoice(cuts, f"auto:{method}{suffix}", rule)
 
 
+def tuned_rule(
+    y: np.ndarray,
+    probs: np.ndarray,
+    method: str,
+    base: DecisionRule,
+    *,
+    label_less: float | None = None,
+) -> RuleChoice:
+    """Thresholds by `method` on validation rows: `auto` chooses the rule too (`choose_rule`);
+    any other method is tuned with `base` applied, as predictions will be made."""
+    if method == "auto":
+        return choose_rule(y, probs, base, label_less=label_less)
+    return RuleChoice(tune_thresholds(y, rule_scores(probs, base), method), method, base)
+
+
+def label_less_share(y: np.ndarray) -> float:
+    """The share of rows that carry no label."""
+    return float((~np.asarray(y).astype(bool).any(axis=1)).mean()) if len(y) else 0.0
+
+
 def _best_f1(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
     """The highest smoothed micro-F1 over the threshold grid, and each label's highest F1."""
     micro, per_label = f1_by_threshold(y, probs, THRESHOLD_GRID)
@@ -138,23 +158,3 @@ def _first_within_one_se(scores: np.ndarray) -> int:
         return 0
     gap = scores[scores.mean(axis=1).argmax()] - scores
     return int(np.flatnonzero(gap.mean(axis=1) <= gap.std(axis=1))[0])
-
-
-def tuned_rule(
-    y: np.ndarray,
-    probs: np.ndarray,
-    method: str,
-    base: DecisionRule,
-    *,
-    label_less: float | None = None,
-) -> RuleChoice:
-    """Thresholds by `method` on validation rows: `auto` chooses the rule too (`choose_rule`);
-    any other method is tuned with `base` applied, as predictions will be made."""
-    if method == "auto":
-        return choose_rule(y, probs, base, label_less=label_less)
-    return RuleChoice(tune_thresholds(y, rule_scores(probs, base), method), method, base)
-
-
-def label_less_share(y: np.ndarray) -> float:
-    """The share of rows that carry no label."""
-    return float((~np.asarray(y).astype(bool).any(axis=1)).mean()) if len(y) else 0.0
