@@ -138,7 +138,7 @@ def test_search_space_holds_given_settings_fixed():
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     drawn = SearchSpace(fixed=fixed).sample(study.ask())
     assert "lr" not in drawn and "epochs" not in drawn
-    assert drawn["thresholds"] in ("fixed:0.5", "global", "per-label", "shrunk")
+    assert drawn["thresholds"] in ("auto", "fixed:0.5", "global", "per-label", "shrunk")
     TrainConfig().replace(**drawn)  # every draw is a valid setting
 
 

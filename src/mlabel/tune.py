@@ -19,8 +19,8 @@ from mlabel.errors import ConfigError
 from mlabel.reports.curves import plot_history, plot_importance
 
 STUDY_NAME = "mlabel"
-# The methods the tuner tries: all of config.THRESHOLD_METHODS, fixed at 0.5.
-SEARCHED_THRESHOLDS = ("fixed:0.5", "global", "per-label", "shrunk")
+# The methods the tuner tries: auto and all of config.THRESHOLD_METHODS, fixed at 0.5.
+SEARCHED_THRESHOLDS = ("auto", "fixed:0.5", "global", "per-label", "shrunk")
 
 
 @dataclass
