@@ -174,6 +174,8 @@ def run_trainer(ds: Dataset, out: Path, threads: int) -> tuple[float, dict]:
     )
     trainer.train()
     minutes = (time.perf_counter() - start) / 60
+    # Under group_by_length, transformers 5 sorts prediction rows by length too: keep row order.
+    trainer.args.train_sampling_strategy = "random"
     logits = {
         f"{name}_probs": trainer.predict(_hf_rows(tokenizer, ex, cfg.max_len)).predictions
         for name, ex in (("val", val), ("test", ds.test))
