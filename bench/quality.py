@@ -48,7 +48,8 @@ SMALL_TRAIN = 500
 BOOTSTRAPS = 2000
 SETFIT_PYTHON = ROOT / ".venv-setfit" / "bin" / "python"
 SETFIT_ITERATIONS = 20  # pairs drawn per training text (SetFit's examples use 20)
-SETFIT_MAX_STEPS = 500  # contrastive steps of 16 pairs (8,000 pairs): the CPU budget
+# Contrastive steps of 16 pairs: the CPU budget (arXiv's abstracts cost ~4x the tweets per step)
+SETFIT_MAX_STEPS = {"small": 500, "semeval": 500, "arxiv": 250}
 RUNS = ("tfidf", "default", "trainer", "setfit", "adapt", "epoch1")
 PLANS = {"small": RUNS, "semeval": RUNS[:5], "arxiv": RUNS[:5]}
 
@@ -201,7 +202,8 @@ def run_setfit(ds: Dataset, out: Path, threads: int) -> tuple[float, dict]:
         "train_y": fit.y.astype(int).tolist(),
         "score": {"val_probs": val.texts, "test_probs": ds.test.texts},
         "num_iterations": SETFIT_ITERATIONS,
-        "max_steps": SETFIT_MAX_STEPS,
+        "max_steps": SETFIT_MAX_STEPS[ds.name],
+        "max_length": cfg.max_len,
         "seed": cfg.seed,
         "threads": threads,
         "out": str(out / "setfit.npz"),

@@ -8,9 +8,9 @@ Runs in its own venv (setfit pins its own sentence-transformers and transformers
         && .venv-setfit/bin/pip install setfit==1.2.0
 
 The job (written by bench/quality.py) names the body (a sentence-transformers folder), the
-training texts and 0/1 label rows, the texts to score, the threads, the seed and the budget:
-`num_iterations` pairs per text and at most `max_steps` contrastive steps. Everything else is
-SetFit's default (batch 16, one epoch of pairs, the one-vs-rest logistic-regression head).
+training texts and 0/1 label rows, the texts to score, the threads, the seed, the body's
+`max_length` (mlabel's max_len) and the budget: `num_iterations` pairs per text and at most
+`max_steps` contrastive steps. Everything else is SetFit's default (batch 16, one epoch of pairs, the one-vs-rest logistic-regression head).
 Writes `out` (.npz): seconds (model load and training) and one probability array per text set.
 """
 
@@ -36,6 +36,7 @@ def main(job_path: str) -> None:
     torch.set_num_threads(job["threads"])
     start = time.perf_counter()
     model = SetFitModel.from_pretrained(job["model"], multi_target_strategy="one-vs-rest")
+    model.model_body.max_seq_length = job["max_length"]  # in training and prediction
     args = TrainingArguments(
         output_dir=str(Path(job["out"]).parent / "checkpoints"),
         save_strategy="no",
