@@ -93,7 +93,14 @@ def _head(rows: int, hidden: int) -> Callable[[Path], str]:
 def _three_labels(d: Path) -> str:
     """mlabel.json lists 3 labels, the head (and the TF-IDF member) still score 6."""
     info = json.loads((d / folder.META_FILE).read_text())
-    _edit_json(d / folder.META_FILE, labels=info["labels"][:3], thresholds=[0.5] * 3)
+    ensemble = info.get("ensemble", ...)  # `...`: no such key
+    if isinstance(ensemble, dict) and isinstance(
+        ensemble["weight"], list
+    ):  # a per-label blend weight, kept consistent
+        ensemble = {**ensemble, "weight": ensemble["weight"][:3]}
+    _edit_json(
+        d / folder.META_FILE, labels=info["labels"][:3], thresholds=[0.5] * 3, ensemble=ensemble
+    )
     return folder.HEAD_FILE
 
 
