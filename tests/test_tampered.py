@@ -94,10 +94,9 @@ def _three_labels(d: Path) -> str:
     """mlabel.json lists 3 labels, the head (and the TF-IDF member) still score 6."""
     info = json.loads((d / folder.META_FILE).read_text())
     ensemble = info.get("ensemble", ...)  # `...`: no such key
-    if isinstance(ensemble, dict) and isinstance(
-        ensemble["weight"], list
-    ):  # a per-label blend weight, kept consistent
-        ensemble = {**ensemble, "weight": ensemble["weight"][:3]}
+    weight = ensemble.get("weight") if isinstance(ensemble, dict) else None
+    if isinstance(weight, list):  # a per-label blend weight: keep it consistent
+        ensemble = {**ensemble, "weight": weight[:3]}
     _edit_json(
         d / folder.META_FILE, labels=info["labels"][:3], thresholds=[0.5] * 3, ensemble=ensemble
     )
