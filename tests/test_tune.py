@@ -185,7 +185,8 @@ def test_tune_refuses_all_data(tmp_path):
 def test_two_tune_processes_share_one_study(tiny_encoder, rows, tmp_path):
     """Two `mlabel tune` into one folder (one SQLite study) at once: both finish, and each trial
     gets its own number and run folder. This process starts its search while the other's trial
-    runs."""
+    runs (whether the trials themselves overlap depends on the machine's speed, so that is not
+    asserted)."""
     argv = [*tune_args(rows, tiny_encoder, tmp_path, 1), "--epochs-max", "1", "--threads", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     other = subprocess.Popen(
@@ -198,13 +199,13 @@ def test_two_tune_processes_share_one_study(tiny_encoder, rows, tmp_path):
     deadline = time.monotonic() + 120
     while not _running_trial(tmp_path) and other.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert _running_trial(tmp_path) and other.poll() is None  # its trial runs as this one starts
     assert main(argv) == 0
     output = other.communicate(timeout=300)[0]
     assert other.returncode == 0, output
     trials = load(tmp_path).trials
     assert sorted(t.number for t in trials) == [0, 1]
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
-    assert trials[1].datetime_start < trials[0].datetime_complete  # they did overlap
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["000", "001"]
     assert (tmp_path / "best_model" / "mlabel.json").is_file()
 
