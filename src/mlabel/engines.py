@@ -30,6 +30,10 @@ MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 # ONNX Runtime's int8 kernels ran faster on small batches in scratch runs on 2 Zen 4 cores (512
 # to 2,048 tokens within noise, 8,192 slower); their output was not kept (bench/RESULTS.md).
 ONNX_MAX_TOKENS = 1024
+# OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
+# to 4,096 tokens per batch ran at 130-150 docs/s on 2 Xeon cores against 97-109 for one 2-thread
+# stream at 1,024-8,192 (scratch run on bench/infer.py's model, 2026-11-30; bench/RESULTS.md).
+OPENVINO_MAX_TOKENS = 4096
 
 
 class Scorer(Protocol):
@@ -123,19 +127,25 @@ class OnnxLogits:
 
 
 class OpenVinoLogits:
-    """The exported fp32 graph in OpenVINO's CPU runtime at its default precision: bf16 on a CPU
-    with AMX or AVX-512 bf16, fp32 otherwise (3x ONNX Runtime int8 on a Xeon with AMX)."""
+    """The exported fp32 graph in OpenVINO's CPU runtime at its default precision (bf16 on a CPU
+    with AMX or AVX-512 bf16, fp32 otherwise), in throughput mode: length-sorted batches run
+    side by side, one per stream, through an asynchronous request queue."""
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
         path = onnx_path(model_dir, engine)
         extras.require("openvino", f"running {path.name} in OpenVINO")
         import openvino as ov
 
-        config = {"INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
+        self.queue_of = ov.AsyncInferQueue
+        config = {
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "INFERENCE_NUM_THREADS": str(torch.get_num_threads()),
+        }
         try:
             self.model = ov.Core().compile_model(str(path), "CPU", config)
         except Exception as exc:  # OpenVINO raises plain RuntimeError/Exception on bad graphs
             raise ModelError(f"{path}: not a usable ONNX model ({first_line(exc)})") from None
+        self.requests = int(self.model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.n_labels = len(info.labels)
         outputs = self.model.outputs[0].partial_shape
         if len(outputs) != 2 or str(outputs[1]) != str(self.n_labels):
@@ -144,8 +154,19 @@ class OpenVinoLogits:
             )
 
     def __call__(self, encoded: Encoded) -> np.ndarray:
-        request = self.model.create_infer_request()  # one per call: requests are not shared
-        return onnx_logits(lambda x: request.infer(x)[0], encoded, self.n_labels)
+        out = np.zeros((len(encoded.lengths), self.n_labels), dtype=np.float32)
+        queue = self.queue_of(self.model, self.requests)  # one per call: requests are not shared
+
+        def done(request, rows: np.ndarray) -> None:
+            out[rows] = request.get_output_tensor(0).data
+
+        queue.set_callback(done)
+        # Split a small call into one batch per stream, so that no stream idles.
+        per_stream = max(1, -(-len(encoded.lengths) // self.requests))
+        for batch in inference_batches(encoded.lengths, OPENVINO_MAX_TOKENS, min(128, per_stream)):
+            queue.start_async({k: v.numpy() for k, v in collate(encoded, batch).items()}, batch)
+        queue.wait_all()
+        return out
 
 
 class EncoderScorer:
