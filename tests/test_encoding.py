@@ -113,6 +113,16 @@ def test_collate_pads_to_batch_max(tokenizer):
     assert batch["input_ids"].dtype == torch.int64
 
 
+def test_collate_rounds_widths_up_to_a_multiple_within_the_padded_ids(tokenizer):
+    enc = encode(tokenizer, TEXTS, max_len=32)
+    rows = np.array([int(np.argmin(enc.lengths))])
+    short = int(enc.lengths[rows].max())
+    batch = collate(enc, rows, multiple=4)
+    assert batch["input_ids"].shape[1] == -(-short // 4) * 4
+    assert batch["attention_mask"].sum().item() == short  # the extra columns are masked padding
+    assert collate(enc, rows, multiple=1000)["input_ids"].shape[1] == enc.ids.shape[1]
+
+
 def test_pool_windows_max_and_mean():
     probs = np.array([[0.1, 0.9], [0.5, 0.2], [0.3, 0.4], [0.7, 0.0]], dtype=np.float32)
     owner = np.array([0, 1, 1, 2])

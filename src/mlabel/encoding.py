@@ -86,9 +86,11 @@ def inference_batches(
     return batches
 
 
-def collate(encoded: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
-    """The selected rows cut to their longest member (dynamic padding), with the attention mask."""
-    width = int(encoded.lengths[rows].max())
+def collate(encoded: Encoded, rows: np.ndarray, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """The selected rows cut to their longest member (dynamic padding), rounded up to a
+    `multiple` of tokens where the padded ids allow, with the attention mask."""
+    longest = int(encoded.lengths[rows].max())
+    width = min(-(-longest // multiple) * multiple, encoded.ids.shape[1])
     input_ids = encoded.ids[rows, :width]
     mask = np.arange(width)[None, :] < encoded.lengths[rows][:, None]
     return {
