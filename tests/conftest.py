@@ -20,7 +20,8 @@ from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
 
 from mlabel.model import resolve_encoder  # noqa: E402
 
-torch.set_num_threads(2)
+# two cores: two threads, or one per worker when pytest-xdist runs two (make test)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 try:  # profiles for the reader fuzz tests, which skip without hypothesis
     from hypothesis import HealthCheck, settings
