@@ -33,6 +33,7 @@ ONNX_MAX_TOKENS = 1024
 # OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
 # to 4,096 tokens per batch ran at 130-150 docs/s on 2 Xeon cores against 97-109 for one 2-thread
 # stream at 1,024-8,192 (scratch run on bench/infer.py's model, 2026-11-30; bench/RESULTS.md).
+# A single text is slower that way (18 ms against 13 on one 2-thread stream), 4 or more faster.
 OPENVINO_MAX_TOKENS = 4096
 # Batch widths rounded up to a multiple of 32 tokens (fewer shapes, whole AMX tiles): 156-162
 # docs/s against 128-148 unrounded in the same scratch run.
@@ -164,9 +165,11 @@ class OpenVinoLogits:
             out[rows] = request.get_output_tensor(0).data
 
         queue.set_callback(done)
-        # Split a small call into one batch per stream, so that no stream idles.
-        per_stream = max(1, -(-len(encoded.lengths) // self.requests))
-        for batch in inference_batches(encoded.lengths, OPENVINO_MAX_TOKENS, min(128, per_stream)):
+        # About four batches per stream, so that the streams finish together on small calls too
+        # (16 to 256 abstracts: 9-11% faster than batches of up to 4,096 tokens; scratch run, log
+        # bench/logs/openvino-small-calls-2026-11-30.log).
+        budget = int(encoded.lengths.sum()) // (4 * self.requests)
+        for batch in inference_batches(encoded.lengths, max(1, min(OPENVINO_MAX_TOKENS, budget))):
             inputs = collate(encoded, batch, OPENVINO_WIDTH_MULTIPLE)
             queue.start_async({k: v.numpy() for k, v in inputs.items()}, batch)
         queue.wait_all()
