@@ -27,8 +27,9 @@ from mlabel.model import first_line
 from mlabel.runtime import cpu_has_fast_bf16, matrix_isa
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
-# ONNX Runtime's int8 kernels ran faster on small batches in scratch runs on 2 Zen 4 cores (512
-# to 2,048 tokens within noise, 8,192 slower); their output was not kept (bench/RESULTS.md).
+# ONNX Runtime ran faster on small batches: on 2 Xeon cores 1,024 tokens per batch against 4,096
+# gave int8 110-120 docs/s against 90 (fp32 53-55 against 47-48), scratch run with its log in
+# bench/logs/onnx-batch-budget-2026-11-30.log (earlier Zen 4 runs agreed; their logs are lost).
 ONNX_MAX_TOKENS = 1024
 # OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
 # to 4,096 tokens per batch ran at 130-150 docs/s on 2 Xeon cores against 97-109 for one 2-thread
