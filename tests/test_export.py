@@ -203,7 +203,7 @@ def test_openvino_engine_runs_the_fp32_export_and_agrees(exported, held_out, mon
     p32, p = fp32.predict_proba(held_out.texts), other.predict_proba(held_out.texts)
     np.testing.assert_allclose(p, p32, atol=0.02)  # bf16 where the CPU has it, else fp32
     assert agreement_f1(decide(p32, fp32.thresholds), decide(p, other.thresholds)) >= AGREEMENT
-    for few in (1, 3):  # a call smaller than the streams: split, still in order
+    for few in (1, 3):  # small calls: batches sized from the call's own tokens, rows in order
         np.testing.assert_allclose(other.predict_proba(held_out.texts[:few]), p[:few], atol=0.02)
 
 
