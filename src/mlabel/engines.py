@@ -33,11 +33,11 @@ MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 ONNX_MAX_TOKENS = 1024
 # OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
 # to 4,096 tokens per batch ran at 130-150 docs/s on 2 Xeon cores against 97-109 for one 2-thread
-# stream at 1,024-8,192 (scratch run on bench/infer.py's model, 2026-11-30; bench/RESULTS.md).
+# stream at 1,024-8,192 (bench/logs/openvino-streams-2026-11-30.log, on bench/infer.py's model).
 # A single text is slower that way (18 ms against 13 on one 2-thread stream), 4 or more faster.
 OPENVINO_MAX_TOKENS = 4096
 # Batch widths rounded up to a multiple of 32 tokens (fewer shapes, whole AMX tiles): 156-162
-# docs/s against 128-148 unrounded in the same scratch run.
+# docs/s against 128-148 unrounded (same log).
 OPENVINO_WIDTH_MULTIPLE = 32
 
 
