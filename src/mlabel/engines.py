@@ -32,7 +32,7 @@ MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 # bench/logs/onnx-batch-budget-2026-11-30.log (earlier Zen 4 runs agreed; their logs are lost).
 ONNX_MAX_TOKENS = 1024
 # OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
-# to 4,096 tokens per batch ran at 130-150 docs/s on 2 Xeon cores against 97-109 for one 2-thread
+# to 4,096 tokens per batch ran at 127-150 docs/s on 2 Xeon cores against 80-109 for one 2-thread
 # stream at 1,024-8,192 (bench/logs/openvino-streams-2026-11-30.log, on bench/infer.py's model).
 # A single text is slower that way (18 ms against 13 on one 2-thread stream), 4 or more faster.
 OPENVINO_MAX_TOKENS = 4096
