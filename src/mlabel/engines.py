@@ -134,7 +134,7 @@ class OnnxLogits:
 class OpenVinoLogits:
     """The exported fp32 graph in OpenVINO's CPU runtime at its default precision (bf16 on a CPU
     with AMX or AVX-512 bf16, fp32 otherwise), in throughput mode: length-sorted batches run
-    side by side, one per stream, through an asynchronous request queue."""
+    side by side, one per stream, each on its own asynchronous request."""
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
         path = onnx_path(model_dir, engine)
@@ -160,21 +160,33 @@ class OpenVinoLogits:
 
     def __call__(self, encoded: Encoded) -> np.ndarray:
         out = np.zeros((len(encoded.lengths), self.n_labels), dtype=np.float32)
-        queue = self.queue_of(self.model, self.requests)  # one per call: requests are not shared
-
-        def done(request, rows: np.ndarray) -> None:
-            out[rows] = request.get_output_tensor(0).data
-
-        queue.set_callback(done)
+        # A queue of this call's own requests, read back on this thread whenever one is idle: no
+        # Python callback runs on OpenVINO's threads (one that waited for the GIL while a
+        # compiled model was being freed deadlocked a test run).
+        queue = self.queue_of(self.model, self.requests)
+        pending: dict[int, np.ndarray] = {}
         # About four batches per stream, so that the streams finish together on small calls too
         # (16 to 256 abstracts: 9-11% faster than batches of up to 4,096 tokens; scratch run, log
         # bench/logs/openvino-small-calls-2026-11-30.log).
         budget = int(encoded.lengths.sum()) // (4 * self.requests)
-        for batch in inference_batches(encoded.lengths, max(1, min(OPENVINO_MAX_TOKENS, budget))):
+        batches = inference_batches(encoded.lengths, max(1, min(OPENVINO_MAX_TOKENS, budget)))
+        for batch in batches:
+            slot = queue.get_idle_request_id()  # start_async runs the next batch on this one
+            _read_back(queue[slot], pending.pop(slot, None), out)
             inputs = collate(encoded, batch, OPENVINO_WIDTH_MULTIPLE)
-            queue.start_async({k: v.numpy() for k, v in inputs.items()}, batch)
+            queue.start_async({k: v.numpy() for k, v in inputs.items()})
+            pending[slot] = batch
         queue.wait_all()
+        for slot, rows in pending.items():
+            _read_back(queue[slot], rows, out)
         return out
+
+
+def _read_back(request, rows: np.ndarray | None, out: np.ndarray) -> None:
+    """Wait for `request` and copy its logits into `rows` of `out` (nothing if it ran none)."""
+    if rows is not None:
+        request.wait()
+        out[rows] = request.get_output_tensor(0).data
 
 
 class EncoderScorer:
