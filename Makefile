@@ -36,7 +36,7 @@ demo: install
 	$(BIN)/mlabel predict $(DEMO)/model $(DEMO)/data/test.csv --limit 3
 
 test: dev
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile --timeout 600
 
 lint: dev
 	$(BIN)/ruff check src tests bench
