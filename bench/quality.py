@@ -50,9 +50,15 @@ SETFIT_PYTHON = ROOT / ".venv-setfit" / "bin" / "python"
 SETFIT_ITERATIONS = 20  # pairs drawn per training text (SetFit's examples use 20)
 # Contrastive steps of 16 pairs: the CPU budget (an arXiv step cost 5-9 s under the load of the runs)
 SETFIT_MAX_STEPS = {"small": 500, "semeval": 500, "arxiv": 100}
-RUNS = ("tfidf", "default", "trainer", "setfit", "adapt", "epoch1", "maxlen256")
-# max length 256: only abstracts run past the default 128 tokens (tweets fit in 128)
-PLANS = {"small": RUNS[:6], "semeval": RUNS[:5], "arxiv": RUNS[:5] + RUNS[6:]}
+# the runs every dataset has (the peers, the default and its adapt ablation)
+COMMON = ("tfidf", "default", "trainer", "setfit", "adapt")
+# max length 256 on abstracts only: tweets fit in the default 128 tokens
+PLANS = {
+    "small": (*COMMON, "epoch1"),
+    "semeval": COMMON,
+    "arxiv": (*COMMON, "maxlen256"),
+}
+RUNS = (*COMMON, "epoch1", "maxlen256")
 
 
 @dataclass

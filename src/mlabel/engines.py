@@ -176,7 +176,6 @@ class OpenVinoLogits:
             inputs = collate(encoded, batch, OPENVINO_WIDTH_MULTIPLE)
             queue.start_async({k: v.numpy() for k, v in inputs.items()})
             pending[slot] = batch
-        queue.wait_all()
         for slot, rows in pending.items():
             _read_back(queue[slot], rows, out)
         return out
