@@ -3,8 +3,9 @@ duplicates and labels, shown as tables, a --max-len suggestion and a report with
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ COVERAGE = 0.95  # share of rows the suggested --max-len keeps whole
 SHOWN_LABELS = 50  # most labels in the per-label table and plots; past it, the most frequent
 COOCCURRING = 20  # labels in the co-occurrence heatmap: the most frequent
 PAIRS = 20  # rows of the most-frequent-pairs table
+UNREAD_SHOWN = 8  # most frequent unread pieces named in the overview
 
 
 @dataclass
@@ -54,6 +56,8 @@ class DataProfile:
     labels: list[str]
     y: np.ndarray | None  # (n, L) 0/1, or None for unlabelled data
     conflicting: int = 0  # distinct duplicated texts whose copies carry different labels
+    unread: np.ndarray | None = None  # (n,) tokens the tokenizer could only read as unknown
+    unread_pieces: Counter = field(default_factory=Counter)  # the text behind them, counted
 
     @property
     def n_rows(self) -> int:
@@ -90,6 +94,7 @@ def profile_table(
     if with_labels:
         labels, y = _read_labels(df, text_cols, id_col, label_cols, labels_col, label_sep, source)
     tokenizer = _load_tokenizer(model)
+    counts = token_counts(tokenizer, texts)
     return DataProfile(
         source=source,
         text_cols=text_cols,
@@ -98,12 +103,14 @@ def profile_table(
         duplicate_texts=int(pd.Series(texts)[~empty].duplicated().sum()),
         duplicate_ids=int(df[id_col].duplicated().sum()) if id_col in df.columns else None,
         words=np.array([len(t.split()) for t in texts], dtype=np.int64),
-        tokens=np.where(empty, 0, token_lengths(tokenizer, texts)),
+        tokens=np.where(empty, 0, counts.tokens),
         tokenizer=model,
         model_max_len=_model_max_len(tokenizer),
         labels=labels,
         y=y,
         conflicting=_conflicting_duplicates(texts, empty, y),
+        unread=counts.unread,
+        unread_pieces=counts.pieces,
     )
 
 
@@ -157,18 +164,40 @@ def _load_tokenizer(model: str):
         raise ModelError(f"cannot load a tokenizer for model {model!r}: {err}") from None
 
 
-def token_lengths(tokenizer, texts: list[str], batch: int = 4096) -> np.ndarray:
-    """Tokens per text, special tokens included, without truncation."""
-    counts: list[int] = []
+@dataclass
+class TokenCounts:
+    """Tokens per text (special tokens included, no truncation), how many of them are the
+    tokenizer's unknown token, and the text those stand for (e.g. emoji a vocabulary lacks)."""
+
+    tokens: np.ndarray
+    unread: np.ndarray
+    pieces: Counter
+
+
+def token_counts(tokenizer, texts: list[str], batch: int = 4096) -> TokenCounts:
+    """Count each text's tokens and unknown tokens with `tokenizer` (a fast one: the unknown
+    tokens' text comes from its offsets)."""
+    tokens, unread, pieces = [], [], Counter()
+    unk = tokenizer.unk_token_id
     for start in range(0, len(texts), batch):
+        chunk = texts[start : start + batch]
         enc = tokenizer(
-            texts[start : start + batch],
+            chunk,
             truncation=False,
             return_attention_mask=False,
             return_token_type_ids=False,
+            return_offsets_mapping=unk is not None,
         )
-        counts.extend(len(ids) for ids in enc["input_ids"])
-    return np.asarray(counts, dtype=np.int64)
+        for i, ids in enumerate(enc["input_ids"]):
+            tokens.append(len(ids))
+            spans = (
+                []
+                if unk is None
+                else [s for t, s in zip(ids, enc["offset_mapping"][i]) if t == unk]
+            )
+            unread.append(len(spans))
+            pieces.update(chunk[i][a:b] for a, b in spans)
+    return TokenCounts(np.asarray(tokens, np.int64), np.asarray(unread, np.int64), pieces)
 
 
 def _model_max_len(tokenizer) -> int:
@@ -209,6 +238,8 @@ def _overview_table(p: DataProfile) -> TextTable:
         ["duplicate texts", f"{p.duplicate_texts} ({pct(p.duplicate_texts, n)})"],
         ["duplicate ids", "no id column" if p.duplicate_ids is None else f"{p.duplicate_ids}"],
     ]
+    if p.unread is not None:
+        rows.append([f"texts with unknown tokens ({p.tokenizer})", _unread_summary(p)])
     if p.y is not None:
         per_row = p.y.sum(axis=1)
         rows += [
@@ -223,6 +254,16 @@ def _overview_table(p: DataProfile) -> TextTable:
     else:
         rows.append(["labels", "none (length statistics only)"])
     return TextTable("Overview", ["", "value"], rows)
+
+
+def _unread_summary(p: DataProfile) -> str:
+    """How many texts hold pieces the tokenizer reads as unknown, and the commonest pieces: the
+    encoder sees none of them (the TF-IDF member may)."""
+    has = p.unread > 0
+    common = ", ".join(f"{piece!r} x{n}" for piece, n in p.unread_pieces.most_common(UNREAD_SHOWN))
+    return f"{int(has.sum())} ({pct(has.sum(), p.n_rows)}){_first_rows(has)}" + (
+        f"; most often {common}" if common else ""
+    )
 
 
 def _first_rows(mask: np.ndarray, show: int = 5) -> str:
