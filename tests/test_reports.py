@@ -139,12 +139,13 @@ def test_suggested_max_len_covers_95_percent(small_csv):
     assert profile.y.shape == (len(tokens), 6)
 
 
-def test_inspect_names_what_the_tokenizer_cannot_read(tiny_encoder, tmp_path):
+def test_inspect_names_what_the_tokenizer_cannot_read(tiny_encoder, tmp_path, capsys):
     """Emoji outside the vocabulary become [UNK]: inspect counts those texts and names the
     pieces, which the encoder never sees."""
     texts = ["so happy \U0001f436 \U0001f436 today", "plain words only", "sad \U0001f436", "ok"]
     path = tmp_path / "tweets.csv"
-    pd.DataFrame({"ID": list("abcd"), "text": texts, "joy": [1, 0, 0, 1]}).to_csv(path, index=False)
+    label = "[b]joy[/b]"  # printed as it is, not as rich markup
+    pd.DataFrame({"ID": list("abcd"), "text": texts, label: [1, 0, 0, 1]}).to_csv(path, index=False)
     profile = profile_table(path, ["text"], model=tiny_encoder)
     assert profile.unread.tolist() == [2, 0, 1, 0]
     assert profile.unread_pieces == {"\U0001f436": 3}
@@ -157,6 +158,7 @@ def test_inspect_names_what_the_tokenizer_cannot_read(tiny_encoder, tmp_path):
         (out / "report.md").read_text(), f"texts with unknown tokens ({tiny_encoder})"
     )
     assert cell == "2 (50.0%): row 1, 3; most often '\U0001f436' x3"
+    assert label in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -358,6 +358,7 @@ class StopAfterEpoch:
 def test_resume_after_an_epoch_matches_the_uninterrupted_run(
     reference, resume_cfg, split, tmp_path
 ):
+    tmp_path = tmp_path / "runs[" / "exp]"  # "[/exp]" read as rich markup broke the resume message
     stop = StopAfterEpoch(1)
     with pytest.raises(Interrupt):
         training.train(resume_cfg, *split, tmp_path, callbacks=(stop,))

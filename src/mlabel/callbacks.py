@@ -36,7 +36,7 @@ class ConsoleTable(Callback):
     KEYS = ("epoch", "train_loss", "val_loss", "micro_f1", "macro_f1", "samples_per_s")
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False)
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         keys = [k for k in self.KEYS if k in record]

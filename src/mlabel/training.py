@@ -48,7 +48,7 @@ from mlabel.subjects import training_uris
 
 __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
 
-console = Console(stderr=True)
+console = Console(stderr=True, markup=False)  # paths and labels may hold [brackets]
 
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         with_labels=not args.no_labels,
         model=args.model,
     )
-    console = Console()
+    console = Console(markup=False)  # labels and texts are data, not markup
     for table in inspect_tables(profile):
         console.print(table.rich())
     console.print(max_len_advice(profile))

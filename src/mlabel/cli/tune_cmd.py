@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     )
     timeout = args.timeout * 60 if args.timeout is not None else None
     study = tune(base, args.data, args.out, args.trials, timeout, args.storage, space)
-    Console().print(trials_table(study))
+    Console(markup=False).print(trials_table(study))
     if not completed(study):
         print("no trial completed; nothing to write")
         return 1
