@@ -145,7 +145,9 @@ def test_inspect_names_what_the_tokenizer_cannot_read(tiny_encoder, tmp_path, ca
     texts = ["so happy \U0001f436 \U0001f436 today", "plain words only", "sad \U0001f436", "ok"]
     path = tmp_path / "tweets.csv"
     label = "[b]joy[/b]"  # printed as it is, not as rich markup
-    pd.DataFrame({"ID": list("abcd"), "text": texts, label: [1, 0, 0, 1]}).to_csv(path, index=False)
+    tex = "$\\foo$-modules"  # drawn as it is in the plots: matplotlib's TeX parser failed on it
+    frame = {"ID": list("abcd"), "text": texts, label: [1, 0, 0, 1], tex: [0, 1, 1, 0]}
+    pd.DataFrame(frame).to_csv(path, index=False)
     profile = profile_table(path, ["text"], model=tiny_encoder)
     assert profile.unread.tolist() == [2, 0, 1, 0]
     assert profile.unread_pieces == {"\U0001f436": 3}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import matplotlib.text
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -63,9 +64,13 @@ def label_grid(
 
 
 def save_png(fig: Figure, path: Path, dpi: int = DPI) -> Path:
-    """Write `fig` as a PNG (whole or not at all: an older plot stays until this one is done)."""
-    with replace_on_success(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
+    """Write `fig` as a PNG (whole or not at all: an older plot stays until this one is done).
+    Text is drawn as written, not as TeX: a label like `$\\mathbb{Z}$-modules` is data (matplotlib
+    failed on the ones its math parser cannot read)."""
+    for text in fig.findobj(matplotlib.text.Text):
+        text.set_parse_math(False)
+    with matplotlib.rc_context({"text.parse_math": False}), replace_on_success(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)  # tick labels are made while drawing, under the context
     return path
 
 
