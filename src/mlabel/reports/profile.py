@@ -188,15 +188,12 @@ def token_counts(tokenizer, texts: list[str], batch: int = 4096) -> TokenCounts:
             return_token_type_ids=False,
             return_offsets_mapping=unk is not None,
         )
-        for i, ids in enumerate(enc["input_ids"]):
+        offsets = enc["offset_mapping"] if unk is not None else [[]] * len(chunk)
+        for text, ids, spans in zip(chunk, enc["input_ids"], offsets):
+            unknown = [(a, b) for t, (a, b) in zip(ids, spans) if t == unk]
             tokens.append(len(ids))
-            spans = (
-                []
-                if unk is None
-                else [s for t, s in zip(ids, enc["offset_mapping"][i]) if t == unk]
-            )
-            unread.append(len(spans))
-            pieces.update(chunk[i][a:b] for a, b in spans)
+            unread.append(len(unknown))
+            pieces.update(text[a:b] for a, b in unknown)
     return TokenCounts(np.asarray(tokens, np.int64), np.asarray(unread, np.int64), pieces)
 
 
