@@ -9,10 +9,10 @@ Datasets: `arxiv` (3,907 abstracts, 6 topics), `semeval` (5,000 tweets, 11 emoti
 none) and `small` (500 tweets drawn from SemEval's training part: rare emotions keep a few dozen
 positives). Each has one test split (20%, iterative stratification, seed 0) that no choice sees;
 `small` is scored on SemEval's. Every run trains on the rest and splits its own validation off
-it exactly as `mlabel train` does (`prepare_data`: val_frac 0.15, seed 42; the `seed43` run
-draws its own split); the peers train on the same rows. A run stores its probabilities in `probs.npz` (validation labels; validation and
-test probabilities of the model, and of mlabel's TF-IDF member), so the table is computed at
-report time: the blend weights and decision rule are chosen on the validation rows by
+it exactly as `mlabel train` does (`prepare_data`: val_frac 0.15, seed 42; the runs with another
+seed draw their own split); the peers train on the same rows. A run stores its probabilities in
+`probs.npz` (its validation labels; validation and test probabilities of the model, and of
+mlabel's TF-IDF member), so the table is computed at report time: the blend weights and decision rule are chosen on the validation rows by
 `mlabel.selection`, as `mlabel train` chooses them, and the ablation needs no retraining.
 Runs are cached under bench/_work/quality/<dataset>/<run>: delete one to retrain it.
 """
