@@ -407,6 +407,7 @@ class StubTokenizer:
     """Words plus two special tokens: keeps `profile_table` fast."""
 
     model_max_length = 512
+    unk_token_id = None  # like byte-level tokenizers: nothing is unknown
 
     def __call__(self, texts: list[str], **_) -> dict:
         return {"input_ids": [[0] * (len(t.split()) + 2) for t in texts]}
@@ -541,6 +542,7 @@ def test_inspect_profiles_the_table(fuzz_setup, table, layout):
         assert p.n_rows == table.n_rows and p.texts == texts
         assert p.empty.tolist() == [not t for t in texts]
         assert p.labels == want[0] and np.array_equal(p.y, want[1])
+        assert not p.unread.any() and not p.unread_pieces  # a tokenizer with no unknown token
 
     load = lambda: profile_module.profile_table(path, table.text_cols, **columns)  # noqa: E731
     run_case("inspect", path, errors, load, check if want else None)
