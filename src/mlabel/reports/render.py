@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
-import matplotlib.text
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -40,8 +39,11 @@ def label_colors(n: int) -> list[tuple[float, float, float, float]]:
 
 
 def wrap(text: str, width: int = 24) -> str:
-    """`text` broken into lines of at most `width` characters (tick labels, panel titles)."""
-    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
+    """`text` broken into lines of at most `width` characters (tick labels, panel titles), its
+    `$` escaped: labels are drawn as written, never as TeX (a label such as `$\\foo$-modules`
+    made matplotlib's math parser fail)."""
+    text = str(text).replace("$", r"\$")
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def bar_height(n_labels: int) -> float:
@@ -64,13 +66,9 @@ def label_grid(
 
 
 def save_png(fig: Figure, path: Path, dpi: int = DPI) -> Path:
-    """Write `fig` as a PNG (whole or not at all: an older plot stays until this one is done).
-    Text is drawn as written, not as TeX: a label like `$\\mathbb{Z}$-modules` is data (matplotlib
-    failed on the ones its math parser cannot read)."""
-    for text in fig.findobj(matplotlib.text.Text):
-        text.set_parse_math(False)
-    with matplotlib.rc_context({"text.parse_math": False}), replace_on_success(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)  # tick labels are made while drawing, under the context
+    """Write `fig` as a PNG (whole or not at all: an older plot stays until this one is done)."""
+    with replace_on_success(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return path
 
 
