@@ -203,8 +203,10 @@ def test_openvino_engine_runs_the_fp32_export_and_agrees(exported, held_out, mon
     p32, p = fp32.predict_proba(held_out.texts), other.predict_proba(held_out.texts)
     np.testing.assert_allclose(p, p32, atol=0.02)  # bf16 where the CPU has it, else fp32
     assert agreement_f1(decide(p32, fp32.thresholds), decide(p, other.thresholds)) >= AGREEMENT
+    assert other.scorer.logits.lone is None  # not compiled until a call of one row
     for few in (1, 3):  # small calls: batches sized from the call's own tokens, rows in order
         np.testing.assert_allclose(other.predict_proba(held_out.texts[:few]), p[:few], atol=0.02)
+    assert other.scorer.logits.lone is not None  # the lone text ran on all threads
 
 
 def test_missing_openvino_is_a_clear_error_and_never_recorded(exported, tmp_path, monkeypatch):

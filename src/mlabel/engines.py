@@ -7,7 +7,7 @@ import contextlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -141,15 +141,9 @@ class OpenVinoLogits:
         extras.require("openvino", f"running {path.name} in OpenVINO")
         import openvino as ov
 
-        self.queue_of = ov.AsyncInferQueue
-        config = {
-            "PERFORMANCE_HINT": "THROUGHPUT",
-            "INFERENCE_NUM_THREADS": str(torch.get_num_threads()),
-        }
-        try:
-            self.model = ov.Core().compile_model(str(path), "CPU", config)
-        except Exception as exc:  # OpenVINO raises plain RuntimeError/Exception on bad graphs
-            raise ModelError(f"{path}: not a usable ONNX model ({first_line(exc)})") from None
+        self.queue_of, self.core, self.path = ov.AsyncInferQueue, ov.Core(), path
+        self.model = self._compile("THROUGHPUT")
+        self.lone: Any = None  # a latency-mode model for calls of one row, compiled on first use
         self.requests = int(self.model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.n_labels = len(info.labels)
         outputs = self.model.outputs[0].partial_shape
@@ -158,7 +152,18 @@ class OpenVinoLogits:
                 f"{path}: outputs {outputs}, expected [batch, {self.n_labels}] (one per label)"
             )
 
+    def _compile(self, hint: str) -> Any:
+        config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
+        try:
+            return self.core.compile_model(str(self.path), "CPU", config)
+        except Exception as exc:  # OpenVINO raises plain RuntimeError/Exception on bad graphs
+            raise ModelError(f"{self.path}: not a usable ONNX model ({first_line(exc)})") from None
+
     def __call__(self, encoded: Encoded) -> np.ndarray:
+        return self._alone(encoded) if len(encoded.lengths) == 1 else self._streams(encoded)
+
+    def _streams(self, encoded: Encoded) -> np.ndarray:
+        """Batches side by side on the throughput streams."""
         out = np.zeros((len(encoded.lengths), self.n_labels), dtype=np.float32)
         # A queue of this call's own requests, read back on this thread whenever one is idle: no
         # Python callback runs on OpenVINO's threads (one that waited for the GIL while a
@@ -179,6 +184,15 @@ class OpenVinoLogits:
         for slot, rows in pending.items():
             _read_back(queue[slot], rows, out)
         return out
+
+    def _alone(self, encoded: Encoded) -> np.ndarray:
+        """One row on every thread: a throughput stream has one thread (a lone text, as `serve`
+        gets at low load, took 18 ms there against 13 here; bench/RESULTS.md, Inference)."""
+        if self.lone is None:
+            self.lone = self._compile("LATENCY")
+        inputs = collate(encoded, np.arange(1), OPENVINO_WIDTH_MULTIPLE)
+        result = self.lone.create_infer_request().infer({k: v.numpy() for k, v in inputs.items()})
+        return np.array(result[0], dtype=np.float32)
 
 
 def _read_back(request, rows: np.ndarray | None, out: np.ndarray) -> None:
