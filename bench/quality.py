@@ -58,9 +58,29 @@ COMMON = ("tfidf", "default", "trainer", "setfit", "adapt", "seed43", "seed44")
 PLANS = {
     "small": (*COMMON, "epoch1"),
     "semeval": COMMON,
-    "arxiv": (*COMMON, "maxlen256", "adapt-seed43", "trainer-seed43"),
+    "arxiv": (
+        *COMMON,
+        "maxlen256",
+        "adapt-seed43",
+        "trainer-seed43",
+        "maxlen256-seed43",
+        "maxlen256-seed44",
+        "chunk",
+    ),
 }
-RUNS = (*COMMON, "epoch1", "maxlen256", "seed44", "adapt-seed43", "trainer-seed43")
+RUNS = (
+    *COMMON,
+    "epoch1",
+    "maxlen256",
+    "adapt-seed43",
+    "trainer-seed43",
+    "maxlen256-seed43",
+    "maxlen256-seed44",
+    "chunk",
+    "attn0",
+    "attn0-seed43",
+    "attn0-seed44",
+)
 
 
 @dataclass
@@ -238,6 +258,16 @@ TRAINERS: dict[str, Callable[[Dataset, Path, int], tuple[float, dict]]] = {
     "seed44": lambda ds, out, threads: run_mlabel(ds, out, threads, seed=44),
     "adapt-seed43": lambda ds, out, threads: run_adapt(ds, out, threads, seed=43),
     "trainer-seed43": lambda ds, out, threads: run_trainer(ds, out, threads, seed=43),
+    "maxlen256-seed43": lambda ds, out, threads: run_mlabel(ds, out, threads, max_len=256, seed=43),
+    "maxlen256-seed44": lambda ds, out, threads: run_mlabel(ds, out, threads, max_len=256, seed=44),
+    "chunk": lambda ds, out, threads: run_mlabel(ds, out, threads, long="chunk"),
+    "attn0": lambda ds, out, threads: run_mlabel(ds, out, threads, attention_dropout=0.0),
+    "attn0-seed43": lambda ds, out, threads: run_mlabel(
+        ds, out, threads, attention_dropout=0.0, seed=43
+    ),
+    "attn0-seed44": lambda ds, out, threads: run_mlabel(
+        ds, out, threads, attention_dropout=0.0, seed=44
+    ),
 }
 
 
@@ -313,6 +343,17 @@ ABLATION = [
     ),
     ("the default again, seed 44", "seed44", "learned", "default"),
     ("+ adapt, seed 43", "adapt-seed43", "learned", "default"),
+    ("no attention dropout", "attn0", "learned", "default"),
+    ("no attention dropout, seed 43", "attn0-seed43", "learned", "default"),
+    ("no attention dropout, seed 44", "attn0-seed44", "learned", "default"),
+    ("max length 256, seed 43", "maxlen256-seed43", "learned", "default"),
+    ("max length 256, seed 44", "maxlen256-seed44", "learned", "default"),
+    (
+        "long texts read whole (`--long chunk`: 128-token windows, max-pooled)",
+        "chunk",
+        "learned",
+        "default",
+    ),
 ]
 
 

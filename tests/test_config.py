@@ -20,6 +20,7 @@ def test_defaults_are_valid():
     "setting, shown",
     [
         ({"dropout": 1.5}, "1.5"),
+        ({"attention_dropout": -0.1}, "-0.1"),
         ({"val_frac": 1.0}, "1.0"),
         ({"epochs": 0}, "0"),
         ({"lr": -0.1}, "-0.1"),

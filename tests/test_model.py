@@ -7,13 +7,13 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel
+from transformers import AutoModel, PretrainedConfig
 
 from mlabel import folder
 from mlabel.encoding import collate, encode, load_tokenizer
 from mlabel.errors import ModelError
 from mlabel.folder import refuse_pickles
-from mlabel.model import EncoderClassifier, attention, pool
+from mlabel.model import EncoderClassifier, _set_attention_dropout, attention, pool
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,21 @@ def test_missing_encoder_and_folder(tmp_path):
         EncoderClassifier.from_encoder(str(tmp_path / "nope"), 3)
     with pytest.raises(ModelError, match="not an mlabel model folder"):
         folder.read(tmp_path)
+
+
+def _attention_dropouts(model: EncoderClassifier) -> set[float]:
+    return {m.dropout.p for m in model.modules() if type(m).__name__ == "BertSelfAttention"}
+
+
+def test_attention_dropout_replaces_the_encoders_own(tiny_encoder, batch):
+    assert _attention_dropouts(EncoderClassifier.from_encoder(tiny_encoder, 3)) == {0.1}
+    model = EncoderClassifier.from_encoder(tiny_encoder, 3, attention_dropout=0.0)
+    assert _attention_dropouts(model) == {0.0}
+    assert model.encoder.config.attention_probs_dropout_prob == 0.0
+    assert model.encoder.config.hidden_dropout_prob == 0.1  # the other dropouts stay
+
+
+def test_attention_dropout_on_an_encoder_without_one_is_refused():
+    config = PretrainedConfig()  # keeps neither key (T5 and XLNet, say, call theirs otherwise)
+    with pytest.raises(ModelError, match="'t5-like' .* has no attention dropout setting"):
+        _set_attention_dropout(config, 0.0, "t5-like")

@@ -46,6 +46,7 @@ class TrainConfig:
     max_len: int = 128
     pooling: str = "mean"
     dropout: float = 0.1
+    attention_dropout: float | None = None  # None: the encoder's own (see mlabel.model)
     epochs: int = 6
     batch_size: int = 16
     grad_accum: int = 1
@@ -96,6 +97,8 @@ class TrainConfig:
         self.rule()  # its own checks: top_k 1 or more, min_labels 0 to top_k
         _check_range("val_frac", self.val_frac, 0.0, 1.0, open_ends=True)
         _check_range("dropout", self.dropout, 0.0, 1.0, open_ends=False)
+        if self.attention_dropout is not None:
+            _check_range("attention_dropout", self.attention_dropout, 0.0, 1.0, open_ends=False)
         _check_range("layer_decay", self.layer_decay, 0.0, 1.0, open_ends=False)
         _check_range("warmup", self.warmup, 0.0, 1.0, open_ends=False)
         for name in COUNTS:

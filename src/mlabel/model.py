@@ -46,11 +46,21 @@ class EncoderClassifier(nn.Module):
 
     @classmethod
     def from_encoder(
-        cls, name: str, n_labels: int, pooling: str = "mean", dropout: float = 0.1
+        cls,
+        name: str,
+        n_labels: int,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        attention_dropout: float | None = None,
     ) -> EncoderClassifier:
+        """The encoder `name` under a new head; `attention_dropout` replaces the encoder's
+        dropout on attention probabilities (None keeps its own)."""
         path = resolve_encoder(name)
         try:
-            encoder = _load_encoder(path, _encoder_config(path))
+            config = _encoder_config(path)
+            if attention_dropout is not None:
+                _set_attention_dropout(config, attention_dropout, name)
+            encoder = _load_encoder(path, config)
         except OSError as exc:
             if Path(path).is_dir():
                 refuse_pickles(Path(path))  # weights only as pickle: say so, not "no file"
@@ -92,6 +102,21 @@ class EncoderClassifier(nn.Module):
             _check_head(model.head, head := load_file(str(head_path(directory))))
             model.head.load_state_dict(head)
         return model.eval()
+
+
+# What encoder configs call the dropout on attention probabilities (BERT and most; DistilBERT).
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def _set_attention_dropout(config: PretrainedConfig, p: float, name: str) -> None:
+    keys = [key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)]
+    if not keys:
+        raise ModelError(
+            f"encoder {name!r} ({config.model_type}) has no attention dropout setting "
+            f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave attention_dropout unset"
+        )
+    for key in keys:
+        setattr(config, key, p)
 
 
 def _encoder_config(path: str | Path) -> PretrainedConfig:

@@ -153,7 +153,7 @@ class _Run:
         self.train = _encode(self.tokenizer, train_ex, cfg)
         self.val = _encode(self.tokenizer, val_ex, cfg) if val_ex is not None else None
         self.model = EncoderClassifier.from_encoder(
-            cfg.model, len(train_ex.labels), cfg.pooling, cfg.dropout
+            cfg.model, len(train_ex.labels), cfg.pooling, cfg.dropout, cfg.attention_dropout
         )
         if rt.device.type == "cpu":
             dropout.use_fast_dropout(self.model)
