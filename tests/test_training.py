@@ -182,6 +182,23 @@ def test_cpu_training_uses_mlabel_attention_and_dropout_and_validation_sdpa(
     assert "eager" not in (result.model_dir / "config.json").read_text()
 
 
+def test_attention_dropout_setting_trains_without_it(tiny_encoder, split, tmp_path):
+    seen = set()
+    original = EncoderClassifier.forward
+
+    def forward(self, *args, **kwargs):
+        if self.training:
+            seen.update(m.dropout.p for m in self.modules() if hasattr(m, "attention_head_size"))
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(EncoderClassifier, "forward", forward)
+        result = training.train(_config(tiny_encoder, attention_dropout=0.0), *split, tmp_path)
+    assert seen == {0.0}
+    saved = json.loads((result.model_dir / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.0 and saved["hidden_dropout_prob"] == 0.1
+
+
 def test_metrics_jsonl_has_one_line_per_epoch(reference):
     history = _history(reference["out"])
     assert [r["epoch"] for r in history] == [1, 2]
