@@ -6,16 +6,23 @@ import pytest
 import torch
 from torch import nn
 
-from mlabel.dropout import Dropout, dropout, eager_attention, use_fast_dropout
+from mlabel.dropout import Dropout, dropout, eager_attention, effective_p, use_fast_dropout
 
 
-def test_drops_at_rate_p_and_scales_the_rest():
+@pytest.mark.parametrize("p, bits", [(0.1, 8), (0.5, 8), (0.01, 16)])
+def test_drops_at_rate_p_and_scales_the_rest(p, bits):
+    assert effective_p(p) * 2**bits == round(p * 2**bits)  # 0.1 -> 26/256, 0.01 -> 655/65536
     torch.manual_seed(0)
     x = torch.rand(1000, 1000) + 0.5  # no zeros of its own
-    y = dropout(x, 0.1, training=True)
-    assert (y == 0).float().mean().item() == pytest.approx(0.1, abs=0.002)
+    y = dropout(x, p, training=True)
+    assert (y == 0).float().mean().item() == pytest.approx(effective_p(p), abs=0.001)
     kept = y != 0
-    torch.testing.assert_close(y[kept], x[kept] / 0.9)
+    torch.testing.assert_close(y[kept], x[kept] / (1 - effective_p(p)))
+
+
+@pytest.mark.parametrize("p", [0.001, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.9])
+def test_rounded_rate_stays_within_two_percent_of_p(p):
+    assert abs(effective_p(p) - p) <= 0.02 * p
 
 
 def test_masks_differ_between_calls_and_repeat_under_a_seed():
@@ -32,7 +39,7 @@ def test_gradient_is_the_mask_times_the_scale():
     x = torch.rand(300, 7, requires_grad=True)
     y = dropout(x, 0.3, training=True)
     y.sum().backward()
-    expected = (y.detach() != 0).float() / 0.7
+    expected = (y.detach() != 0).float() / (1 - effective_p(0.3))
     torch.testing.assert_close(x.grad, expected)
 
 
@@ -72,11 +79,11 @@ def test_attention_dropout_zeroes_probabilities_and_rescales_the_output():
     torch.manual_seed(0)
     q, k, v = (torch.randn(4, 8, 64, 16) for _ in range(3))
     module = nn.Module().train()
-    out, weights = eager_attention(module, q, k, v, None, dropout=0.25)
+    out, weights = eager_attention(module, q, k, v, None, dropout=0.1)
     full = torch.softmax(q @ k.transpose(2, 3) / 4.0, dim=-1)
     kept = weights != 0
-    assert (~kept).float().mean().item() == pytest.approx(0.25, abs=0.01)
+    assert (~kept).float().mean().item() == pytest.approx(effective_p(0.1), abs=0.005)
     torch.testing.assert_close(weights[kept], full[kept])
-    torch.testing.assert_close(out, (weights @ v / 0.75).transpose(1, 2))
+    torch.testing.assert_close(out, (weights @ v / (1 - effective_p(0.1))).transpose(1, 2))
     zero, _ = eager_attention(module, q, k, v, None, dropout=1.0)
     assert not zero.any()

@@ -2,9 +2,12 @@
 
 torch's CPU dropout draws one Bernoulli sample per element from a serial generator; the attention
 probabilities alone hold batch x heads x length^2 elements per layer, so dropout took about a
-third of a MiniLM training step here (bench/RESULTS.md, Training). This one draws 16 random bits
-per element, four elements per 64-bit draw, from the same seeded torch generator, and drops an
-element when its bits fall under round(p * 2^16) of the 2^16 values (p = 0.1 becomes 0.100006).
+third of a MiniLM training step here (bench/RESULTS.md, Training). This one draws 8 random bits
+per element, eight elements per 64-bit draw, from the same seeded torch generator, and drops an
+element when its bits fall under round(p * 2^8) of the 2^8 values: p = 0.1 becomes 26/256 =
+0.1016, and the kept elements are scaled by 1 / (1 - 0.1016), so expectations are exact. Where
+2^8 levels would move p by more than 2% of itself (p under about 0.05, or between levels), it
+draws 16 bits per element (p = 0.01 becomes 0.009995).
 """
 
 from __future__ import annotations
@@ -17,15 +20,36 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 ATTENTION = "mlabel_eager"
 
 
+# Random bits drawn per element, fewest first, and the signed integer type that holds them.
+BIT_TYPES = ((8, torch.int8), (16, torch.int16))
+P_TOLERANCE = 0.02  # the largest relative change of p that fewer bits may cause
+
+
+def _bits(p: float) -> tuple[int, torch.dtype]:
+    """The fewest random bits per element that give p within P_TOLERANCE of itself."""
+    for bits, dtype in BIT_TYPES:
+        if abs(round(p * 2**bits) / 2**bits - p) <= P_TOLERANCE * p:
+            return bits, dtype
+    return BIT_TYPES[-1]
+
+
+def effective_p(p: float) -> float:
+    """The rate the sampler drops at: p rounded to its levels (0.1 -> 26/256)."""
+    bits, _ = _bits(p)
+    return round(p * 2**bits) / 2**bits
+
+
 class _ZeroOut(torch.autograd.Function):
-    """Zero each element with probability p (no rescaling: callers scale where it is cheapest)."""
+    """Zero each element with probability effective_p(p) (no rescaling: callers scale where it
+    is cheapest)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
-        bits.random_(-(2**63), 2**63 - 1)
-        keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
+        n, (bits, dtype) = x.numel(), _bits(p)
+        per_word = 64 // bits
+        words = torch.empty((n + per_word - 1) // per_word, dtype=torch.int64, device=x.device)
+        words.random_(-(2**63), 2**63 - 1)
+        keep = words.view(dtype)[:n].view(x.shape) >= round(p * 2**bits) - 2 ** (bits - 1)
         ctx.save_for_backward(keep)
         return torch.where(keep, x, 0.0)
 
@@ -36,12 +60,13 @@ class _ZeroOut(torch.autograd.Function):
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Zero each element with probability `p` and scale the rest by 1/(1-p), as F.dropout does."""
+    """Zero each element with probability `p` (as `effective_p` rounds it) and scale the rest by
+    1/(1-p), as F.dropout does."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    return _ZeroOut.apply(x, p) * (1.0 / (1.0 - p))
+    return _ZeroOut.apply(x, p) * (1.0 / (1.0 - effective_p(p)))
 
 
 class Dropout(nn.Dropout):
@@ -73,7 +98,7 @@ def eager_attention(
         weights = torch.zeros_like(weights)
     if module.training and 0.0 < dropout < 1.0:
         weights = _ZeroOut.apply(weights, dropout)
-        output = torch.matmul(weights, value) * (1.0 / (1.0 - dropout))
+        output = torch.matmul(weights, value) * (1.0 / (1.0 - effective_p(dropout)))
     else:
         output = torch.matmul(weights, value)
     return output.transpose(1, 2).contiguous(), weights
