@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from benchkit import ROOT, TEXT_COLS, WORK, machine
+from sklearn.metrics import f1_score
 
 from mlabel.classifier import fit_model, prepare_data
 from mlabel.config import TrainConfig
@@ -384,6 +385,49 @@ def table(
     return "\n".join(lines)
 
 
+# Runs that differ only by seed, averaged in the report's last table: (row, runs, blend, method).
+SEED_GROUPS = [
+    ("mlabel default", ("default", "seed43", "seed44"), "learned", "default"),
+    ("no attention dropout", ("attn0", "attn0-seed43", "attn0-seed44"), "learned", "default"),
+    ("max length 256", ("maxlen256", "maxlen256-seed43", "maxlen256-seed44"), "learned", "default"),
+    ("+ adapt", ("adapt", "adapt-seed43"), "learned", "default"),
+    ("HF Trainer fine-tune, 0.5", ("trainer", "trainer-seed43"), "none", "fixed:0.5"),
+]
+
+
+def best_epoch(out: Path) -> dict | None:
+    """The epoch `mlabel train` kept: the best validation micro-F1 (none for the peers)."""
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return max(records, key=lambda r: r["micro_f1"])
+
+
+def seed_means(groups: list, runs: dict, y: np.ndarray, work: Path) -> str:
+    """Per group of seeds: the mean validation micro/macro-F1 of the kept epochs (the encoder
+    under its epoch's rule, as training judged it) and the mean test scores."""
+    lines = [
+        "| runs | seeds | validation micro-F1 / macro-F1 (kept epoch) | test micro-F1 / macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    for name, members, blend, method in groups:
+        present = [n for n in members if n in runs]
+        if len(present) < 2:
+            continue
+        test = [decisions(runs[n], blend, method) for n in present]
+        micro = np.mean([f1_score(y, p, average="micro") for p in test])
+        macro = np.mean([f1_score(y, p, average="macro", zero_division=0) for p in test])
+        kept = [best_epoch(work / n) for n in present]
+        val = (
+            f"{np.mean([k['micro_f1'] for k in kept]):.3f} / {np.mean([k['macro_f1'] for k in kept]):.3f}"
+            if all(kept)
+            else "(not recorded)"
+        )
+        lines.append(f"| {name} | {len(present)} | {val} | {micro:.3f} / {macro:.3f} |")
+    return "\n".join(lines)
+
+
 def choices(run: dict, labels: list[str]) -> str:
     """What the default chose on the validation rows: blend weights and rule."""
     w = np.broadcast_to(weights(run, "learned"), (len(labels),))
@@ -420,6 +464,10 @@ def report(ds: Dataset, work: Path) -> str:
             "Ablation (each row changes one piece of the default):",
             "",
             table(ABLATION, runs, y, default),
+            "",
+            "Means over seeds (each seed its own validation split; the same test split):",
+            "",
+            seed_means(SEED_GROUPS, runs, y, work),
             "",
         ]
     )
