@@ -61,7 +61,7 @@ class _ZeroOut(torch.autograd.Function):
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Zero each element with probability `p` (as `effective_p` rounds it) and scale the rest by
-    1/(1-p), as F.dropout does."""
+    1/(1 - that rate), as F.dropout does with its exact p."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:

@@ -186,8 +186,8 @@ class OpenVinoLogits:
         return out
 
     def _alone(self, encoded: Encoded) -> np.ndarray:
-        """One row on every thread: a throughput stream has one thread (a lone text, as `serve`
-        gets at low load, took 18 ms there against 13 here; bench/RESULTS.md, Inference)."""
+        """One row on every thread: a throughput stream has one thread (a lone abstract, as
+        `serve` gets at low load, took 18-21 ms there against 11-13 here; bench/RESULTS.md)."""
         if self.lone is None:
             self.lone = self._compile("LATENCY")
         inputs = collate(encoded, np.arange(1), OPENVINO_WIDTH_MULTIPLE)
