@@ -103,7 +103,7 @@ def _attention_dropouts(model: EncoderClassifier) -> set[float]:
     return {m.dropout.p for m in model.modules() if type(m).__name__ == "BertSelfAttention"}
 
 
-def test_attention_dropout_replaces_the_encoders_own(tiny_encoder, batch):
+def test_attention_dropout_replaces_the_encoders_own(tiny_encoder):
     assert _attention_dropouts(EncoderClassifier.from_encoder(tiny_encoder, 3)) == {0.1}
     model = EncoderClassifier.from_encoder(tiny_encoder, 3, attention_dropout=0.0)
     assert _attention_dropouts(model) == {0.0}
