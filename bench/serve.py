@@ -4,12 +4,15 @@
     python bench/serve.py --model runs/x/model     # or serve a model folder you have
     python bench/serve.py --requests 200 --concurrency 1 8   # a quick check
     python bench/serve.py --clients 64 256 --seconds 300     # floods: errors, p99, server RSS
+    python bench/serve.py --first-request 5 --engine openvino   # the first request after a start
 
 Each client thread keeps one connection open and sends one abstract per request. Clients,
 server and the offline run share this machine's cores, so compare rows of one run only.
 With --clients, each level is a flood of that many concurrent clients (aiohttp, one connection
 each) for --seconds: answers other than 200 and 429/503 (refusals by design) count as errors,
 and the server's RSS is sampled every second (first, peak and last are printed).
+With --first-request N, the server is started N times with its warm-up and N times with
+--no-warm-up, taking turns, and each start's first and second one-text requests are timed.
 Without --model, a model is trained once (default encoder, 1 epoch, max_len 128, --train-rows
 rows) into bench/_work/serve/ and reused by later runs; the texts sent are rows after those.
 """
@@ -53,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=300, help="length of each flood")
     p.add_argument("--texts-per-request", type=int, default=1, help="in floods (default 1)")
     p.add_argument("--max-queue", type=int, help="the server's --max-queue (default: its own)")
+    p.add_argument("--first-request", type=int, metavar="N", help="time first requests, N starts")
     p.add_argument("--engine", default="auto")
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
     p.add_argument("--max-batch", type=int, default=64)
@@ -92,9 +96,11 @@ def offline_docs_per_s(model: Path, engine: str, texts: list[str]) -> tuple[floa
     return len(texts) / (time.perf_counter() - start), predictor.engine
 
 
-def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model: Path, args: argparse.Namespace, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "mlabel", "serve", str(model), "--port", str(port)]
+    command = [sys.executable, "-m", "mlabel", "serve", str(model), "--port", str(port), *extra]
     command += ["--engine", args.engine, "--log-level", "warning"]
     command += ["--batch-wait-ms", str(args.batch_wait_ms), "--max-batch", str(args.max_batch)]
     if args.max_queue:
@@ -286,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     texts = bench_texts(args.data, args.train_rows, args.texts, text_cols)
     if args.clients:
         return main_floods(model, texts, args)
+    if args.first_request:
+        return main_first_request(model, texts, args)
     docs_per_s, engine = offline_docs_per_s(model, args.engine, texts)
     print(f"model {model}, engine {engine}, {len(texts)} distinct texts")
     print(f"offline predict_proba: {docs_per_s:.1f} docs/s (one call on all texts)\n")
@@ -318,6 +326,45 @@ def main_floods(model: Path, texts: list[str], args: argparse.Namespace) -> None
         Path(args.json).write_text(json.dumps({"model": str(model), "floods": rows}, indent=2))
     if any(row["errors"] for row in rows) or proc.returncode != 0:
         raise SystemExit(1)
+
+
+def first_requests(model: Path, texts: list[str], args: argparse.Namespace, warm: bool) -> dict:
+    """Start a server (with its warm-up or without), time its first two one-text requests."""
+    start = time.perf_counter()
+    proc, url = start_server(model, args, () if warm else ("--no-warm-up",))
+    row = {"start_s": time.perf_counter() - start}
+    try:
+        with httpx.Client(timeout=300) as http:  # made before the clock starts
+            for name, text in zip(("first_ms", "second_ms"), texts):
+                start = time.perf_counter()
+                http.post(f"{url}/predict", json={"texts": [text]}).raise_for_status()
+                row[name] = (time.perf_counter() - start) * 1000
+    finally:
+        stop(proc)
+    return row
+
+
+def main_first_request(model: Path, texts: list[str], args: argparse.Namespace) -> None:
+    print(benchkit.machine())
+    print(f"model {model}, engine {args.engine}: one-text requests right after each start")
+    rows: dict[bool, list[dict]] = {True: [], False: []}
+    for i in range(args.first_request):
+        for warm in (True, False):
+            row = first_requests(model, texts[2 * i : 2 * i + 2], args, warm)
+            rows[warm].append(row)
+            name = "warm-up   " if warm else "no warm-up"
+            print(
+                f"start {i + 1}, {name}: serving after {row['start_s']:.1f} s, first request"
+                f" {row['first_ms']:.1f} ms, second {row['second_ms']:.1f} ms"
+            )
+    median = {w: {k: np.median([r[k] for r in rows[w]]) for k in rows[w][0]} for w in rows}
+    for warm, name in ((True, "warm-up"), (False, "no warm-up")):
+        m = median[warm]
+        print(
+            f"median, {name}: serving after {m['start_s']:.1f} s, first request"
+            f" {m['first_ms']:.1f} ms, second {m['second_ms']:.1f} ms"
+        )
+    print(f"first request, no warm-up / warm-up: {median[False]['first_ms'] / median[True]['first_ms']:.2f}")
 
 
 if __name__ == "__main__":

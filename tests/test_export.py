@@ -207,6 +207,10 @@ def test_openvino_engine_runs_the_fp32_export_and_agrees(exported, held_out, mon
     for few in (1, 3):  # small calls: batches sized from the call's own tokens, rows in order
         np.testing.assert_allclose(other.predict_proba(held_out.texts[:few]), p[:few], atol=0.02)
     assert other.scorer.logits.lone is not None  # the lone text ran on all threads
+    from mlabel.serve import warm_up  # the serve extra
+
+    served = Predictor(exported, "openvino", device="auto")
+    assert warm_up(served) > 0 and served.scorer.logits.lone is not None  # serve's first call pays none
 
 
 def test_missing_openvino_is_a_clear_error_and_never_recorded(exported, tmp_path, monkeypatch):

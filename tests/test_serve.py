@@ -474,3 +474,7 @@ def test_cli_builds_settings(monkeypatch):
     args = build_parser().parse_args(["serve", "MODEL", "--api-key", "given"])
     args.run(args)
     assert seen["args"][1].api_key == "given" and seen["args"][1].host == "127.0.0.1"
+    assert seen["args"][1].warm_up  # on unless asked off
+    args = build_parser().parse_args(["serve", "MODEL", "--no-warm-up"])
+    args.run(args)
+    assert not seen["args"][1].warm_up

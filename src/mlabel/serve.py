@@ -20,6 +20,7 @@ import math
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -65,6 +66,7 @@ class ServeSettings:
     project_id: str | None = None  # Annif API (mlabel.annif_api): default, the model's name
     language: str = "en"  # Annif API: the language of the labels
     subject_uri_base: str | None = None  # Annif API: URIs base + label, over the model's own
+    warm_up: bool = True  # run the engine on one text and on two before listening
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_texts", "max_chars", "max_batch"):
@@ -472,6 +474,8 @@ def serve(
 
     predictor = load_predictor(model_dir, engine, device)
     app = create_app(predictor, settings)
+    if settings.warm_up:
+        print(f"warmed up in {warm_up(predictor):.1f} s")
     url = f"http://{_url_host(settings.host)}:{settings.port}"
     key = "API key required" if settings.api_key else "no API key"
     print(
@@ -488,6 +492,16 @@ def serve(
     )
     _exit_zero_on_sigterm()
     uvicorn.Server(config).run()
+
+
+def warm_up(predictor: Predictor) -> float:
+    """Run the engine once on one text and once on two, so that the first requests pay no
+    first-call costs (OpenVINO compiles its one-row model then; bench/serve.py --first-request
+    measures it). Returns the seconds it took."""
+    start = time.perf_counter()
+    for n in (1, 2):
+        predictor.predict_proba(["warm-up"] * n)
+    return time.perf_counter() - start
 
 
 def _exit_zero_on_sigterm() -> None:

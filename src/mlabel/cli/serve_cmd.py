@@ -40,6 +40,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     for name, (kind, help_text) in SETTINGS.items():
         flag = "--" + name.replace("_", "-")
         p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="listen at once; the first requests pay the engine's first-call costs",
+    )
     add_engine_option(p)
     p.add_argument(
         "--log-level",
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     extras.require("serve", "mlabel serve")
     from mlabel.serve import ServeSettings, serve
 
-    values = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
+    values = {name: getattr(args, name) for name in [*SETTINGS, "warm_up"] if hasattr(args, name)}
     values.setdefault("api_key", os.environ.get("MLABEL_API_KEY") or None)
     serve(
         args.model_dir,
