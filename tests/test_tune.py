@@ -136,10 +136,15 @@ def test_search_space_holds_given_settings_fixed():
     fixed = fixed_names(["lr", "epochs", "text_cols", "model"])
     assert fixed == {"lr", "epochs"}
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    drawn = SearchSpace(fixed=fixed).sample(study.ask())
-    assert "lr" not in drawn and "epochs" not in drawn
-    assert drawn["thresholds"] in ("auto", "fixed:0.5", "global", "per-label", "shrunk")
-    TrainConfig().replace(**drawn)  # every draw is a valid setting
+    draws = [SearchSpace(fixed=fixed).sample(study.ask()) for _ in range(8)]
+    for drawn in draws:
+        assert "lr" not in drawn and "epochs" not in drawn
+        assert drawn["thresholds"] in ("auto", "fixed:0.5", "global", "per-label", "shrunk")
+        TrainConfig().replace(**drawn)  # every draw is a valid setting
+    # attention dropout: the encoder's own or off (off helped the larger sets, not the small one)
+    assert {d["attention_dropout"] for d in draws} == {None, 0.0}
+    held = SearchSpace(fixed=fixed_names(["attention_dropout"])).sample(study.ask())
+    assert "attention_dropout" not in held
 
 
 def test_pruning_callback_raises_trial_pruned():

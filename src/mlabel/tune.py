@@ -31,6 +31,7 @@ class SearchSpace:
     epochs: tuple[int, int] = (2, 8)
     max_len: tuple[int, ...] = (128, 256, 384, 512)
     dropout: tuple[float, float] = (0.0, 0.3)
+    attention_dropout: tuple[float | None, ...] = (None, 0.0)  # None: the encoder's own
     layer_decay: tuple[float, float] = (0.7, 1.0)
     pooling: tuple[str, ...] = POOLINGS
     pos_weight: tuple[str, ...] = ("none", "auto")
@@ -54,6 +55,9 @@ class SearchSpace:
             "max_len": lambda: trial.suggest_categorical("max_len", list(self.max_len)),
             "pooling": lambda: trial.suggest_categorical("pooling", list(self.pooling)),
             "dropout": lambda: trial.suggest_float("dropout", *self.dropout),
+            "attention_dropout": lambda: trial.suggest_categorical(
+                "attention_dropout", list(self.attention_dropout)
+            ),
             "pos_weight": lambda: trial.suggest_categorical("pos_weight", list(self.pos_weight)),
             "loss": lambda: trial.suggest_categorical("loss", list(self.loss)),
             "layer_decay": lambda: trial.suggest_float("layer_decay", *self.layer_decay),
