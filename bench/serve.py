@@ -364,7 +364,9 @@ def main_first_request(model: Path, texts: list[str], args: argparse.Namespace) 
             f"median, {name}: serving after {m['start_s']:.1f} s, first request"
             f" {m['first_ms']:.1f} ms, second {m['second_ms']:.1f} ms"
         )
-    print(f"first request, no warm-up / warm-up: {median[False]['first_ms'] / median[True]['first_ms']:.2f}")
+    print(
+        f"first request, no warm-up / warm-up: {median[False]['first_ms'] / median[True]['first_ms']:.2f}"
+    )
 
 
 if __name__ == "__main__":

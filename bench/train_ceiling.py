@@ -67,7 +67,7 @@ class FloorProfile:
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
-    return "bf16 autocast" if dtype == torch.bfloat16 else "fp32"
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(dtype, "fp32")
 
 
 def isolated_gflops(

@@ -210,7 +210,9 @@ def test_openvino_engine_runs_the_fp32_export_and_agrees(exported, held_out, mon
     from mlabel.serve import warm_up  # the serve extra
 
     served = Predictor(exported, "openvino", device="auto")
-    assert warm_up(served) > 0 and served.scorer.logits.lone is not None  # serve's first call pays none
+    assert (
+        warm_up(served) > 0 and served.scorer.logits.lone is not None
+    )  # serve's first call pays none
 
 
 def test_missing_openvino_is_a_clear_error_and_never_recorded(exported, tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from test_training import (  # the fp32 tests' settings, split and comparisons
 import mlabel.runtime as runtime_mod
 from mlabel import training
 from mlabel.config import TrainConfig
-from mlabel.runtime import Runtime, autocast_dtype
+from mlabel.runtime import Runtime, attention_kernels, autocast_dtype
 
 # The CPU's bf16 path, also on a machine with a GPU.
 CPU = Runtime(rank=0, world=1, device=torch.device("cpu"))
@@ -100,3 +100,17 @@ def test_bf16_resume_mid_epoch_matches_the_uninterrupted_run(
         training.train(bf16_cfg, *split, tmp_path, runtime=CPU)
     training.train(bf16_cfg, *split, tmp_path, resume=True, runtime=CPU)
     _assert_same_run(tmp_path, runs["bf16"])
+
+
+def test_gpu_attention_leaves_out_cudnn_and_restores_the_flags():
+    # cuDNN's attention builds a plan per new shape (bench/RESULTS.md, GPU): off inside, on after
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_kernels(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert (
+            torch.backends.cuda.flash_sdp_enabled()
+            and torch.backends.cuda.mem_efficient_sdp_enabled()
+        )
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with attention_kernels(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before  # nothing changes on a CPU

@@ -24,7 +24,7 @@ from mlabel.encoding import (
 from mlabel.errors import ModelError
 from mlabel.folder import ONNX_FILES, ModelInfo, check_files, onnx_path, tfidf_dir
 from mlabel.model import first_line
-from mlabel.runtime import cpu_has_fast_bf16, matrix_isa
+from mlabel.runtime import attention_kernels, cpu_has_fast_bf16, matrix_isa
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 # ONNX Runtime ran faster on small batches: on 2 Xeon cores 1,024 tokens per batch against 4,096
@@ -63,7 +63,7 @@ def batched_logits(
     autocast = (
         torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     )
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast, attention_kernels(device):
         for batch in inference_batches(encoded.lengths[rows], MAX_TOKENS):
             inputs = {k: v.to(device) for k, v in collate(encoded, rows[batch]).items()}
             out[batch] = model(**inputs).float().cpu().numpy()

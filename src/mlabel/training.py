@@ -42,7 +42,7 @@ from mlabel.finalize import (
 from mlabel.metrics import multilabel_metrics
 from mlabel.model import EncoderClassifier, attention, resolve_encoder
 from mlabel.optim import build_optimizer, build_scheduler, loss_function
-from mlabel.runtime import Runtime, autocast_dtype, setup
+from mlabel.runtime import Runtime, attention_kernels, autocast_dtype, setup
 from mlabel.selection import label_less_share, tuned_rule
 from mlabel.subjects import training_uris
 
@@ -189,7 +189,8 @@ class _Run:
         while state.epoch < self.cfg.epochs and not self._stopped():
             t0 = time.perf_counter()
             with attention(self.model.encoder, _train_attention(self.rt)):
-                train_loss = self._train_epoch()
+                with attention_kernels(self.rt.device):
+                    train_loss = self._train_epoch()
             lr = self.scheduler.get_last_lr()[0]
             record = {"epoch": state.epoch + 1, "train_loss": train_loss, "lr": lr}
             record["samples_per_s"] = len(self.train.y) / max(time.perf_counter() - t0, 1e-9)
