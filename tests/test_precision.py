@@ -3,6 +3,7 @@ and metrics near fp32's, and an exact resume, checked as test_training.py checks
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from test_training import (  # the fp32 tests' settings, split and comparisons
     split,  # noqa: F401 (a fixture)
 )
 
+import mlabel.engines as engines_mod
 import mlabel.runtime as runtime_mod
 from mlabel import training
 from mlabel.config import TrainConfig
@@ -114,3 +116,21 @@ def test_gpu_attention_leaves_out_cudnn_and_restores_the_flags():
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
     with attention_kernels(torch.device("cpu")):
         assert torch.backends.cuda.cudnn_sdp_enabled() == before  # nothing changes on a CPU
+
+
+def test_each_epoch_and_validation_run_inside_the_attention_kernels(
+    bf16_cfg,
+    split,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    seen: dict[str, list[str]] = {"epochs": [], "validation": []}
+
+    def recorder(kind: str):
+        return lambda device: seen[kind].append(device.type) or contextlib.nullcontext()
+
+    monkeypatch.setattr(training, "attention_kernels", recorder("epochs"))
+    monkeypatch.setattr(engines_mod, "attention_kernels", recorder("validation"))
+    training.train(bf16_cfg.replace(epochs=2), *split, tmp_path, runtime=CPU)
+    assert seen["epochs"] == ["cpu", "cpu"]  # on a GPU these leave cuDNN's attention out
+    assert seen["validation"] and set(seen["validation"]) == {"cpu"}
