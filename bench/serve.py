@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-queue", type=int, help="the server's --max-queue (default: its own)")
     p.add_argument("--first-request", type=int, metavar="N", help="time first requests, N starts")
     p.add_argument("--engine", default="auto")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="the server's (default 0)")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--json", help="also write the results to this JSON file")
     return p.parse_args(argv)

@@ -387,6 +387,25 @@ def test_batcher_respects_max_batch_and_keeps_order():
     assert batcher.stats["texts"] == 50
 
 
+def test_without_a_wait_requests_queued_behind_a_running_batch_are_merged():
+    started, gate = threading.Event(), threading.Event()
+
+    def gated(texts: list[str]) -> np.ndarray:
+        started.set()
+        gate.wait(30)
+        return slow_echo(texts)
+
+    batcher = MicroBatcher(gated, max_batch=64, wait_ms=ServeSettings().batch_wait_ms)
+    first = batcher.submit(["a"])
+    assert started.wait(30)  # the model is busy with the first request alone
+    queued = [batcher.submit(["b" * i]) for i in range(1, 6)]
+    gate.set()
+    assert first.result(timeout=30)[0, 0] == 1
+    assert [f.result(timeout=30)[0, 0] for f in queued] == [1, 2, 3, 4, 5]
+    batcher.close()
+    assert batcher.stats["batches"] == 2 and batcher.stats["largest_batch"] == 5
+
+
 @pytest.mark.parametrize("wait_ms", [0, 1])
 def test_batcher_never_waits_past_its_window(wait_ms):
     batcher = MicroBatcher(slow_echo, max_batch=64, wait_ms=wait_ms)

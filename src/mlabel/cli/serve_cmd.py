@@ -17,7 +17,11 @@ SETTINGS = {
         str,
         "require `Authorization: Bearer KEY` (default: env MLABEL_API_KEY, else none)",
     ),
-    "batch_wait_ms": (float, "how long a batch waits for more requests (default: 5)"),
+    "batch_wait_ms": (
+        float,
+        "how long a batch waits for more requests (default: 0, it takes what queued while the "
+        "model ran)",
+    ),
     "max_batch": (int, "most texts in one model call (default: 64)"),
     "max_body_bytes": (int, "largest request body (default: 2097152, 2 MiB)"),
     "max_texts": (int, "most texts or items in one request (default: 256)"),
