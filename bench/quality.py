@@ -369,7 +369,9 @@ TABLE_HEAD = [
 ]
 
 
-def row_line(name: str, pred: np.ndarray, y: np.ndarray, default, minutes: float) -> str:
+def row_line(
+    name: str, pred: np.ndarray, y: np.ndarray, default: np.ndarray | None, minutes: float
+) -> str:
     micro, macro = (scored(y, pred, default, m) for m in ("micro_f1", "macro_f1"))
     return f"| {name} | {micro} | {macro} | {minutes:.1f} |"
 

@@ -59,9 +59,8 @@ class ServeSettings:
     max_body_bytes: int = 2 * 1024 * 1024
     max_texts: int = 256
     max_chars: int = 100_000
-    batch_wait_ms: float = (
-        0.0  # 0: a batch takes what queued while the model ran, waits for nothing
-    )
+    # 0: a batch takes what queued while the model ran the last one, and waits for nothing more
+    batch_wait_ms: float = 0.0
     max_batch: int = 64
     max_queue: int = 4096  # texts waiting for the model; past it, 503 with Retry-After
     read_timeout_s: float = 30.0  # for a request's headers, and again for its body
