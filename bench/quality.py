@@ -58,9 +58,11 @@ COMMON = ("tfidf", "default", "trainer", "setfit", "adapt", "seed43", "seed44")
 # gained most and the Trainer tied, a second seed of each tells those from seed noise; no
 # attention dropout over three seeds everywhere
 ATTN0 = ("attn0", "attn0-seed43", "attn0-seed44")
+# emoji read as their names, over three seeds on the tweets (arXiv has no such symbols)
+SPELL = ("spell", "spell-seed43", "spell-seed44")
 PLANS = {
-    "small": (*COMMON, "epoch1", *ATTN0),
-    "semeval": (*COMMON, *ATTN0),
+    "small": (*COMMON, "epoch1", *ATTN0, *SPELL),
+    "semeval": (*COMMON, *ATTN0, *SPELL),
     "arxiv": (
         *COMMON,
         "maxlen256",
@@ -80,6 +82,7 @@ RUNS = (
     "maxlen256-seed43",
     "maxlen256-seed44",
     *ATTN0,
+    *SPELL,
 )
 
 
@@ -267,6 +270,13 @@ TRAINERS: dict[str, Callable[[Dataset, Path, int], tuple[float, dict]]] = {
     "attn0-seed44": lambda ds, out, threads: run_mlabel(
         ds, out, threads, attention_dropout=0.0, seed=44
     ),
+    "spell": lambda ds, out, threads: run_mlabel(ds, out, threads, spell_symbols=True),
+    "spell-seed43": lambda ds, out, threads: run_mlabel(
+        ds, out, threads, spell_symbols=True, seed=43
+    ),
+    "spell-seed44": lambda ds, out, threads: run_mlabel(
+        ds, out, threads, spell_symbols=True, seed=44
+    ),
 }
 
 
@@ -345,6 +355,9 @@ ABLATION = [
     ("no attention dropout", "attn0", "learned", "default"),
     ("no attention dropout, seed 43", "attn0-seed43", "learned", "default"),
     ("no attention dropout, seed 44", "attn0-seed44", "learned", "default"),
+    ("emoji read as their names (`--spell-symbols`)", "spell", "learned", "default"),
+    ("emoji read as their names, seed 43", "spell-seed43", "learned", "default"),
+    ("emoji read as their names, seed 44", "spell-seed44", "learned", "default"),
     ("max length 256, seed 43", "maxlen256-seed43", "learned", "default"),
     ("max length 256, seed 44", "maxlen256-seed44", "learned", "default"),
 ]
@@ -408,6 +421,7 @@ def vote_table(runs: dict[str, dict], y: np.ndarray, default: np.ndarray) -> str
 SEED_GROUPS = [
     ("mlabel default", ("default", "seed43", "seed44"), "learned", "default"),
     ("no attention dropout", ("attn0", "attn0-seed43", "attn0-seed44"), "learned", "default"),
+    ("emoji read as their names", SPELL, "learned", "default"),
     ("max length 256", ("maxlen256", "maxlen256-seed43", "maxlen256-seed44"), "learned", "default"),
     ("+ adapt", ("adapt", "adapt-seed43"), "learned", "default"),
     ("HF Trainer fine-tune, 0.5", ("trainer", "trainer-seed43"), "none", "fixed:0.5"),

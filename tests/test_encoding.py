@@ -12,6 +12,7 @@ from mlabel.encoding import (
     inference_batches,
     load_tokenizer,
     pool_windows,
+    spell_out_symbols,
     training_batches,
 )
 
@@ -134,3 +135,21 @@ def test_pool_windows_max_and_mean():
     )
     one_each = pool_windows(probs[:3], np.arange(3), 3, "mean")
     np.testing.assert_array_equal(one_each, probs[:3])
+
+
+def test_symbols_the_vocabulary_lacks_are_read_as_their_names(tiny_encoder, tmp_path):
+    tokenizer = load_tokenizer(tiny_encoder)  # its own: the normalizer changes
+    assert spell_out_symbols(tokenizer, ["plain words", "more words"]) == []  # nothing to add
+    text = "so funny 😂 (c) © ok ❤"
+    assert tokenizer.tokenize(text).count("[UNK]") == 2
+    assert spell_out_symbols(tokenizer, [text, "again 😂"]) == ["❤", "😂"]  # © is in the vocab
+    tokens = tokenizer.tokenize(text)
+    face, heart = ["face", "with", "tears", "of", "joy"], ["heavy", "black", "heart"]
+    assert tokens == ["so", "funny", *face, "(", "c", ")", "©", "ok", *heart]
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    assert {text[a:b] for a, b in enc["offset_mapping"][2:7]} == {"😂"}  # offsets: the emoji
+    tokenizer.save_pretrained(tmp_path)  # a trained model's tokenizer, read back as engines do
+    again = load_tokenizer(str(tmp_path))
+    assert again.tokenize(text) == tokens
+    assert again.tokenize("new 😭") == ["new", "[UNK]"]  # only the symbols training saw
+    assert load_tokenizer(tiny_encoder).tokenize(text).count("[UNK]") == 2  # the encoder's own

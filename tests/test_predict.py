@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_train_settings
 
 import mlabel.engines as engines_mod
 from mlabel.engines import inference_device, pick_engine
@@ -152,3 +153,22 @@ def test_trained_rule_is_stored_used_and_overridden(small_csv, texts, tmp_path):
     assert not any(clf.predict(texts, threshold=1.0, min_labels=0))
     with pytest.raises(ConfigError, match=r"min_labels \(3\) is above top_k \(2\)"):
         clf.predict(texts, min_labels=3)
+
+
+def test_a_model_trained_with_spelled_symbols_reads_them_at_prediction(
+    tiny_encoder, small_csv, tmp_path
+):
+    from mlabel.classifier import fit_model
+    from mlabel.config import TrainConfig
+
+    rows = pd.read_csv(small_csv)
+    rows.loc[rows.index[:40], "TITLE"] += " 😂"  # emoji in some training titles
+    data = tmp_path / "emoji.csv"
+    rows.to_csv(data, index=False)
+    settings = tiny_train_settings(tiny_encoder) | {"epochs": 1, "ensemble": None}
+    model_dir = fit_model(
+        TrainConfig(**settings, spell_symbols=True), data, tmp_path / "a"
+    ).model_dir
+    assert "joy" in Predictor(model_dir, "torch").scorer.tokenizer.tokenize("so funny 😂")
+    plain = fit_model(TrainConfig(**settings), data, tmp_path / "b").model_dir
+    assert "[UNK]" in Predictor(plain, "torch").scorer.tokenizer.tokenize("so funny 😂")

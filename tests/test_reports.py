@@ -159,7 +159,8 @@ def test_inspect_names_what_the_tokenizer_cannot_read(tiny_encoder, tmp_path, ca
     cell = table_value(
         (out / "report.md").read_text(), f"texts with unknown tokens ({tiny_encoder})"
     )
-    assert cell == "2 (50.0%): row 1, 3; most often '\U0001f436' x3"
+    hint = "`train --spell-symbols` reads such symbols as their names"
+    assert cell == f"2 (50.0%): row 1, 3; most often '\U0001f436' x3; {hint}"
     assert label in capsys.readouterr().out
 
 

@@ -47,6 +47,7 @@ class TrainConfig:
     pooling: str = "mean"
     dropout: float = 0.1
     attention_dropout: float | None = None  # None: the encoder's own (see mlabel.model)
+    spell_symbols: bool = False  # read unknown symbols (emoji) as their names (encoding)
     epochs: int = 6
     batch_size: int = 16
     grad_accum: int = 1

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
@@ -14,7 +22,50 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     if not tokenizer.is_fast:
         raise ValueError(f"{path}: mlabel needs a fast (Rust) tokenizer")
     tokenizer.padding_side = "right"  # `collate` cuts rows on the right
+    if not isinstance(tokenizer.backend_tokenizer.normalizer, normalizers.Sequence):
+        _read_as(tokenizer, _saved_names(Path(path) / "tokenizer.json"))
     return tokenizer
+
+
+def spell_out_symbols(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> list[str]:
+    """Have `tokenizer` read each symbol in `texts` that it would turn into its unknown token
+    (emoji, mostly) as the symbol's Unicode name: "😂" becomes "face with tears of joy". The
+    names are replacements in the tokenizer's normalizer, so they are saved with it
+    (tokenizer.json) and offsets still point at the symbol. Returns the symbols added."""
+    found = {c for text in texts for c in NON_ASCII.findall(text)}
+    symbols = sorted(c for c in found if unicodedata.category(c) == "So" and _unknown(tokenizer, c))
+    _read_as(tokenizer, {c: f" {unicodedata.name(c).lower()} " for c in symbols})
+    return symbols
+
+
+def _read_as(tokenizer: PreTrainedTokenizerBase, names: dict[str, str]) -> None:
+    """Replace each symbol by its name before the tokenizer's own normalizer runs."""
+    if names:
+        backend = tokenizer.backend_tokenizer
+        steps = [normalizers.Replace(c, name) for c, name in names.items()]
+        if backend.normalizer is not None:
+            steps.append(backend.normalizer)
+        backend.normalizer = normalizers.Sequence(steps)
+
+
+def _saved_names(file: Path) -> dict[str, str]:
+    """The symbol names spell_out_symbols saved in a model's tokenizer.json: transformers
+    rebuilds some tokenizers' normalizers (BERT's) from their settings on load, dropping them."""
+    if not file.is_file():
+        return {}
+    normalizer = json.loads(file.read_text(encoding="utf-8")).get("normalizer") or {}
+    names = {}
+    for step in normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else []:
+        if step.get("type") != "Replace" or "String" not in step.get("pattern", {}):
+            break
+        names[step["pattern"]["String"]] = step["content"]
+    return names
+
+
+def _unknown(tokenizer: PreTrainedTokenizerBase, char: str) -> bool:
+    """Whether the tokenizer reads `char` as its unknown token (and Unicode names the char)."""
+    ids = tokenizer(char, add_special_tokens=False)["input_ids"]
+    return tokenizer.unk_token_id in ids and bool(unicodedata.name(char, ""))
 
 
 @dataclass

@@ -29,7 +29,15 @@ from mlabel.config import TrainConfig, from_dict, load_config, save_config
 from mlabel.data import Examples
 from mlabel.decision import decide
 from mlabel.distributed import gather_rows, global_sum, rng_states, share, wrap
-from mlabel.encoding import Encoded, collate, encode, load_tokenizer, pool_windows, training_batches
+from mlabel.encoding import (
+    Encoded,
+    collate,
+    encode,
+    load_tokenizer,
+    pool_windows,
+    spell_out_symbols,
+    training_batches,
+)
 from mlabel.engines import batched_logits, sigmoid
 from mlabel.errors import ConfigError
 from mlabel.finalize import (
@@ -150,6 +158,8 @@ class _Run:
         self.cfg, self.rt, self.out, self.state = cfg, rt, out, TrainState()
         torch.manual_seed(cfg.seed)
         self.tokenizer = load_tokenizer(resolve_encoder(cfg.model))
+        if cfg.spell_symbols:
+            spell_out_symbols(self.tokenizer, train_ex.texts)
         self.train = _encode(self.tokenizer, train_ex, cfg)
         self.val = _encode(self.tokenizer, val_ex, cfg) if val_ex is not None else None
         self.model = EncoderClassifier.from_encoder(

@@ -31,6 +31,8 @@ HELP = {
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
     "attention_dropout": "dropout on the attention probabilities while training; unset (None): "
     "the encoder's own, 0.1 for BERT-style encoders; 0 trains faster on long texts",
+    "spell_symbols": "read symbols the encoder's vocabulary lacks (emoji) as their Unicode names, "
+    "e.g. 'face with tears of joy', instead of one unknown token",
     "precision": "auto (bf16 where the hardware is fast), fp32, bf16, fp16 (GPU)",
     "track": "mlflow or tensorboard",
     "subject_uri_base": "subject URIs are this base + the URL-quoted label (Annif API)",

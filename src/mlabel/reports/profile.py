@@ -3,6 +3,7 @@ duplicates and labels, shown as tables, a --max-len suggestion and a report with
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -258,8 +259,11 @@ def _unread_summary(p: DataProfile) -> str:
     encoder sees none of them (the TF-IDF member may)."""
     has = p.unread > 0
     common = ", ".join(f"{piece!r} x{n}" for piece, n in p.unread_pieces.most_common(UNREAD_SHOWN))
-    return f"{int(has.sum())} ({pct(has.sum(), p.n_rows)}){_first_rows(has)}" + (
-        f"; most often {common}" if common else ""
+    symbols = any(len(s) == 1 and unicodedata.category(s) == "So" for s in p.unread_pieces)
+    return (
+        f"{int(has.sum())} ({pct(has.sum(), p.n_rows)}){_first_rows(has)}"
+        + (f"; most often {common}" if common else "")
+        + ("; `train --spell-symbols` reads such symbols as their names" if symbols else "")
     )
 
 
