@@ -56,9 +56,10 @@ def _saved_names(file: Path) -> dict[str, str]:
     normalizer = json.loads(file.read_text(encoding="utf-8")).get("normalizer") or {}
     names = {}
     for step in normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else []:
-        if step.get("type") != "Replace" or "String" not in step.get("pattern", {}):
-            break
-        names[step["pattern"]["String"]] = step["content"]
+        symbol = step.get("pattern", {}).get("String", "") if step.get("type") == "Replace" else ""
+        if len(symbol) != 1 or unicodedata.category(symbol) != "So":
+            break  # not one of ours: a model's own replacements stay as transformers loads them
+        names[symbol] = step["content"]
     return names
 
 
