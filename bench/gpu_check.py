@@ -5,19 +5,25 @@
 Trains a tiny random BERT on real abstracts with bf16 autocast and with fp16 + GradScaler on CUDA,
 predicts with the torch and bf16 engines on the GPU (compared with fp32 on the CPU), trains with
 two torchrun processes over NCCL when there are two GPUs, and runs Ray batch prediction with GPU
-actors (`--actor-gpus 0.5`). One line per check (PASS, FAIL or SKIP and why), then a summary;
-the exit status is 1 when a check failed. On a machine without a GPU every check says SKIP.
+actors (`--actor-gpus 0.5`). It also trains a MiniLM-shaped random encoder (6 layers, 384 wide)
+on 1,000 abstracts at 256 tokens twice, as shipped (attention without cuDNN's kernels, which
+build a plan for every new batch length) and with every attention backend: it fails if the
+shipped choice is the slower one, so a torch whose cuDNN attention stops costing that shows up.
+One line per check (PASS, FAIL or SKIP and why), then a summary; the exit status is 1 when a
+check failed. On a machine without a GPU every check says SKIP.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import benchkit
 import numpy as np
@@ -25,6 +31,7 @@ import torch
 from benchkit import TEXT_COLS
 from transformers import AutoTokenizer, BertConfig, BertModel
 
+from mlabel import training
 from mlabel.classifier import fit_model
 from mlabel.config import TrainConfig
 from mlabel.model import resolve_encoder
@@ -121,6 +128,33 @@ def check_nccl(work: Path, encoder: str, data: Path) -> str:
     return f"2 ranks over NCCL, model in {out / 'model'}"
 
 
+def check_attention_kernels(work: Path) -> str:
+    """Training speed as shipped (no cuDNN attention) against every attention backend."""
+    need_gpus()
+    folder = work / "minilm-shaped"
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_encoder("default")).save_pretrained(folder)
+    data = work / "speed.csv"
+    benchkit.arxiv().head(1000).to_csv(data, index=False)
+    cfg = settings(str(folder), "auto").replace(max_len=256, epochs=2, lr=5e-5)
+    every = mock.patch.object(training, "attention_kernels", lambda _: contextlib.nullcontext())
+    speed = {}
+    # Every backend first, while cuDNN has built no plans for these shapes (as in a user's fresh
+    # process); the shipped run second, with the GPU as warm as it then is.
+    for name, patch in (("every backend", every), ("shipped", contextlib.nullcontext())):
+        with patch:
+            history = fit_model(cfg, data, work / f"speed-{name}").history
+        speed[name] = len(history) / sum(1 / r["samples_per_s"] for r in history)
+    ratio = speed["shipped"] / speed["every backend"]
+    detail = ", ".join(
+        f"{name} {speed[name]:.0f} samples/s" for name in ("shipped", "every backend")
+    )
+    assert ratio >= 0.9, f"{detail}: cuDNN attention is faster now ({ratio:.2f}x)"
+    return f"{detail} ({ratio:.2f}x)"
+
+
 def check_ray(work: Path, data: Path) -> str:
     need_gpus()
     from mlabel.ray_predict import predict_ray
@@ -162,6 +196,7 @@ def main() -> int:
         "train fp16 + GradScaler": lambda: check_training(work, encoder, data, "fp16"),
         "predict engine torch on GPU": lambda: check_prediction(work, texts, "torch"),
         "predict engine bf16 on GPU": lambda: check_prediction(work, texts, "bf16"),
+        "attention without cuDNN is not slower": lambda: check_attention_kernels(work),
         "torchrun 2 ranks over NCCL": lambda: check_nccl(work, encoder, data),
         "Ray GPU actors": lambda: check_ray(work, data),
     }
