@@ -8,7 +8,8 @@ two torchrun processes over NCCL when there are two GPUs, and runs Ray batch pre
 actors (`--actor-gpus 0.5`). It also trains a MiniLM-shaped random encoder (6 layers, 384 wide)
 on 1,000 abstracts at 256 tokens twice, as shipped (attention without cuDNN's kernels, which
 build a plan for every new batch length) and with every attention backend: it fails if the
-shipped choice is the slower one, so a torch whose cuDNN attention stops costing that shows up.
+shipped choice is more than 10% slower, so a torch whose cuDNN attention stops costing that
+shows up.
 One line per check (PASS, FAIL or SKIP and why), then a summary; the exit status is 1 when a
 check failed. On a machine without a GPU every check says SKIP.
 """
