@@ -60,9 +60,11 @@ COMMON = ("tfidf", "default", "trainer", "setfit", "adapt", "seed43", "seed44")
 ATTN0 = ("attn0", "attn0-seed43", "attn0-seed44")
 # emoji read as their names, over three seeds on the tweets (arXiv has no such symbols)
 SPELL = ("spell", "spell-seed43", "spell-seed44")
+# layer-wise learning-rate decay 0.9 (each layer down gets 0.9x the rate), three seeds everywhere
+DECAY = ("decay09", "decay09-seed43", "decay09-seed44")
 PLANS = {
-    "small": (*COMMON, "epoch1", *ATTN0, *SPELL),
-    "semeval": (*COMMON, *ATTN0, *SPELL),
+    "small": (*COMMON, "epoch1", *ATTN0, *SPELL, *DECAY),
+    "semeval": (*COMMON, *ATTN0, *SPELL, *DECAY),
     "arxiv": (
         *COMMON,
         "maxlen256",
@@ -71,6 +73,7 @@ PLANS = {
         "maxlen256-seed43",
         "maxlen256-seed44",
         *ATTN0,
+        *DECAY,
     ),
 }
 RUNS = (
@@ -83,6 +86,7 @@ RUNS = (
     "maxlen256-seed44",
     *ATTN0,
     *SPELL,
+    *DECAY,
 )
 
 
@@ -270,6 +274,13 @@ TRAINERS: dict[str, Callable[[Dataset, Path, int], tuple[float, dict]]] = {
     "attn0-seed44": lambda ds, out, threads: run_mlabel(
         ds, out, threads, attention_dropout=0.0, seed=44
     ),
+    "decay09": lambda ds, out, threads: run_mlabel(ds, out, threads, layer_decay=0.9),
+    "decay09-seed43": lambda ds, out, threads: run_mlabel(
+        ds, out, threads, layer_decay=0.9, seed=43
+    ),
+    "decay09-seed44": lambda ds, out, threads: run_mlabel(
+        ds, out, threads, layer_decay=0.9, seed=44
+    ),
     "spell": lambda ds, out, threads: run_mlabel(ds, out, threads, spell_symbols=True),
     "spell-seed43": lambda ds, out, threads: run_mlabel(
         ds, out, threads, spell_symbols=True, seed=43
@@ -358,6 +369,9 @@ ABLATION = [
     ("emoji read as their names (`--spell-symbols`)", "spell", "learned", "default"),
     ("emoji read as their names, seed 43", "spell-seed43", "learned", "default"),
     ("emoji read as their names, seed 44", "spell-seed44", "learned", "default"),
+    ("layer-wise learning-rate decay 0.9", "decay09", "learned", "default"),
+    ("layer-wise learning-rate decay 0.9, seed 43", "decay09-seed43", "learned", "default"),
+    ("layer-wise learning-rate decay 0.9, seed 44", "decay09-seed44", "learned", "default"),
     ("max length 256, seed 43", "maxlen256-seed43", "learned", "default"),
     ("max length 256, seed 44", "maxlen256-seed44", "learned", "default"),
 ]
@@ -422,6 +436,7 @@ SEED_GROUPS = [
     ("mlabel default", ("default", "seed43", "seed44"), "learned", "default"),
     ("no attention dropout", ("attn0", "attn0-seed43", "attn0-seed44"), "learned", "default"),
     ("emoji read as their names", SPELL, "learned", "default"),
+    ("layer-wise learning-rate decay 0.9", DECAY, "learned", "default"),
     ("max length 256", ("maxlen256", "maxlen256-seed43", "maxlen256-seed44"), "learned", "default"),
     ("+ adapt", ("adapt", "adapt-seed43"), "learned", "default"),
     ("HF Trainer fine-tune, 0.5", ("trainer", "trainer-seed43"), "none", "fixed:0.5"),
