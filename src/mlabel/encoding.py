@@ -22,8 +22,8 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     if not tokenizer.is_fast:
         raise ValueError(f"{path}: mlabel needs a fast (Rust) tokenizer")
     tokenizer.padding_side = "right"  # `collate` cuts rows on the right
-    if not isinstance(tokenizer.backend_tokenizer.normalizer, normalizers.Sequence):
-        _read_as(tokenizer, _saved_names(Path(path) / "tokenizer.json"))
+    saved = _saved_names(Path(path) / "tokenizer.json")
+    _read_as(tokenizer, {c: name for c, name in saved.items() if _unknown(tokenizer, c)})
     return tokenizer
 
 
@@ -50,7 +50,8 @@ def _read_as(tokenizer: PreTrainedTokenizerBase, names: dict[str, str]) -> None:
 
 def _saved_names(file: Path) -> dict[str, str]:
     """The symbol names spell_out_symbols saved in a model's tokenizer.json: transformers
-    rebuilds some tokenizers' normalizers (BERT's) from their settings on load, dropping them."""
+    rebuilds some tokenizers' normalizers (BERT's) from their settings on load, dropping them;
+    load_tokenizer puts back those the loaded tokenizer does not read already."""
     if not file.is_file():
         return {}
     normalizer = json.loads(file.read_text(encoding="utf-8")).get("normalizer") or {}
