@@ -33,9 +33,15 @@ def spell_out_symbols(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) 
     names are replacements in the tokenizer's normalizer, so they are saved with it
     (tokenizer.json) and offsets still point at the symbol. Returns the symbols added."""
     found = {c for text in texts for c in NON_ASCII.findall(text)}
-    symbols = sorted(c for c in found if unicodedata.category(c) == "So" and _unknown(tokenizer, c))
+    symbols = sorted(c for c in found if is_symbol(c) and _unknown(tokenizer, c))
     _read_as(tokenizer, {c: f" {unicodedata.name(c).lower()} " for c in symbols})
     return symbols
+
+
+def is_symbol(piece: str) -> bool:
+    """Whether `piece` is one symbol (Unicode category So, emoji among them) that
+    spell_out_symbols would name."""
+    return len(piece) == 1 and unicodedata.category(piece) == "So"
 
 
 def _read_as(tokenizer: PreTrainedTokenizerBase, names: dict[str, str]) -> None:
@@ -58,7 +64,7 @@ def _saved_names(file: Path) -> dict[str, str]:
     names = {}
     for step in normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else []:
         symbol = step.get("pattern", {}).get("String", "") if step.get("type") == "Replace" else ""
-        if len(symbol) != 1 or unicodedata.category(symbol) != "So":
+        if not is_symbol(symbol):
             break  # not one of ours: a model's own replacements stay as transformers loads them
         names[symbol] = step["content"]
     return names

@@ -3,7 +3,6 @@ duplicates and labels, shown as tables, a --max-len suggestion and a report with
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -257,9 +256,11 @@ def _overview_table(p: DataProfile) -> TextTable:
 def _unread_summary(p: DataProfile) -> str:
     """How many texts hold pieces the tokenizer reads as unknown, and the commonest pieces: the
     encoder sees none of them (the TF-IDF member may)."""
+    from mlabel.encoding import is_symbol  # imports torch: only once a tokenizer has read texts
+
     has = p.unread > 0
     common = ", ".join(f"{piece!r} x{n}" for piece, n in p.unread_pieces.most_common(UNREAD_SHOWN))
-    symbols = any(len(s) == 1 and unicodedata.category(s) == "So" for s in p.unread_pieces)
+    symbols = any(is_symbol(s) for s in p.unread_pieces)
     return (
         f"{int(has.sum())} ({pct(has.sum(), p.n_rows)}){_first_rows(has)}"
         + (f"; most often {common}" if common else "")
