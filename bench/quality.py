@@ -20,6 +20,7 @@ Runs are cached under bench/_work/quality/<dataset>/<run>: delete one to retrain
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -62,9 +63,11 @@ ATTN0 = ("attn0", "attn0-seed43", "attn0-seed44")
 SPELL = ("spell", "spell-seed43", "spell-seed44")
 # layer-wise learning-rate decay 0.9 (each layer down gets 0.9x the rate), three seeds everywhere
 DECAY = ("decay09", "decay09-seed43", "decay09-seed44")
+# one student distilled from the default's three seeds, itself over three seeds
+DISTILL = ("distill", "distill-seed43", "distill-seed44")
 PLANS = {
-    "small": (*COMMON, "epoch1", *ATTN0, *SPELL, *DECAY),
-    "semeval": (*COMMON, *ATTN0, *SPELL, *DECAY),
+    "small": (*COMMON, "epoch1", *ATTN0, *SPELL, *DECAY, *DISTILL),
+    "semeval": (*COMMON, *ATTN0, *SPELL, *DECAY, *DISTILL),
     "arxiv": (
         *COMMON,
         "maxlen256",
@@ -74,6 +77,7 @@ PLANS = {
         "maxlen256-seed44",
         *ATTN0,
         *DECAY,
+        *DISTILL,
     ),
 }
 RUNS = (
@@ -87,6 +91,7 @@ RUNS = (
     *ATTN0,
     *SPELL,
     *DECAY,
+    *DISTILL,
 )
 
 
@@ -161,6 +166,40 @@ def run_adapt(ds: Dataset, out: Path, threads: int, **settings) -> tuple[float, 
         )
     minutes, probs = run_mlabel(ds, out, threads, model=str(encoder), **settings)
     return (time.perf_counter() - start) / 60, probs
+
+
+# The default's runs by seed: the teachers of `run_distill`, and the TF-IDF member of each split.
+SEED_RUNS = {42: "default", 43: "seed43", 44: "seed44"}
+
+
+def run_distill(
+    ds: Dataset, out: Path, threads: int, seed: int = 42, alpha: float = 0.5
+) -> tuple[float, dict]:
+    """One encoder trained on soft targets: `alpha` x the labels + (1 - alpha) x the mean
+    probability the default's three seeds give its training rows (those runs must be there; each
+    trained on its own split, so a teacher has seen most of these rows). The student is the
+    encoder alone; the report blends it with the TF-IDF member of the default run of its seed,
+    which trained on the same rows. Its minutes include the three teachers'."""
+    from mlabel.training import train
+
+    cfg = base_config(ds, threads, seed=seed, ensemble=None)
+    fit, val = prepare_data(cfg, ds.train)
+    teachers = [out.parent / name for name in SEED_RUNS.values()]
+    taught = np.mean([Predictor(t / "model").scorer.encoder.proba(fit.texts) for t in teachers], 0)
+    soft = (alpha * fit.y + (1 - alpha) * taught).astype(np.float32)
+    start = time.perf_counter()
+    train(cfg, dataclasses.replace(fit, y=soft), val, out)
+    minutes = (time.perf_counter() - start) / 60
+    minutes += sum(float(np.load(t / "probs.npz")["minutes"]) for t in teachers)
+    member = np.load(out.parent / SEED_RUNS[seed] / "probs.npz")
+    return minutes, {
+        "val_y": val.y,
+        "label_less": label_less_share(fit.y),
+        "val_probs": np.load(out / "val_probs.npy"),
+        "test_probs": Predictor(out / "model").scorer.proba(ds.test.texts),
+        "val_tfidf": member["val_tfidf"],
+        "test_tfidf": member["test_tfidf"],
+    }
 
 
 def run_trainer(ds: Dataset, out: Path, threads: int, **settings) -> tuple[float, dict]:
@@ -281,6 +320,9 @@ TRAINERS: dict[str, Callable[[Dataset, Path, int], tuple[float, dict]]] = {
     "decay09-seed44": lambda ds, out, threads: run_mlabel(
         ds, out, threads, layer_decay=0.9, seed=44
     ),
+    "distill": run_distill,
+    "distill-seed43": lambda ds, out, threads: run_distill(ds, out, threads, seed=43),
+    "distill-seed44": lambda ds, out, threads: run_distill(ds, out, threads, seed=44),
     "spell": lambda ds, out, threads: run_mlabel(ds, out, threads, spell_symbols=True),
     "spell-seed43": lambda ds, out, threads: run_mlabel(
         ds, out, threads, spell_symbols=True, seed=43
@@ -372,6 +414,9 @@ ABLATION = [
     ("layer-wise learning-rate decay 0.9", "decay09", "learned", "default"),
     ("layer-wise learning-rate decay 0.9, seed 43", "decay09-seed43", "learned", "default"),
     ("layer-wise learning-rate decay 0.9, seed 44", "decay09-seed44", "learned", "default"),
+    ("distilled from the default's three seeds", "distill", "learned", "default"),
+    ("distilled from the three seeds, seed 43", "distill-seed43", "learned", "default"),
+    ("distilled from the three seeds, seed 44", "distill-seed44", "learned", "default"),
     ("max length 256, seed 43", "maxlen256-seed43", "learned", "default"),
     ("max length 256, seed 44", "maxlen256-seed44", "learned", "default"),
 ]
@@ -437,6 +482,7 @@ SEED_GROUPS = [
     ("no attention dropout", ("attn0", "attn0-seed43", "attn0-seed44"), "learned", "default"),
     ("emoji read as their names", SPELL, "learned", "default"),
     ("layer-wise learning-rate decay 0.9", DECAY, "learned", "default"),
+    ("distilled from the default's three seeds", DISTILL, "learned", "default"),
     ("max length 256", ("maxlen256", "maxlen256-seed43", "maxlen256-seed44"), "learned", "default"),
     ("+ adapt", ("adapt", "adapt-seed43"), "learned", "default"),
     ("HF Trainer fine-tune, 0.5", ("trainer", "trainer-seed43"), "none", "fixed:0.5"),
