@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,44 +56,38 @@ SETFIT_ITERATIONS = 20  # pairs drawn per training text (SetFit's examples use 2
 SETFIT_MAX_STEPS = {"small": 500, "semeval": 500, "arxiv": 500}
 # the runs every dataset has (the peers, the default, its adapt ablation and two more seeds of it)
 COMMON = ("tfidf", "default", "trainer", "setfit", "adapt", "seed43", "seed44")
-# max length 256 on abstracts only (tweets fit in the default 128 tokens); on arXiv, where adapt
-# gained most and the Trainer tied, a second seed of each tells those from seed noise; no
-# attention dropout over three seeds everywhere
-ATTN0 = ("attn0", "attn0-seed43", "attn0-seed44")
+SEEDS = (42, 43, 44)
+
+
+def three(name: str) -> tuple[str, str, str]:
+    """A setting's runs at seeds 42, 43 and 44."""
+    return (name, f"{name}-seed43", f"{name}-seed44")
+
+
+# no attention dropout over three seeds everywhere
+ATTN0 = three("attn0")
 # emoji read as their names, over three seeds on the tweets (arXiv has no such symbols)
-SPELL = ("spell", "spell-seed43", "spell-seed44")
+SPELL = three("spell")
 # layer-wise learning-rate decay 0.9 (each layer down gets 0.9x the rate), three seeds everywhere
-DECAY = ("decay09", "decay09-seed43", "decay09-seed44")
+DECAY = three("decay09")
 # one student distilled from the default's three seeds, itself over three seeds
-DISTILL = ("distill", "distill-seed43", "distill-seed44")
+DISTILL = three("distill")
+DEFAULT_SEEDS = ("default", "seed43", "seed44")  # the default's runs at SEEDS (the teachers)
 PLANS = {
     "small": (*COMMON, "epoch1", *ATTN0, *SPELL, *DECAY, *DISTILL),
     "semeval": (*COMMON, *ATTN0, *SPELL, *DECAY, *DISTILL),
+    # max length 256 on abstracts only (tweets fit in the default 128 tokens); on arXiv, where
+    # adapt gained most and the Trainer tied, a second seed of each tells those from seed noise
     "arxiv": (
         *COMMON,
-        "maxlen256",
+        *three("maxlen256"),
         "adapt-seed43",
         "trainer-seed43",
-        "maxlen256-seed43",
-        "maxlen256-seed44",
         *ATTN0,
         *DECAY,
         *DISTILL,
     ),
 }
-RUNS = (
-    *COMMON,
-    "epoch1",
-    "maxlen256",
-    "adapt-seed43",
-    "trainer-seed43",
-    "maxlen256-seed43",
-    "maxlen256-seed44",
-    *ATTN0,
-    *SPELL,
-    *DECAY,
-    *DISTILL,
-)
 
 
 @dataclass
@@ -168,10 +163,6 @@ def run_adapt(ds: Dataset, out: Path, threads: int, **settings) -> tuple[float, 
     return (time.perf_counter() - start) / 60, probs
 
 
-# The default's runs by seed: the teachers of `run_distill`, and the TF-IDF member of each split.
-SEED_RUNS = {42: "default", 43: "seed43", 44: "seed44"}
-
-
 def run_distill(
     ds: Dataset, out: Path, threads: int, seed: int = 42, alpha: float = 0.5
 ) -> tuple[float, dict]:
@@ -184,14 +175,14 @@ def run_distill(
 
     cfg = base_config(ds, threads, seed=seed, ensemble=None)
     fit, val = prepare_data(cfg, ds.train)
-    teachers = [out.parent / name for name in SEED_RUNS.values()]
+    teachers = [out.parent / name for name in DEFAULT_SEEDS]
     taught = np.mean([Predictor(t / "model").scorer.encoder.proba(fit.texts) for t in teachers], 0)
     soft = (alpha * fit.y + (1 - alpha) * taught).astype(np.float32)
     start = time.perf_counter()
     train(cfg, dataclasses.replace(fit, y=soft), val, out)
     minutes = (time.perf_counter() - start) / 60
     minutes += sum(float(np.load(t / "probs.npz")["minutes"]) for t in teachers)
-    member = np.load(out.parent / SEED_RUNS[seed] / "probs.npz")
+    member = np.load(out.parent / DEFAULT_SEEDS[SEEDS.index(seed)] / "probs.npz")
     return minutes, {
         "val_y": val.y,
         "label_less": label_less_share(fit.y),
@@ -292,45 +283,32 @@ def run_setfit(ds: Dataset, out: Path, threads: int) -> tuple[float, dict]:
     return float(result.pop("seconds")) / 60, result
 
 
-TRAINERS: dict[str, Callable[[Dataset, Path, int], tuple[float, dict]]] = {
-    "tfidf": lambda ds, out, threads: run_mlabel(ds, out, threads, model="tfidf"),
+Runner = Callable[[Dataset, Path, int], tuple[float, dict]]
+
+
+def seeded(name: str, runner: Runner = run_mlabel, **settings) -> dict[str, Runner]:
+    """TRAINERS entries for `runner` with `settings` at seeds 42, 43 and 44 (`three(name)`)."""
+    return {run: partial(runner, seed=seed, **settings) for seed, run in zip(SEEDS, three(name))}
+
+
+TRAINERS: dict[str, Runner] = {
+    "tfidf": partial(run_mlabel, model="tfidf"),
     "default": run_mlabel,
+    "seed43": partial(run_mlabel, seed=43),
+    "seed44": partial(run_mlabel, seed=44),
     "trainer": run_trainer,
+    "trainer-seed43": partial(run_trainer, seed=43),
     "setfit": run_setfit,
     "adapt": run_adapt,
-    "epoch1": lambda ds, out, threads: run_mlabel(ds, out, threads, epochs=1),
-    "maxlen256": lambda ds, out, threads: run_mlabel(ds, out, threads, max_len=256),
-    "seed43": lambda ds, out, threads: run_mlabel(ds, out, threads, seed=43),
-    "seed44": lambda ds, out, threads: run_mlabel(ds, out, threads, seed=44),
-    "adapt-seed43": lambda ds, out, threads: run_adapt(ds, out, threads, seed=43),
-    "trainer-seed43": lambda ds, out, threads: run_trainer(ds, out, threads, seed=43),
-    "maxlen256-seed43": lambda ds, out, threads: run_mlabel(ds, out, threads, max_len=256, seed=43),
-    "maxlen256-seed44": lambda ds, out, threads: run_mlabel(ds, out, threads, max_len=256, seed=44),
-    "attn0": lambda ds, out, threads: run_mlabel(ds, out, threads, attention_dropout=0.0),
-    "attn0-seed43": lambda ds, out, threads: run_mlabel(
-        ds, out, threads, attention_dropout=0.0, seed=43
-    ),
-    "attn0-seed44": lambda ds, out, threads: run_mlabel(
-        ds, out, threads, attention_dropout=0.0, seed=44
-    ),
-    "decay09": lambda ds, out, threads: run_mlabel(ds, out, threads, layer_decay=0.9),
-    "decay09-seed43": lambda ds, out, threads: run_mlabel(
-        ds, out, threads, layer_decay=0.9, seed=43
-    ),
-    "decay09-seed44": lambda ds, out, threads: run_mlabel(
-        ds, out, threads, layer_decay=0.9, seed=44
-    ),
-    "distill": run_distill,
-    "distill-seed43": lambda ds, out, threads: run_distill(ds, out, threads, seed=43),
-    "distill-seed44": lambda ds, out, threads: run_distill(ds, out, threads, seed=44),
-    "spell": lambda ds, out, threads: run_mlabel(ds, out, threads, spell_symbols=True),
-    "spell-seed43": lambda ds, out, threads: run_mlabel(
-        ds, out, threads, spell_symbols=True, seed=43
-    ),
-    "spell-seed44": lambda ds, out, threads: run_mlabel(
-        ds, out, threads, spell_symbols=True, seed=44
-    ),
+    "adapt-seed43": partial(run_adapt, seed=43),
+    "epoch1": partial(run_mlabel, epochs=1),
+    **seeded("maxlen256", max_len=256),
+    **seeded("attn0", attention_dropout=0.0),
+    **seeded("spell", spell_symbols=True),
+    **seeded("decay09", layer_decay=0.9),
+    **seeded("distill", run_distill),
 }
+RUNS = tuple(TRAINERS)
 
 
 def train_run(ds: Dataset, name: str, out: Path, threads: int) -> None:
@@ -462,7 +440,7 @@ def table(
 
 # What averaging trained runs would give (not a product setting): (row, runs), each run's own
 # decisions as the default takes them, a label kept where most runs keep it.
-VOTES = [("majority vote of the default's three seeds", ("default", "seed43", "seed44"))]
+VOTES = [("majority vote of the default's three seeds", DEFAULT_SEEDS)]
 
 
 def vote_table(runs: dict[str, dict], y: np.ndarray, default: np.ndarray) -> str:
@@ -478,12 +456,12 @@ def vote_table(runs: dict[str, dict], y: np.ndarray, default: np.ndarray) -> str
 
 # Runs that differ only by seed, averaged in the report's last table: (row, runs, blend, method).
 SEED_GROUPS = [
-    ("mlabel default", ("default", "seed43", "seed44"), "learned", "default"),
-    ("no attention dropout", ("attn0", "attn0-seed43", "attn0-seed44"), "learned", "default"),
+    ("mlabel default", DEFAULT_SEEDS, "learned", "default"),
+    ("no attention dropout", ATTN0, "learned", "default"),
     ("emoji read as their names", SPELL, "learned", "default"),
     ("layer-wise learning-rate decay 0.9", DECAY, "learned", "default"),
     ("distilled from the default's three seeds", DISTILL, "learned", "default"),
-    ("max length 256", ("maxlen256", "maxlen256-seed43", "maxlen256-seed44"), "learned", "default"),
+    ("max length 256", three("maxlen256"), "learned", "default"),
     ("+ adapt", ("adapt", "adapt-seed43"), "learned", "default"),
     ("HF Trainer fine-tune, 0.5", ("trainer", "trainer-seed43"), "none", "fixed:0.5"),
 ]
