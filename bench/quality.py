@@ -168,7 +168,8 @@ def run_distill(
 ) -> tuple[float, dict]:
     """One encoder trained on soft targets: `alpha` x the labels + (1 - alpha) x the mean
     probability the default's three seeds give its training rows (those runs must be there; each
-    trained on its own split, so a teacher has seen most of these rows). The student is the
+    trained on its own split, so two teachers have seen most of the student's validation rows:
+    its validation scores flatter it, the test split does not). The student is the
     encoder alone; the report blends it with the TF-IDF member of the default run of its seed,
     which trained on the same rows. Its minutes include the three teachers'."""
     from mlabel.training import train
