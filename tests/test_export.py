@@ -16,7 +16,7 @@ from mlabel.cli import main
 from mlabel.data import load_examples
 from mlabel.decision import decide
 from mlabel.errors import ExtraMissing, ModelError
-from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx
+from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx, quantize_int8
 from mlabel.folder import EngineChoice, onnx_path
 from mlabel.metrics import multilabel_metrics
 from mlabel.predict import Predictor
@@ -43,6 +43,18 @@ def test_export_writes_both_models(exported):
     assert (
         onnx_path(exported, "onnx-int8").stat().st_size < onnx_path(exported, "onnx").stat().st_size
     )
+
+
+def test_int8_is_quantized_from_a_pre_processed_graph(exported, tmp_path, caplog):
+    """onnxruntime marks a graph its quant_pre_process prepared, and advises pre-processing (a
+    root-logger warning users would see at every export) when the mark is missing."""
+    import onnx
+
+    dst = quantize_int8(onnx_path(exported, "onnx"), tmp_path / "model-int8.onnx")
+    marks = {p.key: p.value for p in onnx.load(dst, load_external_data=False).metadata_props}
+    assert "onnx.quant.pre_process" in marks
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    assert list(tmp_path.iterdir()) == [dst]  # the prepared graph was not left beside it
 
 
 @pytest.mark.parametrize("engine", ["onnx", "onnx-int8"])

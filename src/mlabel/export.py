@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -68,11 +69,18 @@ def _trace(model: EncoderClassifier, path: Path) -> None:
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic quantization: int8 weights, activations quantized per batch at run time."""
+    """Dynamic quantization: int8 weights, activations quantized per batch at run time. The graph
+    is pre-processed first, as onnxruntime advises at every quantization otherwise (shape
+    inference and graph optimisation; symbolic shape inference cannot follow the dynamic
+    lengths, so it is skipped). On MiniLM here: the same outputs and speed (bench/RESULTS.md,
+    Inference), and no advice printed."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with replace_on_success(dst) as tmp:
-        quantize_dynamic(src, tmp, weight_type=QuantType.QInt8)
+    with replace_on_success(dst) as tmp, tempfile.TemporaryDirectory() as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(prepared, tmp, weight_type=QuantType.QInt8)
         faults.point("export.quantized")
     return dst
 
