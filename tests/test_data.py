@@ -1,5 +1,6 @@
 """Tests for mlabel.data: reading tables, validation messages, label forms, splitting."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,24 @@ def test_label_list_with_27_labels_and_custom_separator(tmp_path):
     assert ex.labels == names
     assert ex.y.shape == (18, 27)
     assert (ex.y.sum(axis=0) == 2).all()
+
+
+def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
+    """ "Physics; Math" read with the default '|' is one label of its own: say which separator
+    would split it. A name whose parts are not labels (a comma inside a name) is left alone."""
+    rows = 'TITLE,tags\na,Physics\nb,Math\nc,Physics; Math\nd,"Physics, applied"\n'
+    path = write_text(tmp_path / "t.csv", rows)
+    with pytest.warns(
+        UserWarning,
+        match=r"t.csv: 1 label\(s\) of column 'tags' look like lists "
+        r"joined by ';' \(e.g. 'Physics; Math'.*pass --label-sep ';'",
+    ):
+        ex = load_examples(path, ["TITLE"], labels_col="tags")
+    assert "Physics; Math" in ex.labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ex = load_examples(path, ["TITLE"], labels_col="tags", label_sep=";")
+    assert ex.labels == ["Math", "Physics", "Physics, applied"]
 
 
 def test_labels_fix_the_order(tmp_path):

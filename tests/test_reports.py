@@ -129,6 +129,10 @@ def test_inspect_without_labels(small_csv, tmp_path, capsys):
     assert "--no-labels" in capsys.readouterr().err
     # and --no-labels is what makes that table inspectable
     assert main(["inspect", str(parquet), "--text-cols", "ABSTRACT", "--no-labels"]) == 0
+    # like train, inspect reads a column named `text` when no --text-cols is given
+    df.rename(columns={"ABSTRACT": "text"}).drop(columns="TITLE").to_parquet(parquet)
+    assert main(["inspect", str(parquet), "--no-labels"]) == 0
+    assert re.search(r"│ text columns +│ text +│", capsys.readouterr().out)
 
 
 def test_suggested_max_len_covers_95_percent(small_csv):

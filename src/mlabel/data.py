@@ -39,6 +39,7 @@ UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a hea
 BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
 SHOW_CHARS = 60  # how much of a value or name an error message shows
 SHOW_NAMES = 20  # how many label names a warning lists before "and N more"
+LIST_SEPARATORS = ("|", ";", ",", "/", "\t")  # where label lists are commonly split
 
 
 @dataclass
@@ -476,7 +477,29 @@ def labels_from_list_column(
     names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
     if not names:
         raise DataError(f"{source}: column {_q(column)} holds no labels at all")
+    if labels is None:
+        _warn_joined_names(names, sep, column, source)
     return names, _label_matrix_from_lists(lists, names, column, source)
+
+
+def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> None:
+    """Warn when label names look like lists joined by another separator than `sep`: names
+    such as "Physics; Mathematics" whose parts are labels of their own too."""
+    known = set(names)
+    for other in (s for s in LIST_SEPARATORS if s != sep):
+        joined = [n for n in names if other in n and set(_parts(n, other)) <= known]
+        if joined:
+            warnings.warn(
+                f"{source}: {len(joined)} label(s) of column {_q(column)} look like lists joined "
+                f"by {other!r} (e.g. {_q(joined[0])}, whose parts are labels too), but labels are "
+                f"split at {sep!r}: pass --label-sep {other!r}",
+                stacklevel=4,
+            )
+            return
+
+
+def _parts(name: str, sep: str) -> list[str]:
+    return [p.strip() for p in name.split(sep) if p.strip()]
 
 
 def default_label_columns(df: pd.DataFrame, id_col: str, text_cols: Sequence[str]) -> list[str]:

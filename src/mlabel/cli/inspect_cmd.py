@@ -1,4 +1,4 @@
-"""`mlabel inspect DATA --text-cols ... [--out DIR]`: what a table holds, before training."""
+"""`mlabel inspect DATA [--text-cols ...] [--out DIR]`: what a table holds, before training."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from mlabel.cli.common import HELP
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="label counts, duplicates and text lengths of a table")
     p.add_argument("data", help="CSV, TSV, JSONL or Parquet file (compressed CSV too)")
-    p.add_argument("--text-cols", nargs="+", required=True, help=HELP["text_cols"])
+    p.add_argument(
+        "--text-cols", nargs="+", default=["text"], help=f"{HELP['text_cols']} (default: text)"
+    )
     p.add_argument("--id-col", default="ID", help=HELP["id_col"])
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--label-cols", nargs="+", help=HELP["label_cols"])
