@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import running
 from fastapi.testclient import TestClient
 
 from mlabel.annif_api import default_project_id
+from mlabel.classifier import fit_model
 from mlabel.cli import build_parser
 from mlabel.config import TrainConfig
 from mlabel.errors import ConfigError, DataError, ModelError
@@ -194,6 +196,14 @@ def test_serving_uris_prefer_the_serve_option_then_the_stored_table():
     }
     assert serving_uris(["a b", "c"], stored, None, "p") == stored
     assert serving_uris(["a/b"], None, None, "p") == {"a/b": "urn:mlabel:p:a%2Fb"}
+    # a label that is a URI (read from Annif's corpus form) stands for itself
+    own = ["http://x.org/s/1", "URN:isbn:1", "http://x.org/a b", "mailto:a@b"]
+    assert list(serving_uris(own, None, None, "p").values()) == [
+        "http://x.org/s/1",
+        "URN:isbn:1",
+        "urn:mlabel:p:http%3A%2F%2Fx.org%2Fa%20b",
+        "urn:mlabel:p:mailto%3Aa%40b",
+    ]
 
 
 def test_config_checks_uri_options(tmp_path):
@@ -213,8 +223,6 @@ def test_model_info_rejects_uris_that_do_not_match_labels():
 
 
 def train_tfidf(small_csv, out: Path, **uris) -> Path:
-    from mlabel.classifier import fit_model
-
     cfg = TrainConfig(model="tfidf", text_cols=["TITLE", "ABSTRACT"], val_frac=0.25, **uris)
     return fit_model(cfg, small_csv, out).model_dir
 
@@ -236,6 +244,29 @@ def test_uris_stored_at_training(small_csv, tmp_path):
     table.write_text(f"label\turi\n{labels[1]}\thttp://y/1\n")
     with pytest.raises(DataError, match=f"uris.tsv: no URI for 5 of the labels: '{labels[0]}'"):
         train_tfidf(small_csv, tmp_path / "c", subject_uris=str(table))
+
+
+def test_a_corpus_in_annifs_form_trains_and_answers_its_own_uris(small_csv, tmp_path):
+    """Annif's short-text corpus (a TSV without header: text TAB `<uri> <uri>`) trains as it is:
+    the URIs are the labels, and the Annif API answers them as the subjects' URIs."""
+    df = pd.read_csv(small_csv)
+    labels = df.columns[3:]
+    lines = [
+        f"{r.TITLE} {r.ABSTRACT}".replace("\t", " ").replace("\n", " ")
+        + "\t"
+        + " ".join(f"<http://x.org/{n.replace(' ', '_')}>" for n in labels if r[n])
+        for _, r in df.iterrows()
+    ]
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = TrainConfig(model="tfidf", val_frac=0.25)  # text_cols: the default `text`
+    model = fit_model(cfg, corpus, tmp_path / "m").model_dir
+    predictor = load_predictor(model)
+    assert predictor.labels == sorted(f"http://x.org/{n.replace(' ', '_')}" for n in labels)
+    with TestClient(create_app(predictor)) as c:
+        results = c.post("/v1/projects/m/suggest", data={"text": TEXT}).json()["results"]
+    assert {r["uri"] for r in results} == set(predictor.labels)
+    assert all(r["uri"] == r["label"] for r in results)
 
 
 # ----------------------------------------------------------------------------- real clients

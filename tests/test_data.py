@@ -230,6 +230,29 @@ def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
     assert ex.labels == ["Math", "Physics", "Physics, applied"]
 
 
+def test_annif_corpora_read_as_they_are(tmp_path):
+    """Annif's short-text corpus is a TSV without header (text TAB `<uri> <uri>`; quotes are
+    text); its CSV corpus has `text` and `subject_uris` columns beside metadata. The URIs are
+    the labels, and `subject_uris` holds them unless 0/1 columns are named."""
+    tsv = write_text(
+        tmp_path / "c.tsv",
+        'He said "hi\t<http://x/a> <http://x/b>\nno subjects here\nlast\t <http://x/b>\n',
+    )
+    ex = load_examples(tsv, ["text"])
+    assert ex.texts == ['He said "hi', "no subjects here", "last"]
+    assert ex.labels == ["http://x/a", "http://x/b"]
+    np.testing.assert_array_equal(ex.y, [[1, 1], [0, 0], [0, 1]])
+    csv = write_text(
+        tmp_path / "c.csv",
+        "document_id,text,subject_uris,year\nd1,one,<http://x/a>,2020\nd2,two,,2021\n",
+    )
+    ex = load_examples(csv, ["text"], id_col="document_id")
+    assert (ex.ids, ex.labels) == (["d1", "d2"], ["http://x/a"])
+    np.testing.assert_array_equal(ex.y, [[1], [0]])
+    with pytest.raises(DataError, match="label 'year' is 2020"):  # named 0/1 columns win
+        load_examples(csv, ["text"], label_cols=["year"])
+
+
 def test_labels_fix_the_order(tmp_path):
     path = write(small_frame(), tmp_path / "t.csv")
     ex = load_examples(path, ["TITLE"], labels=["Math", "Physics"])

@@ -26,6 +26,8 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from mlabel.errors import DataError
 from mlabel.tablefile import (
+    ANNIF_COLUMNS,
+    ANNIF_URIS,
     check_parquet_row_sizes,
     csv_options,
     open_table_bytes,
@@ -39,6 +41,7 @@ UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a hea
 BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
 SHOW_CHARS = 60  # how much of a value or name an error message shows
 SHOW_NAMES = 20  # how many label names a warning lists before "and N more"
+ANNIF_URI = re.compile(r"<([^<>\s]+)>")
 LIST_SEPARATORS = ("|", ";", ",", "/", "\t")  # where label lists are commonly split
 
 
@@ -333,7 +336,8 @@ def _label_numbers(raw: pd.Series) -> np.ndarray:
 
 def _parse_label_lists(cells: pd.Series, sep: str, column: str, source: str) -> list[list[str]]:
     """ "a|b" -> ["a", "b"]; a list cell (JSON Lines, Parquet) is taken as it is, and so is a
-    list written as text ("['a', 'b']", as pandas writes lists to CSV); an empty or missing cell
+    list written as text ("['a', 'b']", as pandas writes lists to CSV) and Annif's subject list
+    ("<http://x/1> <http://x/2>" -> ["http://x/1", "http://x/2"]); an empty or missing cell
     means no labels. A cell holding a mapping or nested lists is an error."""
     lists = []
     for row, cell in enumerate(cells, start=1):
@@ -361,6 +365,8 @@ def _label_list(cell: object, sep: str) -> list[str] | None:
         return []
     elif isinstance(cell, float) and cell.is_integer():
         parts = [str(int(cell))]  # an integer label in a column that pandas made float by a NaN
+    elif isinstance(cell, str) and ANNIF_URIS.fullmatch(cell):
+        parts = ANNIF_URI.findall(cell)  # Annif's corpus form: the URIs are the labels
     else:
         parts = str(cell).split(sep)
     return [p.strip() for p in parts if p.strip()]
@@ -456,6 +462,7 @@ def load_examples(
     texts = join_texts(df, text_cols, source)
     if not require_labels:
         return Examples(ids, texts, list(labels or []), None, source)
+    labels_col = list_column(df, label_cols, labels_col)
     if labels_col is not None:
         names, y = labels_from_list_column(df, labels_col, label_sep, labels, source)
     else:
@@ -463,6 +470,17 @@ def load_examples(
         y = label_matrix_from_columns(df, names, source)
     _warn_labels_without_positives(y, names, source)
     return Examples(ids, texts, names, y, source)
+
+
+def list_column(
+    df: pd.DataFrame, label_cols: Sequence[str] | None, labels_col: str | None
+) -> str | None:
+    """The list column that holds the labels: `labels_col`, else, unless 0/1 columns are named,
+    the `subject_uris` column of a corpus in Annif's form; None: 0/1 columns."""
+    annif = ANNIF_COLUMNS[1]
+    if labels_col is None and label_cols is None and annif in df.columns:
+        return annif
+    return labels_col
 
 
 def labels_from_list_column(

@@ -2,7 +2,8 @@
 
 A label's URI comes from, in order: a base URL given when serving (`base` + url-quoted label),
 the label -> URI table stored in mlabel.json at training time (from `subject_uris`, a table
-file, or `subject_uri_base`), else a stable default, `urn:mlabel:<project>:<url-quoted label>`.
+file, or `subject_uri_base`), else a stable default: the label itself where it is a URI (a
+corpus in Annif's form), else `urn:mlabel:<project>:<url-quoted label>`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import quote
 from mlabel.errors import ConfigError, DataError
 
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S")  # RFC 3986: scheme ":" then something
+OWN_URI = re.compile(r"(?:https?://|urn:)[^\s<>]+", re.IGNORECASE)  # a label that is a URI
 
 
 def check_uri_base(base: str, name: str = "subject_uri_base") -> None:
@@ -31,8 +33,13 @@ def uris_from_base(base: str, labels: list[str]) -> dict[str, str]:
 
 
 def default_uris(project_id: str, labels: list[str]) -> dict[str, str]:
-    """The URIs of a model given none: `urn:mlabel:<project>:<url-quoted label>`."""
-    return uris_from_base(f"urn:mlabel:{quote(project_id, safe='')}:", labels)
+    """The URIs of a model given none: a label that is a URI (http, https or urn: labels read
+    from Annif's corpus form) stands for itself; others `urn:mlabel:<project>:<quoted label>`."""
+    base = f"urn:mlabel:{quote(project_id, safe='')}:"
+    return {
+        label: label if OWN_URI.fullmatch(label) else base + quote(label, safe="")
+        for label in labels
+    }
 
 
 def serving_uris(

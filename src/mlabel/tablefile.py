@@ -1,15 +1,17 @@
 """The bytes of a table file: decompressed (.gz, .bz2, .xz, .zip), without a UTF-8 byte order
 mark, and with a limit on the length of a line (and on the size of a Parquet row), so that a
 decompression bomb or one runaway field is refused instead of read whole into memory; and how
-pandas should read a CSV's delimiter and missing values."""
+pandas should read a CSV's delimiter and missing values (and Annif's headerless TSV corpus)."""
 
 from __future__ import annotations
 
 import bz2
 import codecs
+import csv
 import gzip
 import io
 import lzma
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -26,6 +28,9 @@ MAX_LINE_BYTES = 64 * 2**20  # a longer line in a CSV/TSV/JSONL file is refused,
 # what pandas reads as a missing value in CSV (its default `na_values`)
 _MISSING = "#N/A|#N/A N/A|#NA|-1.#IND|-1.#QNAN|-NaN|-nan|1.#IND|1.#QNAN|<NA>|N/A|NA|NULL|NaN"
 PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
+ANNIF_URIS = re.compile(r"\s*(?:<[^<>\s]+>\s*)+")  # Annif's subjects of a document: "<uri> <uri>"
+# the columns of Annif's short-text corpus, a TSV without header: text TAB subjects
+ANNIF_COLUMNS = ["text", "subject_uris"]
 
 
 class _LineGuard(io.RawIOBase):
@@ -107,6 +112,16 @@ def _open_zip_member(path: Path) -> IO[bytes]:
 def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
     """read_csv's delimiter and missing-value settings: pandas' usual missing values ("NA",
     "null", ...) everywhere but in `str_cols`, where an id "NA" or a text "None" is meant."""
+    if fmt == ".tsv" and is_annif_corpus(path):
+        return dict(
+            sep="\t",
+            header=None,
+            names=ANNIF_COLUMNS,
+            dtype="str",
+            encoding="utf-8",
+            quoting=csv.QUOTE_NONE,  # Annif splits a line at its tab: quotes are text
+            keep_default_na=False,
+        )
     sep = "\t" if fmt == ".tsv" else csv_delimiter(path)
     with open_table_bytes(path) as f:
         names = pd.read_csv(f, sep=sep, nrows=0, encoding="utf-8").columns
@@ -120,11 +135,22 @@ def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
     )
 
 
+def is_annif_corpus(path: Path) -> bool:
+    """Whether a TSV file is in Annif's short-text corpus form: no header, each line a text, a
+    tab and the document's subject URIs in angle brackets (`<http://...> <http://...>`)."""
+    fields = _first_line(path).rstrip("\r\n").split("\t")
+    return len(fields) == 2 and ANNIF_URIS.fullmatch(fields[1]) is not None
+
+
+def _first_line(path: Path) -> str:
+    with open_table_bytes(path) as f:
+        return f.readline(65536).decode("utf-8", errors="replace")
+
+
 def csv_delimiter(path: Path) -> str:
     """',' unless the header line is split more by ';', tab or '|' (spreadsheets in many
     locales write ';')."""
-    with open_table_bytes(path) as f:
-        header = f.readline(65536).decode("utf-8", errors="replace")
+    header = _first_line(path)
     counts = {d: header.count(d) for d in ",;\t|"}
     best = max(counts, key=counts.__getitem__)
     return best if counts[best] > counts[","] else ","

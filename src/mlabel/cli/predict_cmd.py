@@ -147,8 +147,10 @@ def _show(
         order = np.argsort(-probs, kind="stable")
         keep = hits > 0  # a tag under its own low threshold may rank past the first lines
         keep[order[:SHOWN_PROBS]] = True
-        for j in order[keep[order]]:
-            print(f"   {'*' if hits[j] else ' '} {predictor.labels[j]:<30} {probs[j]:.3f}")
+        shown = order[keep[order]]
+        width = max(30, *(len(predictor.labels[j]) for j in shown))  # probabilities in a column
+        for j in shown:
+            print(f"   {'*' if hits[j] else ' '} {predictor.labels[j]:<{width}} {probs[j]:.3f}")
         if not keep.all():
             rest = np.count_nonzero(~keep)
             print(f"     ... {rest} more labels, each at most {probs[~keep].max():.3f}")

@@ -17,6 +17,7 @@ from mlabel.data import (
     join_texts,
     label_matrix_from_columns,
     labels_from_list_column,
+    list_column,
     read_rows,
     require_columns,
     resolve_id_col,
@@ -138,6 +139,7 @@ def _read_labels(
 ) -> tuple[list[str], np.ndarray | None]:
     """Labels from a list column or 0/1 columns, read by `mlabel.data` as for training;
     ([], None) when no column is left for them."""
+    labels_col = list_column(df, label_cols, labels_col)
     if labels_col is not None:
         return labels_from_list_column(df, labels_col, label_sep, None, source)
     names = list(label_cols or default_label_columns(df, id_col, text_cols))
