@@ -267,6 +267,12 @@ def test_a_corpus_in_annifs_form_trains_and_answers_its_own_uris(small_csv, tmp_
         results = c.post("/v1/projects/m/suggest", data={"text": TEXT}).json()["results"]
     assert {r["uri"] for r in results} == set(predictor.labels)
     assert all(r["uri"] == r["label"] for r in results)
+    # with the vocabulary (Annif's TSV subject file: `<uri>` TAB label) the URIs are its own
+    vocab = tmp_path / "vocab.tsv"
+    vocab.write_text("".join(f"<{u}>\t{u.rsplit('/', 1)[1]}\n" for u in predictor.labels))
+    cfg = TrainConfig(model="tfidf", val_frac=0.25, subject_uris=str(vocab))
+    model = fit_model(cfg, corpus, tmp_path / "v").model_dir
+    assert load_predictor(model).info.subject_uris == {u: u for u in predictor.labels}
 
 
 # ----------------------------------------------------------------------------- real clients

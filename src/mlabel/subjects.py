@@ -62,7 +62,9 @@ def training_uris(
 
 
 def covering(table: dict[str, str], labels: list[str], source: str) -> dict[str, str]:
-    """The table's URIs of `labels`, in label order; every label must have one."""
+    """The table's URIs of `labels`, in label order; every label must have one. A label that is
+    one of the table's URIs (read from an Annif corpus) has itself."""
+    table = {**{uri: uri for uri in table.values()}, **table}
     missing = [label for label in labels if label not in table]
     if missing:
         names = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
