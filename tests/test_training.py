@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,21 @@ def test_early_stopping_after_patience_epochs_without_improvement(frozen):
     assert [r["epoch"] for r in _history(frozen["out"])] == [1, 2, 3]
     assert frozen["result"].best_epoch == 1
     assert folder.read(frozen["out"] / "model").best_epoch == 1
+
+
+def test_max_minutes_starts_no_epoch_that_would_end_past_it(tiny_encoder, split, tmp_path, capsys):
+    """The first epoch always runs; the next starts only if, as long as the longest so far, it
+    would end within the budget."""
+    cfg = _config(tiny_encoder, epochs=3, max_minutes=1e-6)
+    result = training.train(cfg, *split, tmp_path / "short")
+    assert [r["epoch"] for r in result.history] == [1]
+    said = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "stopping after epoch 1 of 3: the next would end past max_minutes 1e-06" in said
+    assert folder.read(tmp_path / "short" / "model").best_epoch == 1
+    result = training.train(replace(cfg, max_minutes=60.0), *split, tmp_path / "long")
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    with pytest.raises(ConfigError, match="max_minutes is 0"):
+        _config(tiny_encoder, max_minutes=0)
 
 
 def test_keep_prunes_to_the_last_checkpoints_and_the_best(frozen):

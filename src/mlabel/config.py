@@ -62,6 +62,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     pos_weight: str = "auto"
     patience: int = 2
+    max_minutes: float | None = None  # no epoch starts that would end past this (see training)
     thresholds: str = "auto"
     thresholds_from: str | None = None
     top_k: int | None = None
@@ -106,7 +107,7 @@ class TrainConfig:
             _check_at_least(name, getattr(self, name), 1)
         for name in NON_NEGATIVE:
             _check_at_least(name, getattr(self, name), 0)
-        for name in ("lr", "head_lr"):  # NaN fails `> 0` too
+        for name in ("lr", "head_lr", "max_minutes"):  # NaN fails `> 0` too
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"{name} is {getattr(self, name)}, expected a positive number")
         if not self.label_sep:

@@ -60,7 +60,7 @@ console = Console(stderr=True, markup=False)  # paths and labels may hold [brack
 
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
-RESUMABLE = ("epochs", "patience", "threads", "save_steps", "keep", "track")
+RESUMABLE = ("epochs", "patience", "max_minutes", "threads", "save_steps", "keep", "track")
 
 T = TypeVar("T")
 
@@ -196,7 +196,12 @@ class _Run:
     def fit(self, notify: _Callbacks) -> TrainResult:
         """Epochs until the last one or early stopping; then thresholds for the best epoch."""
         state, best_probs = self.state, None
-        while state.epoch < self.cfg.epochs and not self._stopped():
+        started, longest = time.perf_counter(), 0.0
+        while (
+            state.epoch < self.cfg.epochs
+            and not self._stopped()
+            and not self._out_of_time(time.perf_counter() - started, longest)
+        ):
             t0 = time.perf_counter()
             with attention(self.model.encoder, _train_attention(self.rt)):
                 with attention_kernels(self.rt.device):
@@ -212,6 +217,7 @@ class _Run:
                 best_probs = probs
             self._save_epoch(record, improved, probs, rng_states(self.rt))
             notify("on_epoch_end", record)
+            longest = max(longest, time.perf_counter() - t0)
         return self._finish(best_probs)
 
     def _train_epoch(self) -> float:
@@ -316,6 +322,21 @@ class _Run:
         """Early stopping on validation micro-F1 (never without a validation split)."""
         patience = self.cfg.patience
         return self.val is not None and patience > 0 and self.state.bad_epochs >= patience
+
+    def _out_of_time(self, elapsed: float, longest: float) -> bool:
+        """Whether the next epoch, if it lasts as long as the `longest` so far (seconds), would
+        end past `max_minutes` of this process's training (`elapsed` so far). The first epoch
+        always runs; every rank stops when one would."""
+        if self.cfg.max_minutes is None or longest == 0:
+            return False
+        late = elapsed + longest > self.cfg.max_minutes * 60
+        late = global_sum(torch.tensor([float(late)]), self.rt)[0]
+        if late:
+            self._say(
+                f"stopping after epoch {self.state.epoch} of {self.cfg.epochs}: the next would end "
+                f"past max_minutes {self.cfg.max_minutes:g}"
+            )
+        return bool(late)
 
     def _resume(self) -> None:
         """Every rank restores the newest complete checkpoint: weights, optimizer, its RNG, state."""

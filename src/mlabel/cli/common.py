@@ -33,6 +33,9 @@ HELP = {
     "the encoder's own, 0.1 for BERT-style encoders; 0 trains faster on long texts",
     "spell_symbols": "read symbols the encoder's vocabulary lacks (emoji) as their Unicode names, "
     "e.g. 'face with tears of joy', instead of one unknown token",
+    "max_minutes": "time budget: start no epoch that would end past this many minutes of "
+    "training, judged by the longest epoch so far (the first always runs; reading, tokenizing "
+    "and saving come on top)",
     "precision": "auto (bf16 where the hardware is fast), fp32, bf16, fp16 (GPU)",
     "track": "mlflow or tensorboard",
     "subject_uri_base": "subject URIs are this base + the URL-quoted label (Annif API)",
