@@ -129,6 +129,15 @@ def test_predict_one_text(run, capsys):
     assert "tags:" in out and all(label in out for label in LABELS)
 
 
+def test_predict_reads_one_text_from_standard_input(run, capsys, monkeypatch):
+    """`--text -` reads a whole document from stdin (as `annif suggest` does): the same result."""
+    text = "Quantum spin chains\nand their entanglement"
+    code, direct, _ = cli(capsys, "predict", run[0] / "model", "--text", text)
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    code, piped, _ = cli(capsys, "predict", run[0] / "model", "--text", "-")
+    assert code == 0 and piped == direct and "text: Quantum spin chains" in piped
+
+
 def test_predict_prints_a_few_rows_without_output(run, rows, capsys):
     code, out, _ = cli(capsys, "predict", run[0] / "model", rows[0], "--limit", "2")
     assert code == 0 and out.count("tags:") == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 
@@ -125,6 +126,12 @@ def add_rule_options(parser: argparse.ArgumentParser) -> None:
 
 # Option types: argparse rejects a bad value where it enters (exit 2, naming the option), before
 # any file is read or model loaded.
+
+
+def one_text(value: str) -> str:
+    """--text's value; `-` reads the text from standard input (a whole document, as `annif
+    suggest` reads one)."""
+    return sys.stdin.read() if value == "-" else value
 
 
 def probability(text: str) -> float:

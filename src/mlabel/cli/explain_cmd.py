@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from mlabel.cli.common import probability, whole
+from mlabel.cli.common import one_text, probability, whole
 from mlabel.errors import UsageError
 
 if TYPE_CHECKING:
@@ -18,7 +18,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="the words that pushed each label's probability up or down")
     p.add_argument("model_dir")
     p.add_argument("data", nargs="?", help="table to explain (needs the model's text columns)")
-    p.add_argument("--text", help="explain one text and print the words")
+    p.add_argument(
+        "--text",
+        type=one_text,
+        help="explain one text and print the words (`-`: read it from standard input)",
+    )
     p.add_argument(
         "-o", "--output", help="output .csv or .jsonl: one row per (id, label, word, span, weight)"
     )

@@ -6,7 +6,14 @@ import argparse
 from typing import TYPE_CHECKING
 
 from mlabel import extras
-from mlabel.cli.common import add_engine_option, add_rule_options, non_negative, probability, whole
+from mlabel.cli.common import (
+    add_engine_option,
+    add_rule_options,
+    non_negative,
+    one_text,
+    probability,
+    whole,
+)
 from mlabel.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,7 +34,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--limit", type=whole(1), default=5, help="rows to print when there is no -o (default 5)"
     )
-    p.add_argument("--text", help="tag one text and print tags and probabilities")
+    p.add_argument(
+        "--text",
+        type=one_text,
+        help="tag one text and print tags and probabilities (`-`: read it from standard input)",
+    )
     p.add_argument("--proba", action="store_true", help="write probabilities instead of 0/1")
     p.add_argument("--threshold", type=probability, help="one threshold for every label")
     add_rule_options(p)
