@@ -251,6 +251,10 @@ def test_annif_corpora_read_as_they_are(tmp_path):
     np.testing.assert_array_equal(ex.y, [[1], [0]])
     with pytest.raises(DataError, match="label 'year' is 2020"):  # named 0/1 columns win
         load_examples(csv, ["text"], label_cols=["year"])
+    # and so do a model's labels when they are columns of the table (evaluating a 0/1 model)
+    both = write_text(tmp_path / "b.csv", "text,subject_uris,a\none,<http://x/a>,1\n")
+    assert load_examples(both, ["text"], labels=["a"]).y.tolist() == [[1.0]]
+    assert load_examples(both, ["text"], labels=["http://x/a"]).y.tolist() == [[1.0]]
 
 
 def test_labels_fix_the_order(tmp_path):

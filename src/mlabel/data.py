@@ -462,7 +462,7 @@ def load_examples(
     texts = join_texts(df, text_cols, source)
     if not require_labels:
         return Examples(ids, texts, list(labels or []), None, source)
-    labels_col = list_column(df, label_cols, labels_col)
+    labels_col = list_column(df, label_cols, labels_col, labels)
     if labels_col is not None:
         names, y = labels_from_list_column(df, labels_col, label_sep, labels, source)
     else:
@@ -473,12 +473,17 @@ def load_examples(
 
 
 def list_column(
-    df: pd.DataFrame, label_cols: Sequence[str] | None, labels_col: str | None
+    df: pd.DataFrame,
+    label_cols: Sequence[str] | None,
+    labels_col: str | None,
+    labels: Sequence[str] | None = None,
 ) -> str | None:
-    """The list column that holds the labels: `labels_col`, else, unless 0/1 columns are named,
-    the `subject_uris` column of a corpus in Annif's form; None: 0/1 columns."""
+    """The list column that holds the labels: `labels_col`, else the `subject_uris` column of a
+    corpus in Annif's form, unless 0/1 columns are named (`label_cols`, or a model's `labels`
+    that are all columns of the table); None: 0/1 columns."""
     annif = ANNIF_COLUMNS[1]
-    if labels_col is None and label_cols is None and annif in df.columns:
+    named = label_cols is not None or (labels is not None and set(labels) <= set(df.columns))
+    if labels_col is None and not named and annif in df.columns:
         return annif
     return labels_col
 
