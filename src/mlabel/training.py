@@ -194,7 +194,8 @@ class _Run:
                 )
 
     def fit(self, notify: _Callbacks) -> TrainResult:
-        """Epochs until the last one or early stopping; then thresholds for the best epoch."""
+        """Epochs until the last one, early stopping or the time budget; then thresholds for the
+        best epoch."""
         state, best_probs = self.state, None
         started, longest = time.perf_counter(), 0.0
         while (
