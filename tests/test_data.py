@@ -231,12 +231,12 @@ def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
 
 
 def test_annif_corpora_read_as_they_are(tmp_path):
-    """Annif's short-text corpus is a TSV without header (text TAB `<uri> <uri>`; quotes are
-    text); its CSV corpus has `text` and `subject_uris` columns beside metadata. The URIs are
+    """Annif's short-text corpus is a TSV without header (text TAB `<uri> <uri>`, split at the
+    first tab and then at any whitespace, as Annif does; quotes are text); its CSV corpus has `text` and `subject_uris` columns beside metadata. The URIs are
     the labels, and `subject_uris` holds them unless 0/1 columns are named."""
     tsv = write_text(
         tmp_path / "c.tsv",
-        'He said "hi\t<http://x/a> <http://x/b>\nno subjects here\nlast\t <http://x/b>\n',
+        'He said "hi\t<http://x/a>\t<http://x/b>\nno subjects here\nlast\t <http://x/b>\n',
     )
     ex = load_examples(tsv, ["text"])
     assert ex.texts == ['He said "hi', "no subjects here", "last"]

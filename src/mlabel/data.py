@@ -27,7 +27,9 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 from mlabel.errors import DataError
 from mlabel.tablefile import (
     ANNIF_COLUMNS,
+    ANNIF_OPTIONS,
     ANNIF_URIS,
+    annif_columns,
     check_parquet_row_sizes,
     csv_options,
     open_table_bytes,
@@ -138,20 +140,21 @@ def _first_line(err: Exception) -> str:
 def _iter_text_table(
     path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str], list_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
+    options = {} if fmt == ".jsonl" else csv_options(path, fmt, [*str_cols, *list_cols])
+    shape = annif_columns if options is ANNIF_OPTIONS else (lambda chunk: chunk)
     with open_table_bytes(path) as f:
         if fmt == ".jsonl":
             dtype = {c: "str" for c in str_cols}
             reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
         else:
-            options = csv_options(path, fmt, [*str_cols, *list_cols])
             reader = pd.read_csv(f, **options, chunksize=chunk_rows)
         if chunk_rows is None:  # pandas returned the whole table, not a reader
-            yield _checked_chunk(reader, 0, path)
+            yield _checked_chunk(shape(reader), 0, path)
             return
         start = 0
         with reader:
             for chunk in reader:
-                yield _checked_chunk(chunk, start, path)
+                yield _checked_chunk(shape(chunk), start, path)
                 start += len(chunk)
 
 

@@ -31,6 +31,17 @@ PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
 ANNIF_URIS = re.compile(r"\s*(?:<[^<>\s]+>\s*)+")  # Annif's subjects of a document: "<uri> <uri>"
 # the columns of Annif's short-text corpus, a TSV without header: text TAB subjects
 ANNIF_COLUMNS = ["text", "subject_uris"]
+# Annif splits each line at its first tab and the rest at any whitespace (tabs too), and quotes
+# are text: pandas reads each line whole (no line holds the unit separator), annif_columns splits
+ANNIF_OPTIONS = dict(
+    sep="\x1f",
+    header=None,
+    names=["line"],
+    dtype="str",
+    encoding="utf-8",
+    quoting=csv.QUOTE_NONE,
+    keep_default_na=False,
+)
 
 
 class _LineGuard(io.RawIOBase):
@@ -113,15 +124,7 @@ def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
     """read_csv's delimiter and missing-value settings: pandas' usual missing values ("NA",
     "null", ...) everywhere but in `str_cols`, where an id "NA" or a text "None" is meant."""
     if fmt == ".tsv" and is_annif_corpus(path):
-        return dict(
-            sep="\t",
-            header=None,
-            names=ANNIF_COLUMNS,
-            dtype="str",
-            encoding="utf-8",
-            quoting=csv.QUOTE_NONE,  # Annif splits a line at its tab: quotes are text
-            keep_default_na=False,
-        )
+        return ANNIF_OPTIONS
     sep = "\t" if fmt == ".tsv" else csv_delimiter(path)
     with open_table_bytes(path) as f:
         names = pd.read_csv(f, sep=sep, nrows=0, encoding="utf-8").columns
@@ -138,8 +141,16 @@ def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
 def is_annif_corpus(path: Path) -> bool:
     """Whether a TSV file is in Annif's short-text corpus form: no header, each line a text, a
     tab and the document's subject URIs in angle brackets (`<http://...> <http://...>`)."""
-    fields = _first_line(path).rstrip("\r\n").split("\t")
-    return len(fields) == 2 and ANNIF_URIS.fullmatch(fields[1]) is not None
+    _, tab, subjects = _first_line(path).rstrip("\r\n").partition("\t")
+    return bool(tab) and ANNIF_URIS.fullmatch(subjects) is not None
+
+
+def annif_columns(lines: pd.DataFrame) -> pd.DataFrame:
+    """Lines read with ANNIF_OPTIONS as Annif reads them: the text before the first tab, the
+    subjects after it (missing on a line without a tab)."""
+    parts = lines["line"].str.partition("\t")
+    text, subjects = ANNIF_COLUMNS
+    return pd.DataFrame({text: parts[0], subjects: parts[2].where(parts[1] != "")})
 
 
 def _first_line(path: Path) -> str:
