@@ -38,12 +38,13 @@ from sklearn.metrics import f1_score
 
 from mlabel.classifier import fit_model, prepare_data
 from mlabel.config import TrainConfig
-from mlabel.data import Examples, load_examples, split_examples
+from mlabel.data import Examples, load_examples
 from mlabel.decision import decide
 from mlabel.metrics import bootstrap_ci
 from mlabel.model import resolve_encoder
 from mlabel.predict import Predictor
 from mlabel.selection import RuleChoice, blend_weights, label_less_share, tuned_rule
+from mlabel.split import split_examples
 
 SHARED = ROOT.parent / "shared" / "data"
 SPLIT_SEED = 0

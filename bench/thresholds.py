@@ -26,10 +26,11 @@ from benchkit import ROOT, TEXT_COLS
 from scipy.stats import rankdata
 
 from mlabel.baseline import TfidfModel
-from mlabel.data import Examples, load_examples, split_examples
+from mlabel.data import Examples, load_examples
 from mlabel.decision import DecisionRule, decide
 from mlabel.metrics import multilabel_metrics, tune_thresholds
 from mlabel.selection import choose_rule, label_less_share
+from mlabel.split import split_examples
 
 SEMEVAL = ROOT.parent / "shared" / "data" / "semeval_ec.tsv"
 METHODS = ("fixed:0.5", "global", "per-label", "shrunk", "auto")

@@ -6,7 +6,8 @@ usage: python examples/split_data.py DATA OUT_DIR [--test-frac 0.2] [--seed 0]
 import argparse
 from pathlib import Path
 
-from mlabel.data import load_examples, read_table, split_examples
+from mlabel.data import load_examples, read_table
+from mlabel.split import split_examples
 
 
 def main() -> None:

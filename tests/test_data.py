@@ -13,9 +13,9 @@ from mlabel.data import (
     join_texts,
     load_examples,
     read_table,
-    split_examples,
 )
 from mlabel.errors import DataError
+from mlabel.split import split_examples
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -202,7 +202,7 @@ def recounting_cover(y: np.ndarray, train: list[int], val: list[int]) -> None:
 
 
 def test_covering_labels_in_a_split_at_many_labels_matches_recounting():
-    from mlabel.data import _cover_labels
+    from mlabel.split import _cover_labels
 
     rng = np.random.default_rng(2)
     y = (rng.random((300, N_LABELS)) < 3 / N_LABELS).astype(np.float32)

@@ -16,7 +16,7 @@ LAYERS = [
     {"atomic", "extras", "config", "batching", "limits", "decision", "tablefile", "subjects"},
     {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},
-    {"model", "baseline", "reports.render", "selection"},
+    {"model", "baseline", "reports.render", "selection", "split"},
     {"engines", "checkpoint", "optim", "distributed", "finalize", "adapt"},
     {"reports.profile", "reports.data_plots", "reports.curves"},
     {"training", "predict", "reports.evaluation"},

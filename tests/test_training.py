@@ -22,7 +22,7 @@ from mlabel.baseline import TfidfModel
 from mlabel.callbacks import ConsoleTable, CurvesPlot
 from mlabel.classifier import fit_model
 from mlabel.config import TrainConfig, from_dict, load_config
-from mlabel.data import Examples, load_examples, split_examples
+from mlabel.data import Examples, load_examples
 from mlabel.decision import DecisionRule
 from mlabel.errors import ConfigError
 from mlabel.metrics import tune_thresholds
@@ -31,6 +31,7 @@ from mlabel.optim import build_optimizer
 from mlabel.predict import load_predictor
 from mlabel.runtime import Runtime
 from mlabel.selection import blend_weights, choose_rule, label_less_share
+from mlabel.split import split_examples
 
 TEXT_COLS = ["TITLE", "ABSTRACT"]
 TIMING = {"seconds", "samples_per_s"}  # the only record fields allowed to differ between runs

@@ -13,10 +13,11 @@ import pandas as pd
 
 from mlabel.callbacks import Callback, default_callbacks
 from mlabel.config import TrainConfig, from_dict
-from mlabel.data import Examples, join_texts, load_examples, split_examples
+from mlabel.data import Examples, join_texts, load_examples
 from mlabel.finalize import TrainResult
 from mlabel.predict import Predictor
 from mlabel.runtime import Runtime
+from mlabel.split import split_examples
 
 
 def prepare_data(cfg: TrainConfig, data: Any, val: Any = None) -> tuple[Examples, Examples | None]:
