@@ -242,6 +242,11 @@ def test_annif_corpora_read_as_they_are(tmp_path):
     assert ex.texts == ['He said "hi', "no subjects here", "last"]
     assert ex.labels == ["http://x/a", "http://x/b"]
     np.testing.assert_array_equal(ex.y, [[1, 1], [0, 0], [0, 1]])
+    # a first document without subjects, and a headed TSV holding URI lists
+    none_first = write_text(tmp_path / "n.tsv", "no subjects\t\nsome\t<http://x/a>\n")
+    assert load_examples(none_first, ["text"]).y.tolist() == [[0], [1]]
+    headed = write_text(tmp_path / "h.tsv", "text\tsubject_uris\nsome\t<http://x/a>\n")
+    assert load_examples(headed, ["text"]).texts == ["some"]
     csv = write_text(
         tmp_path / "c.csv",
         "document_id,text,subject_uris,year\nd1,one,<http://x/a>,2020\nd2,two,,2021\n",

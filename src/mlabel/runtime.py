@@ -73,6 +73,12 @@ def matrix_isa() -> list[str]:
     return [flag for flag in MATRIX_ISA if flag in cpu_flags()]
 
 
+def cpu_has_int8_dot() -> bool:
+    """True on CPUs with VNNI or AMX int8, whose u8 x s8 dot products do not saturate (AVX2's
+    vpmaddubsw sums pairs of them in int16)."""
+    return bool({"avx_vnni", "avx512_vnni", "amx_int8"} & cpu_flags())
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AMX or AVX-512 bf16 units, where bf16 autocast is a real speed-up."""
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())

@@ -140,9 +140,11 @@ def csv_options(path: Path, fmt: str, str_cols: list[str]) -> dict:
 
 def is_annif_corpus(path: Path) -> bool:
     """Whether a TSV file is in Annif's short-text corpus form: no header, each line a text, a
-    tab and the document's subject URIs in angle brackets (`<http://...> <http://...>`)."""
-    _, tab, subjects = _first_line(path).rstrip("\r\n").partition("\t")
-    return bool(tab) and ANNIF_URIS.fullmatch(subjects) is not None
+    tab and the document's subject URIs in angle brackets (`<http://...> <http://...>`), or
+    none. Judged on the first lines (64 KiB): each subject part a URI list or blank, one a list."""
+    subjects = [line.rstrip("\r\n").partition("\t")[2] for line in _first_lines(path)]
+    uris = [ANNIF_URIS.fullmatch(s) is not None for s in subjects]
+    return any(uris) and all(u or not s.strip() for u, s in zip(uris, subjects))
 
 
 def annif_columns(lines: pd.DataFrame) -> pd.DataFrame:
@@ -154,8 +156,16 @@ def annif_columns(lines: pd.DataFrame) -> pd.DataFrame:
 
 
 def _first_line(path: Path) -> str:
+    return _first_lines(path)[0]
+
+
+def _first_lines(path: Path, size: int = 65536) -> list[str]:
+    """The lines in the file's first `size` bytes, a line cut there left out unless it is the
+    first."""
     with open_table_bytes(path) as f:
-        return f.readline(65536).decode("utf-8", errors="replace")
+        data = f.read(size)
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    return lines[:-1] if len(data) == size and len(lines) > 1 else lines
 
 
 def csv_delimiter(path: Path) -> str:
