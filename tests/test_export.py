@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
 
 import numpy as np
@@ -94,6 +95,33 @@ def test_engines_agree_with_fp32(exported, held_out, engine, monkeypatch):
     # int8's fidelity depends on the CPU (0.9935 on Zen 3 here, where VNNI is missing): whether
     # it is used is the export's measured guard; a misordered batch would agree far less
     assert agreement_f1(d32, d) >= (AGREEMENT if engine == "onnx" else 0.98)
+
+
+class _RunSpy:
+    """A session whose run() notes the thread it ran on."""
+
+    def __init__(self, session):
+        self.session, self.threads = session, set()
+
+    def run(self, *args):
+        self.threads.add(threading.get_ident())
+        return self.session.run(*args)
+
+
+def test_onnx_batches_run_side_by_side_in_order(exported, held_out, monkeypatch):
+    monkeypatch.setattr(engines_mod, "ONNX_MAX_TOKENS", 256)  # many batches
+    monkeypatch.setattr(engines_mod.torch, "get_num_threads", lambda: 1)
+    alone = Predictor(exported, "onnx").predict_proba(held_out.texts)
+    monkeypatch.setattr(engines_mod.torch, "get_num_threads", lambda: 2)
+    two = Predictor(exported, "onnx")
+    logits = two.scorer.logits
+    logits.session = spy = _RunSpy(logits.session)
+    # the same one-thread runs of the same batches, now two at a time: the same bits, in order
+    np.testing.assert_array_equal(two.predict_proba(held_out.texts), alone)
+    assert len(spy.threads) == 2 and logits.whole is None
+    one_batch = two.predict_proba(held_out.texts[:1])  # a lone text gets both threads
+    assert logits.whole.get_session_options().intra_op_num_threads == 2
+    np.testing.assert_allclose(one_batch, alone[:1], atol=1e-5)
 
 
 def test_auto_uses_the_recorded_choice(exported, held_out):
