@@ -80,8 +80,8 @@ def test_int8_weights_suit_the_cpu(
     names = [n.removesuffix("_quantized") for n in matmuls]
     assert names and {inits[f"{n}_quantized"].dtype for n in names} == {np.dtype(weights)}
     assert all((inits[f"{n}_scale"].size > 1) == per_channel for n in names)
-    matmuls = [n.input[1] for n in graph.node if n.op_type == "MatMul"]
-    kept = [inits[w].shape for w in matmuls if w in inits]  # not the attention's own products
+    float_inputs = [n.input[1] for n in graph.node if n.op_type == "MatMul"]
+    kept = [inits[w].shape for w in float_inputs if w in inits]  # not attention's own products
     assert kept == [(37, 32)] * fp32_kept
 
 

@@ -111,12 +111,13 @@ class OnnxLogits:
     length-sorted batches run side by side, one per thread, on one-thread runs of a shared
     session (on 2 Zen 3 cores, 1,024 tokens per batch: 1.12x one two-thread run in fp32, 1.09x
     in int8, scratch sweep in bench/logs/onnx-side-by-side-zen3-2026-12-01.log); a call of one
-    batch runs on every thread, in a second session made on first use."""
+    batch, or any call on one thread, runs on every thread, in a second session made on first
+    use (the same one when there is one thread)."""
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
         self.path, self.threads = onnx_path(model_dir, engine), torch.get_num_threads()
         self.session = onnx_session(self.path, 1)
-        self.whole: Any = self.session if self.threads == 1 else None
+        self.whole: Any = self.session if self.threads == 1 else None  # every thread's session
         self.n_labels = len(info.labels)
         outputs = self.session.get_outputs()[0].shape
         if len(outputs) != 2 or outputs[1] != self.n_labels:
@@ -127,10 +128,11 @@ class OnnxLogits:
     def __call__(self, encoded: Encoded) -> np.ndarray:
         out = np.zeros((len(encoded.lengths), self.n_labels), dtype=np.float32)
         batches = inference_batches(encoded.lengths, ONNX_MAX_TOKENS)
-        if len(batches) == 1:
+        if len(batches) < 2 or self.threads == 1:
             if self.whole is None:
                 self.whole = onnx_session(self.path, self.threads)
-            self._run(self.whole, encoded, batches[0], out)
+            for rows in batches:
+                self._run(self.whole, encoded, rows, out)
             return out
         # onnxruntime releases the GIL in run(), and a session may run calls concurrently.
         with ThreadPoolExecutor(min(self.threads, len(batches))) as pool:

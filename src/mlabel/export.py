@@ -90,8 +90,8 @@ def int8_settings(graph: Path) -> dict[str, Any]:
     activations by int8 weights exactly. Without it those products saturate, so uint8 weights
     per channel (Optimum's avx2 choice), and the feed-forward output projections stay in fp32
     (`narrowing_matmuls`). On Zen 3 decisions then agreed with fp32's at 0.9975 on 1,000
-    abstracts (0.9908 with every MatMul in 8 bits, 0.9740 with int8 weights; bench/RESULTS.md,
-    Inference)."""
+    abstracts, 0.9908 with every MatMul in 8 bits (int8 weights: 0.9740 on 500 others;
+    bench/RESULTS.md, Inference)."""
     from onnxruntime.quantization import QuantType
 
     if cpu_has_int8_dot():
