@@ -10,7 +10,9 @@ Both fine-tune the embedded all-MiniLM-L6-v2 with the same data, batch size (16)
 autocast on CPUs with AMX or AVX-512 bf16, fp32 on the others); mlabel trains without its TF-IDF
 ensemble member. The peer is the standard recipe:
 AutoModelForSequenceClassification(problem_type="multi_label_classification"), autocast,
-length-grouped sampling and DataCollatorWithPadding, evaluating each epoch as mlabel does.
+length-grouped sampling and DataCollatorWithPadding, evaluating each epoch as mlabel does, and
+with freed memory kept for reuse as mlabel's training keeps it (`runtime.reuse_freed_memory`:
+without it glibc maps and faults in every large tensor afresh, which slows both sides).
 Samples/s is end to end: epochs x training rows / seconds from model load to the last evaluation.
 
 Then, in the same run, `train_ceiling.floor_profile` profiles one epoch of mlabel's step on the
@@ -49,7 +51,7 @@ from mlabel.config import TrainConfig
 from mlabel.data import load_examples
 from mlabel.metrics import multilabel_metrics
 from mlabel.model import resolve_encoder
-from mlabel.runtime import attention_kernels, autocast_dtype
+from mlabel.runtime import attention_kernels, autocast_dtype, reuse_freed_memory
 from mlabel.training import TrainResult, train
 
 MAX_LEN, BATCH, LR, WARMUP, WEIGHT_DECAY = 256, 16, 8e-5, 0.1, 0.01
@@ -96,8 +98,9 @@ def run_peer(train_df, val_df, epochs: int, dtype: torch.dtype | None) -> tuple[
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda p: {"micro_f1": micro_f1(p.label_ids, p.predictions)},
     )
-    trainer.train()
-    f1 = trainer.evaluate()["eval_micro_f1"]
+    with reuse_freed_memory(model.device):  # glibc keeps freed memory, as in mlabel's training
+        trainer.train()
+        f1 = trainer.evaluate()["eval_micro_f1"]
     return time.perf_counter() - start, f1
 
 

@@ -30,7 +30,7 @@ from mlabel.encoding import Encoded, encode, load_tokenizer, training_batches
 from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import refuse_remote_code, staged
 from mlabel.model import first_line, resolve_encoder
-from mlabel.runtime import attention_kernels, autocast_dtype, setup
+from mlabel.runtime import attention_kernels, autocast_dtype, reuse_freed_memory, setup
 from mlabel.tablefile import open_table_bytes, where_not_utf8
 
 MLM_PROBABILITY = 0.15  # BERT's masking rate, which the paper keeps
@@ -111,7 +111,7 @@ def adapt_encoder(
     tokenizer = load_tokenizer(path)
     mlm = _load_masked_lm(path, str(model)).to(rt.device)
     encoded = encode(tokenizer, texts, max_len)
-    with attention_kernels(rt.device):
+    with attention_kernels(rt.device), reuse_freed_memory(rt.device):
         losses = _train(mlm, tokenizer, encoded, epochs, batch_size, lr, seed)
     record = {"model": str(model), "texts": len(texts), "epochs": epochs, "max_len": max_len}
     record |= {"batch_size": batch_size, "lr": lr, "seed": seed, "loss": losses}

@@ -87,10 +87,11 @@ def eager_attention(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Transformers' eager attention, dropout(softmax(QK^T * scaling + mask)) V, made cheaper:
+    the scaling multiplies the queries (length x head size) rather than the scores (length^2),
     the mask is added in the scores' dtype (bf16 under autocast, not fp32) and dropout's
-    1/(1-p) multiplies the output (length x head size) rather than the probabilities (length^2)."""
+    1/(1-p) multiplies the output rather than the probabilities."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    weights = torch.matmul(query * scaling, key.transpose(2, 3))
     if attention_mask is not None:
         weights = weights + attention_mask.to(weights.dtype)
     weights = torch.softmax(weights, dim=-1)

@@ -1,9 +1,14 @@
-"""Where code runs: device, torchrun process group, CPU features, threads and mixed precision."""
+"""Where code runs: device, torchrun process group, CPU features, threads, mixed precision and
+how the C library hands out memory."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -93,6 +98,49 @@ def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager
     return sdpa_kernel(
         [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     )
+
+
+# glibc's mallopt() parameters and its defaults for them (malloc.h, mallopt(3)).
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_held = 0  # how many reuse_freed_memory blocks are open
+_held_lock = threading.Lock()
+
+
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library where it is glibc (its mallopt and malloc_trim are used)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(None)
+
+
+@contextlib.contextmanager
+def reuse_freed_memory(device: torch.device) -> Iterator[None]:
+    """On a CPU with glibc, freed memory stays in the process while the block runs, so the next
+    tensor of that size reuses it: glibc otherwise maps large blocks (all over 32 MiB) afresh and
+    unmaps them when freed, and every new activation tensor faults in and zeroes its pages again,
+    which made softmax and attention dropout 2-3x slower than their work (bench/RESULTS.md,
+    Training). On leaving, glibc's defaults come back and the kept memory is returned."""
+    global _held
+    libc = _glibc()
+    if libc is None or device.type != "cpu":
+        yield
+        return
+    with _held_lock:
+        if _held == 0:
+            libc.mallopt(M_MMAP_MAX, 0)
+            libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        _held += 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held -= 1
+            if _held == 0:
+                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+                libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

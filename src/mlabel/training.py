@@ -50,7 +50,13 @@ from mlabel.finalize import (
 from mlabel.metrics import multilabel_metrics
 from mlabel.model import EncoderClassifier, attention, resolve_encoder
 from mlabel.optim import build_optimizer, build_scheduler, loss_function
-from mlabel.runtime import Runtime, attention_kernels, autocast_dtype, setup
+from mlabel.runtime import (
+    Runtime,
+    attention_kernels,
+    autocast_dtype,
+    reuse_freed_memory,
+    setup,
+)
 from mlabel.selection import label_less_share, tuned_rule
 from mlabel.subjects import training_uris
 
@@ -196,6 +202,12 @@ class _Run:
     def fit(self, notify: _Callbacks) -> TrainResult:
         """Epochs until the last one, early stopping or the time budget; then thresholds for the
         best epoch."""
+        with reuse_freed_memory(self.rt.device):
+            best_probs = self._epochs(notify)
+        return self._finish(best_probs)
+
+    def _epochs(self, notify: _Callbacks) -> np.ndarray | None:
+        """The epochs; returns the best epoch's validation probabilities (None: no validation)."""
         state, best_probs = self.state, None
         started, longest = time.perf_counter(), 0.0
         while (
@@ -219,7 +231,7 @@ class _Run:
             self._save_epoch(record, improved, probs, rng_states(self.rt))
             notify("on_epoch_end", record)
             longest = max(longest, time.perf_counter() - t0)
-        return self._finish(best_probs)
+        return best_probs
 
     def _train_epoch(self) -> float:
         """One pass over the data (the rest of it when resuming mid-epoch); returns the true

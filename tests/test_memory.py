@@ -1,0 +1,71 @@
+"""runtime.reuse_freed_memory: large freed tensors stay in the process while training (no fresh
+pages to fault in), and go back to the system afterwards."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from test_training import _config, split  # noqa: F401 (a fixture)
+
+from mlabel import runtime, training
+
+CPU = torch.device("cpu")
+MIB = 2**20
+pytestmark = pytest.mark.skipif(runtime._glibc() is None, reason="needs Linux with glibc")
+
+
+def resident_mib() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def freed_mib() -> float:
+    """How much resident memory freeing a touched 64 MiB tensor gives back to the system."""
+    x = torch.ones(16 * MIB)  # 64 MiB, over any mmap threshold glibc picks by itself
+    before = resident_mib()
+    del x
+    return before - resident_mib()
+
+
+def test_freed_memory_stays_inside_and_goes_back_after():
+    assert freed_mib() > 60  # glibc's default: unmapped at once
+    with runtime.reuse_freed_memory(CPU):
+        assert freed_mib() < 4  # kept for the next tensor
+        with runtime.reuse_freed_memory(CPU):  # nested: the outer block still holds
+            pass
+        assert freed_mib() < 4
+        x = torch.ones(16 * MIB)
+        del x
+        inside = resident_mib()
+    assert inside - resident_mib() > 60  # returned on leaving
+    assert freed_mib() > 60  # and the defaults are back
+
+
+def test_gpu_blocks_leave_the_allocator_alone():
+    with runtime.reuse_freed_memory(torch.device("cuda")):
+        assert freed_mib() > 60
+
+
+def test_training_epochs_run_inside_it(tiny_encoder, split, tmp_path, monkeypatch):  # noqa: F811
+    seen: list[str] = []
+    real = runtime.reuse_freed_memory
+
+    def recorder(device: torch.device):
+        seen.append(device.type)
+        return real(device)
+
+    epoch = training._Run._train_epoch
+
+    def inside_epoch(self):
+        assert runtime._held == 1  # the block is open while the epoch trains
+        return epoch(self)
+
+    monkeypatch.setattr(training, "reuse_freed_memory", recorder)
+    monkeypatch.setattr(training._Run, "_train_epoch", inside_epoch)
+    cpu = runtime.Runtime(rank=0, world=1, device=CPU)
+    training.train(_config(tiny_encoder, epochs=2), *split, tmp_path, runtime=cpu)
+    assert seen == ["cpu"]
+    assert runtime._held == 0
