@@ -7,7 +7,6 @@ import os
 
 import pytest
 import torch
-
 from test_training import _config, split  # noqa: F401 (a fixture)
 
 from mlabel import runtime, training
