@@ -6,6 +6,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -226,6 +227,26 @@ def test_a_choice_measured_on_another_cpu_is_dropped_with_a_warning(
     assert predictor.engine in ("torch", "bf16")
     monkeypatch.setattr(engines_mod, "matrix_isa", lambda: ["avx2"])  # the same CPU kind
     assert Predictor(copy, "auto", device="cpu").engine == "onnx-int8"
+
+
+def test_an_int8_graph_made_for_vnni_warns_on_a_cpu_without_it(exported, tmp_path, monkeypatch):
+    copy = shutil.copytree(exported, tmp_path / "model")
+    info = folder.read(copy)
+    info.engine = EngineChoice(choice="onnx-int8", machine={"isa": ["avx2", "avx512_vnni"]})
+    folder.write(info, copy)
+    monkeypatch.setattr(engines_mod, "cpu_has_int8_dot", lambda: False)
+    with pytest.warns(UserWarning, match=r"quantized on a CPU with VNNI .*re-quantize here"):
+        assert Predictor(copy, "onnx-int8", device="cpu").engine == "onnx-int8"  # still as asked
+    monkeypatch.setattr(engines_mod, "cpu_has_int8_dot", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Predictor(copy, "onnx-int8", device="cpu")
+    info.engine = EngineChoice(choice="onnx-int8", machine={"isa": ["avx2"]})
+    folder.write(info, copy)
+    monkeypatch.setattr(engines_mod, "cpu_has_int8_dot", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quantized for AVX2 (uint8 weights): nothing to say
+        Predictor(copy, "onnx-int8", device="cpu")
 
 
 def test_export_records_the_cpu_it_measured_on(exported, held_out):

@@ -25,7 +25,7 @@ from mlabel.encoding import (
 from mlabel.errors import ModelError
 from mlabel.folder import ONNX_FILES, ModelInfo, check_files, onnx_path, tfidf_dir
 from mlabel.model import first_line
-from mlabel.runtime import attention_kernels, cpu_has_fast_bf16, matrix_isa
+from mlabel.runtime import attention_kernels, cpu_has_fast_bf16, cpu_has_int8_dot, matrix_isa
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 # ONNX Runtime ran faster on small batches: on 2 Xeon cores 1,024 tokens per batch against 4,096
@@ -312,6 +312,13 @@ def pick_engine(model_dir: Path, info: ModelInfo, engine: str, device: torch.dev
     if engine in ONNX_FILES and not onnx_path(model_dir, engine).is_file():
         flags = "--onnx --int8" if engine == "onnx-int8" else "--onnx"
         raise ModelError(f"engine {engine!r} needs `mlabel export {model_dir} {flags}`")
+    if engine == "onnx-int8" and _int8_for_vnni(info) and not cpu_has_int8_dot():
+        warnings.warn(
+            f"{model_dir}'s int8 graph was quantized on a CPU with VNNI (int8 weights) and this "
+            "one has none: its products can saturate and its decisions drift from fp32's "
+            f"(re-quantize here with `mlabel export {model_dir} --onnx --int8`)",
+            stacklevel=3,
+        )
     if engine == "bf16" and not fast_bf16(device):
         warnings.warn(
             f"no fast bf16 on {device} (a CPU needs AMX or AVX-512 bf16); using fp32 torch",
@@ -319,6 +326,13 @@ def pick_engine(model_dir: Path, info: ModelInfo, engine: str, device: torch.dev
         )
         return "torch"
     return engine
+
+
+def _int8_for_vnni(info: ModelInfo) -> bool:
+    """Whether the folder's int8 graph was quantized for VNNI: `export` measured its engines on
+    such a CPU, and `export.int8_settings` gives those int8 weights, which saturate without it."""
+    isa = info.engine.machine.get("isa", []) if info.engine is not None else []
+    return bool({"avx512_vnni", "amx_int8"} & set(isa))
 
 
 def recorded_engine(model_dir: Path, info: ModelInfo) -> str | None:

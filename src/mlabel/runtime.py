@@ -103,6 +103,7 @@ def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager
 # glibc's mallopt() parameters and its defaults for them (malloc.h, mallopt(3)).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
+NEVER_TRIM = 2**31 - 1  # the largest trim threshold mallopt takes (an int)
 _held = 0  # how many reuse_freed_memory blocks are open
 _held_lock = threading.Lock()
 
@@ -121,7 +122,8 @@ def reuse_freed_memory(device: torch.device) -> Iterator[None]:
     tensor of that size reuses it: glibc otherwise maps large blocks (all over 32 MiB) afresh and
     unmaps them when freed, and every new activation tensor faults in and zeroes its pages again,
     which made softmax and attention dropout 2-3x slower than their work (bench/RESULTS.md,
-    Training). On leaving, glibc's defaults come back and the kept memory is returned."""
+    Training). On leaving, glibc's defaults come back (its mmap threshold stops adapting, as after
+    any mallopt) and the kept memory is returned."""
     global _held
     libc = _glibc()
     if libc is None or device.type != "cpu":
@@ -130,7 +132,7 @@ def reuse_freed_memory(device: torch.device) -> Iterator[None]:
     with _held_lock:
         if _held == 0:
             libc.mallopt(M_MMAP_MAX, 0)
-            libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+            libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM)
         _held += 1
     try:
         yield
