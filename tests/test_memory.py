@@ -1,5 +1,5 @@
-"""runtime.reuse_freed_memory: large freed tensors stay in the process while training (no fresh
-pages to fault in), and go back to the system afterwards."""
+"""runtime.reuse_freed_memory: large freed tensors stay in the process while training and
+torch-engine inference run (no fresh pages to fault in), and go back to the system afterwards."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 import torch
 from test_training import _config, split  # noqa: F401 (a fixture)
 
-from mlabel import runtime, training
+from mlabel import engines, runtime, training
+from mlabel.encoding import encode, load_tokenizer
+from mlabel.model import EncoderClassifier
 
 CPU = torch.device("cpu")
 MIB = 2**20
@@ -67,4 +69,20 @@ def test_training_epochs_run_inside_it(tiny_encoder, split, tmp_path, monkeypatc
     cpu = runtime.Runtime(rank=0, world=1, device=CPU)
     training.train(_config(tiny_encoder, epochs=2), *split, tmp_path, runtime=cpu)
     assert seen == ["cpu"]
+    assert runtime._held == 0
+
+
+def test_torch_engine_batches_run_inside_it(tiny_encoder, monkeypatch):
+    model = EncoderClassifier.from_encoder(tiny_encoder, 3, "mean", 0.1).eval()
+    encoded = encode(load_tokenizer(tiny_encoder), ["a short text", "another one"] * 20, 32)
+    held: list[int] = []
+    real = model.forward
+
+    def forward(**inputs):
+        held.append(runtime._held)
+        return real(**inputs)
+
+    monkeypatch.setattr(model, "forward", forward)
+    logits = engines.batched_logits(model, encoded)
+    assert logits.shape == (40, 3) and held and set(held) == {1}
     assert runtime._held == 0

@@ -25,7 +25,13 @@ from mlabel.encoding import (
 from mlabel.errors import ModelError
 from mlabel.folder import ONNX_FILES, ModelInfo, check_files, onnx_path, tfidf_dir
 from mlabel.model import first_line
-from mlabel.runtime import attention_kernels, cpu_has_fast_bf16, cpu_has_int8_dot, matrix_isa
+from mlabel.runtime import (
+    attention_kernels,
+    cpu_has_fast_bf16,
+    cpu_has_int8_dot,
+    matrix_isa,
+    reuse_freed_memory,
+)
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
 # ONNX Runtime ran faster on small batches: on 2 Xeon cores 1,024 tokens per batch against 4,096
@@ -64,7 +70,7 @@ def batched_logits(
     autocast = (
         torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     )
-    with torch.inference_mode(), autocast, attention_kernels(device):
+    with torch.inference_mode(), autocast, attention_kernels(device), reuse_freed_memory(device):
         for batch in inference_batches(encoded.lengths[rows], MAX_TOKENS):
             inputs = {k: v.to(device) for k, v in collate(encoded, rows[batch]).items()}
             out[batch] = model(**inputs).float().cpu().numpy()

@@ -121,9 +121,10 @@ def reuse_freed_memory(device: torch.device) -> Iterator[None]:
     """On a CPU with glibc, freed memory stays in the process while the block runs, so the next
     tensor of that size reuses it: glibc otherwise maps large blocks (all over 32 MiB) afresh and
     unmaps them when freed, and every new activation tensor faults in and zeroes its pages again,
-    which made softmax and attention dropout 2-3x slower than their work (bench/RESULTS.md,
-    Training). On leaving, glibc's defaults come back (its mmap threshold stops adapting, as after
-    any mallopt) and the kept memory is returned."""
+    which made softmax and attention dropout 2-3x slower than their work and torch-engine
+    inference 1.3x slower (bench/RESULTS.md, Training and Inference). On leaving, glibc's
+    defaults come back (its mmap threshold stops adapting, as after any mallopt) and the kept
+    memory is returned."""
     global _held
     libc = _glibc()
     if libc is None or device.type != "cpu":
