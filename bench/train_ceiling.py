@@ -5,11 +5,11 @@
 Runs one epoch of `bench/train.py`'s training data (1,000 abstracts, batch 16, max length 256)
 through the same step `mlabel train` takes on a CPU (fast dropout, eager attention, autocast in the
 precision `--precision auto` picks here: bf16 with AMX or AVX-512 bf16, else fp32; fused AdamW,
-gradient clipping, freed memory kept for reuse) under torch.profiler, then prints the time in matrix multiplies against
-everything else, the FLOP rate the linear layers reach against the same shapes multiplied alone,
-and two floors: the epoch's seconds if every operation but the matrix multiplies were free, and
-if only the element-wise work every implementation needs (softmax, GELU, LayerNorm, AdamW) were
-added back. `bench/train.py` measures the second floor in its own run (`floor_profile`).
+gradient clipping, freed memory kept for reuse) under torch.profiler, then prints the time in
+matrix multiplies against everything else, the FLOP rate the linear layers reach against the
+same shapes multiplied alone, and two floors: the epoch's seconds if every operation but the
+matrix multiplies were free, and if only the element-wise work every implementation needs
+(softmax, GELU, LayerNorm, AdamW) were added back. `bench/train.py` measures the second floor in its own run (`floor_profile`).
 """
 
 from __future__ import annotations
