@@ -26,6 +26,7 @@ from mlabel.errors import ModelError
 from mlabel.folder import ONNX_FILES, ModelInfo, check_files, onnx_path, tfidf_dir
 from mlabel.model import first_line
 from mlabel.runtime import (
+    INT8_DOT_ISA,
     attention_kernels,
     cpu_has_fast_bf16,
     cpu_has_int8_dot,
@@ -338,7 +339,7 @@ def _int8_for_vnni(info: ModelInfo) -> bool:
     """Whether the folder's int8 graph was quantized for VNNI: `export` measured its engines on
     such a CPU, and `export.int8_settings` gives those int8 weights, which saturate without it."""
     isa = info.engine.machine.get("isa", []) if info.engine is not None else []
-    return bool({"avx512_vnni", "amx_int8"} & set(isa))
+    return bool(INT8_DOT_ISA & set(isa))
 
 
 def recorded_engine(model_dir: Path, info: ModelInfo) -> str | None:

@@ -78,10 +78,14 @@ def matrix_isa() -> list[str]:
     return [flag for flag in MATRIX_ISA if flag in cpu_flags()]
 
 
+# CPU flags of exact u8 x s8 dot products: VNNI or AMX int8 (AVX2's vpmaddubsw sums pairs of
+# them in int16, and saturates).
+INT8_DOT_ISA = frozenset({"avx_vnni", "avx512_vnni", "amx_int8"})
+
+
 def cpu_has_int8_dot() -> bool:
-    """True on CPUs with VNNI or AMX int8, whose u8 x s8 dot products do not saturate (AVX2's
-    vpmaddubsw sums pairs of them in int16)."""
-    return bool({"avx_vnni", "avx512_vnni", "amx_int8"} & cpu_flags())
+    """True on CPUs with exact int8 dot products (INT8_DOT_ISA)."""
+    return bool(INT8_DOT_ISA & cpu_flags())
 
 
 def cpu_has_fast_bf16() -> bool:
