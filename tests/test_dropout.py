@@ -25,6 +25,20 @@ def test_rounded_rate_stays_within_two_percent_of_p(p):
     assert abs(effective_p(p) - p) <= 0.02 * p
 
 
+@pytest.mark.parametrize("p", [0.999, 0.99999, 1 - 1e-9])
+def test_rates_just_under_one_keep_some_elements_and_a_finite_scale(p):
+    assert 0 < 1 - effective_p(p) <= 1 / 256
+    torch.manual_seed(0)
+    y = dropout(torch.ones(1000, 1000), p, training=True)
+    assert torch.isfinite(y).all() and (y != 0).any()
+
+
+def test_rates_too_small_for_16_bits_drop_nothing():
+    assert effective_p(1e-7) == 0.0
+    x = torch.rand(100, 100) + 0.5
+    assert torch.equal(dropout(x, 1e-7, training=True), x)
+
+
 def test_masks_differ_between_calls_and_repeat_under_a_seed():
     x = torch.ones(64, 64)
     torch.manual_seed(3)
