@@ -31,8 +31,8 @@ def _levels(p: float) -> tuple[int, torch.dtype, int]:
     for bits, dtype in BIT_TYPES:
         level = min(round(p * 2**bits), 2**bits - 1)
         if abs(level / 2**bits - p) <= P_TOLERANCE * p:
-            break
-    return bits, dtype, level
+            return bits, dtype, level
+    return bits, dtype, level  # the most bits there are
 
 
 def effective_p(p: float) -> float:
