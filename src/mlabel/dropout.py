@@ -44,7 +44,8 @@ def effective_p(p: float) -> float:
 def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """1 where an element of `x` is kept, 0 where it drops, in the random bits' integer type.
     Made by clamping and shifting the bits: comparing them into a bool mask and torch.where on
-    it took 4-5x as long as the integer ops and a multiply on CPU (bench/RESULTS.md, Training)."""
+    it took about 3x as long as the integer ops and a multiply on CPU (bench/RESULTS.md,
+    Training)."""
     n, (bits, dtype, level) = x.numel(), _levels(p)
     if level == 0:
         return torch.ones(x.shape, dtype=dtype, device=x.device)
