@@ -42,13 +42,11 @@ def effective_p(p: float) -> float:
 
 
 def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """1 where an element of `x` is kept, 0 where it drops, in the random bits' integer type.
-    Made by clamping and shifting the bits: comparing them into a bool mask and torch.where on
-    it took about 3x as long as the integer ops and a multiply on CPU (bench/RESULTS.md,
-    Training)."""
+    """1 where an element of `x` is kept, 0 where it drops, in the random bits' integer type
+    (callers skip rates whose effective_p is 0). Made by clamping and shifting the bits:
+    comparing them into a bool mask and torch.where on it took about 3x as long as the integer
+    ops and a multiply on CPU (bench/RESULTS.md, Training)."""
     n, (bits, dtype, level) = x.numel(), _levels(p)
-    if level == 0:
-        return torch.ones(x.shape, dtype=dtype, device=x.device)
     per_word = 64 // bits
     words = torch.empty((n + per_word - 1) // per_word, dtype=torch.int64, device=x.device)
     words.random_(-(2**63), 2**63 - 1)
@@ -76,7 +74,7 @@ class _ZeroOut(torch.autograd.Function):
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Zero each element with probability `p` (as `effective_p` rounds it) and scale the rest by
     1/(1 - that rate), as F.dropout does with its exact p."""
-    if not training or p == 0.0:
+    if not training or effective_p(p) == 0.0:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
@@ -111,7 +109,7 @@ def eager_attention(
     weights = torch.softmax(weights, dim=-1)
     if module.training and dropout >= 1.0:
         weights = torch.zeros_like(weights)
-    if module.training and 0.0 < dropout < 1.0:
+    if module.training and effective_p(dropout) > 0.0 and dropout < 1.0:
         weights = _ZeroOut.apply(weights, dropout)
         output = torch.matmul(weights, value) * (1.0 / (1.0 - effective_p(dropout)))
     else:
