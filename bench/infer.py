@@ -13,7 +13,8 @@ linear head), max length 256 with truncation, and the same thread count. The pla
 `pipeline("text-classification")` gets the model through a thin PreTrainedModel wrapper, so the
 compute is the same network. Optimum ONNX Runtime (fp32, dynamic int8 for this CPU) and
 OpenVINO (default precision, NNCF int8) serve a BertForSequenceClassification built from the
-same encoder weights and head (see bench/infer_peers.py); their decisions are checked against
+same encoder weights, its [CLS] head fitted to mlabel fp32's logits on the bench model's
+training abstracts (see bench/infer_peers.py); their decisions are checked against
 Optimum ORT fp32's, cut per label where it has as many positives as mlabel fp32 (`report`).
 `infer speedup` is against the fastest peer keeping the bar; when a faster peer misses it, the
 ratio against that one prints on the line before.
@@ -76,6 +77,11 @@ class PipelineModel(PreTrainedModel):
         return SequenceClassifierOutput(logits=self.classifier(input_ids, attention_mask))
 
 
+def training_rows(quick: bool) -> int:
+    """How many leading abstracts the bench model is trained on (its validation share aside)."""
+    return 150 if quick else 500
+
+
 def trained_model(quick: bool) -> Path:
     """A real mlabel model folder (trained once, then cached), exported to ONNX fp32 and int8."""
     out = WORK / ("infer-quick" if quick else "infer")
@@ -86,7 +92,7 @@ def trained_model(quick: bool) -> Path:
         cfg = TrainConfig(
             text_cols=TEXT_COLS, max_len=MAX_LEN, epochs=1, val_frac=0.15, seed=0, ensemble=None
         )
-        fit_model(cfg, arxiv().iloc[: 150 if quick else 500], out)
+        fit_model(cfg, arxiv().iloc[: training_rows(quick)], out)
         export_onnx(model_dir, int8=True)
     return model_dir
 
@@ -118,7 +124,8 @@ class Peers:
     """bench/infer_peers.py in `.venv-bench`: each call runs one peer configuration over the
     held-out texts there and returns its probabilities (one JSON line each way)."""
 
-    def __init__(self, model_dir: Path, texts: list[str], sweep: list[str]):
+    def __init__(self, fp32: Predictor, texts: list[str], sweep: list[str], trained: list[str]):
+        model_dir = fp32.model_dir
         work = model_dir.parent / "peers"
         work.mkdir(exist_ok=True)
         self.log = work / "stderr.log"  # Optimum's and NNCF's chatter
@@ -138,6 +145,10 @@ class Peers:
             "max_len": MAX_LEN,
             "threads": torch.get_num_threads(),
         }
+        if not (work / "hf" / "head_fit.json").is_file():  # the peers' head is fitted once
+            probs = np.clip(fp32.predict_proba(trained), 1e-6, 1 - 1e-6)
+            logits = np.log(probs) - np.log1p(-probs)
+            job["fit"] = {"texts": trained, "logits": logits.tolist(), "max_len": MAX_LEN}
         self.ready = self._ask(job)
 
     def _ask(self, message: dict) -> dict:
@@ -202,11 +213,17 @@ def main() -> int:
     print(f"batch sweep, docs/s on {len(sweep)} other abstracts:")
     print(sweep_line("pipeline", rates))
     runs[f"pipeline batch {batch}"] = pipeline_run(pipe, texts, batch)
-    peers = Peers(model_dir, texts, sweep) if PEER_PYTHON.is_file() else None
+    trained = texts_of(df.iloc[: training_rows(args.quick)])
+    peers = Peers(fp32, texts, sweep, trained) if PEER_PYTHON.is_file() else None
     if peers:
         for name, peer_rates in peers.ready["sweep"].items():
             print(sweep_line(name, peer_rates))
         print(f"peers: {peers.ready['versions']}")
+        fit = peers.ready["head_fit"]
+        print(
+            f"peers' head (pooler and classifier on [CLS]) fitted to mlabel fp32's logits on the "
+            f"{fit['texts']} training abstracts: R^2 {fit['r2']:.3f}"
+        )
         runs.update({name: peers.run(name) for name in peers.ready["ready"]})
     else:
         print(f"no {PEER_PYTHON}: Optimum and OpenVINO peers skipped")
@@ -244,6 +261,7 @@ def report(outputs: dict, rates: dict, y: np.ndarray, fp32: Predictor, choice: s
         print(f"{name:<44}{rates[name]:>9.1f}{f1:>10.4f}{agreements[name]:>12.4f}")
     faithful = [name for name, agree in agreements.items() if agree >= AGREEMENT]
     if own:
+        print(f"{own} against mlabel torch, logits' R^2 on these texts: {r2(outputs, own):.3f}")
         old = {n: outputs[n] >= fp32.thresholds for n in outputs if not mlabels(n)}
         at_ours = ", ".join(f"{n} {agreement_f1(old[own], d):.4f}" for n, d in old.items())
         print(f"peers' agreement at mlabel's thresholds instead: {at_ours}")
@@ -269,11 +287,20 @@ def report(outputs: dict, rates: dict, y: np.ndarray, fp32: Predictor, choice: s
     print(f"infer speedup: {rates[ours] / rates[peer]:.2f}")
 
 
+def r2(outputs: dict, name: str) -> float:
+    """How much of mlabel fp32's logits' variance `name`'s logits follow (1 - MSE / variance)."""
+    ours, theirs = (np.log(p) - np.log1p(-p) for p in (outputs["mlabel torch"], outputs[name]))
+    return 1 - float(((theirs - ours) ** 2).mean() / ours.var(axis=0).mean())
+
+
 def matched_cuts(probs: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """Per label, the cut at which `probs` has `positives` rows at or above it (none: above all)."""
-    ranked = -np.sort(-probs, axis=0)
-    top = ranked[np.maximum(positives - 1, 0), np.arange(probs.shape[1])]
-    return np.where(positives > 0, top, np.inf)
+    """Per label, the cut midway between the `positives`-th and the next highest of `probs`, so
+    that `positives` rows are at or above it and no row sits on it (a cut on a row's value would
+    flip that row at the least rounding)."""
+    edge = np.full((1, probs.shape[1]), np.inf)
+    ranked = np.vstack([edge, -np.sort(-probs, axis=0), -edge])
+    columns = np.arange(probs.shape[1])
+    return (ranked[positives, columns] + ranked[positives + 1, columns]) / 2
 
 
 if __name__ == "__main__":
