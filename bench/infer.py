@@ -145,7 +145,9 @@ class Peers:
             "max_len": MAX_LEN,
             "threads": torch.get_num_threads(),
         }
-        if not (work / "hf" / "head_fit.json").is_file():  # the peers' head is fitted once
+        # The peers fit their head once (infer_peers.FIT_RECORD marks it; importing that module
+        # here would redirect this process's stdout).
+        if not (work / "hf" / "head_fit.json").is_file():
             probs = np.clip(fp32.predict_proba(trained), 1e-6, 1 - 1e-6)
             logits = np.log(probs) - np.log1p(-probs)
             job["fit"] = {"texts": trained, "logits": logits.tolist(), "max_len": MAX_LEN}
