@@ -85,8 +85,7 @@ def test_int8_weights_suit_the_cpu(exported, tmp_path, monkeypatch, flags, weigh
 
 
 @pytest.mark.parametrize("engine", ["onnx", "onnx-int8"])
-def test_engines_agree_with_fp32(exported, held_out, engine, monkeypatch):
-    monkeypatch.setattr(engines_mod, "ONNX_MAX_TOKENS", 256)  # many batches: order restored
+def test_engines_agree_with_fp32(exported, held_out, engine):
     fp32 = Predictor(exported, "torch", device="cpu")
     other = Predictor(exported, engine)
     assert other.info.ensemble is None  # the encoder alone: nothing averages its errors away
@@ -114,7 +113,6 @@ class _RunSpy:
 
 
 def test_onnx_batches_run_side_by_side_in_order(exported, held_out, monkeypatch):
-    monkeypatch.setattr(engines_mod, "ONNX_MAX_TOKENS", 256)  # many batches
     monkeypatch.setattr(engines_mod.torch, "get_num_threads", lambda: 1)
     alone = Predictor(exported, "onnx").predict_proba(held_out.texts)
     monkeypatch.setattr(engines_mod.torch, "get_num_threads", lambda: 2)
@@ -127,6 +125,17 @@ def test_onnx_batches_run_side_by_side_in_order(exported, held_out, monkeypatch)
     one_batch = two.predict_proba(held_out.texts[:1])  # a lone text gets both threads
     assert logits.whole.get_session_options().intra_op_num_threads == 2
     np.testing.assert_allclose(one_batch, alone[:1], atol=1e-5)
+
+
+def test_int8_scores_a_text_the_same_whatever_its_batchmates(exported, held_out, monkeypatch):
+    # dynamic int8 quantizes a run's activations with one scale: shared by a batch, it moved a
+    # text's probabilities with the others in the call and their padding
+    monkeypatch.setattr(engines_mod.torch, "get_num_threads", lambda: 1)
+    one_thread = Predictor(exported, "onnx-int8")
+    alone = np.vstack([one_thread.predict_proba([text]) for text in held_out.texts[:12]])
+    monkeypatch.setattr(engines_mod.torch, "get_num_threads", lambda: 2)
+    together = Predictor(exported, "onnx-int8").predict_proba(held_out.texts[:12])
+    np.testing.assert_array_equal(together, alone)
 
 
 def test_auto_uses_the_recorded_choice(exported, held_out):

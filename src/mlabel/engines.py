@@ -35,10 +35,12 @@ from mlabel.runtime import (
 )
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
-# ONNX Runtime ran faster on small batches: on 2 Xeon cores 1,024 tokens per batch against 4,096
-# gave int8 110-120 docs/s against 90 (fp32 53-55 against 47-48), scratch run with its log in
-# bench/logs/onnx-batch-budget-2026-11-30.log (earlier Zen 4 runs agreed; their logs are lost).
-ONNX_MAX_TOKENS = 1024
+# ONNX Runtime runs one text per run: its dynamic int8 quantizes each run's activations with one
+# scale, so in shared batches a text's probabilities moved with its batchmates and padding (6
+# decisions of 3,000 flipped on bench/infer.py's model), and one text per run was no slower on 2
+# Xeon cores (int8 median 63.2 docs/s against 58.9 for 1,024-token batches, fp32 45.2 against
+# 44.15; bench/logs/onnx-one-text-per-run-xeon-2026-12-01.log; not measured on Zen 3).
+ONNX_BATCH = 1
 # OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
 # to 4,096 tokens per batch ran at 127-150 docs/s on 2 Xeon cores against 80-109 for one 2-thread
 # stream at 1,024-8,192 (bench/logs/openvino-streams-2026-11-30.log, on bench/infer.py's model).
@@ -88,8 +90,8 @@ def onnx_session(path: Path, threads: int):
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Every batch has its own shape, so a memory pattern is never reused. The arena stays on
-    # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); small
-    # batches (ONNX_MAX_TOKENS) keep it from growing with the number of rows.
+    # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); one text
+    # per run (ONNX_BATCH) keeps it from growing with the number of rows.
     options.enable_mem_pattern = False
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -114,12 +116,13 @@ class TorchLogits:
 
 
 class OnnxLogits:
-    """An exported graph (`onnx` or `onnx-int8`) in ONNX Runtime, on the CPU. A call's
-    length-sorted batches run side by side, one per thread, on one-thread runs of a shared
-    session (on 2 Zen 3 cores, 1,024 tokens per batch: 1.12x one two-thread run in fp32, 1.09x
-    in int8, scratch sweep in bench/logs/onnx-side-by-side-zen3-2026-12-01.log); a call of one
-    batch, or any call on one thread, runs on every thread, in a second session made on first
-    use (the same one when there is one thread)."""
+    """An exported graph (`onnx` or `onnx-int8`) in ONNX Runtime, on the CPU, one text per run
+    (ONNX_BATCH), so that a text's probabilities do not depend on the others in the call. A
+    call's texts run side by side, one per thread, on one-thread runs of a shared session (on 2
+    Zen 3 cores, with 1,024-token batches: 1.12x one two-thread run in fp32, 1.09x in int8,
+    scratch sweep in bench/logs/onnx-side-by-side-zen3-2026-12-01.log); a call of one text, or
+    any call on one thread, runs on every thread, in a second session made on first use (the
+    same one when there is one thread)."""
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
         self.path, self.threads = onnx_path(model_dir, engine), torch.get_num_threads()
@@ -134,7 +137,7 @@ class OnnxLogits:
 
     def __call__(self, encoded: Encoded) -> np.ndarray:
         out = np.zeros((len(encoded.lengths), self.n_labels), dtype=np.float32)
-        batches = inference_batches(encoded.lengths, ONNX_MAX_TOKENS)
+        batches = inference_batches(encoded.lengths, MAX_TOKENS, max_batch=ONNX_BATCH)
         if len(batches) < 2 or self.threads == 1:
             if self.whole is None:
                 self.whole = onnx_session(self.path, self.threads)
