@@ -89,7 +89,7 @@ def onnx_session(path: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Every batch has its own shape, so a memory pattern is never reused. The arena stays on
+    # Texts differ in length, so a memory pattern is never reused. The arena stays on
     # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); one text
     # per run (ONNX_BATCH) keeps it from growing with the number of rows.
     options.enable_mem_pattern = False
