@@ -16,6 +16,8 @@ OpenVINO (default precision, NNCF int8) serve a BertForSequenceClassification bu
 same encoder weights, its [CLS] head fitted to mlabel fp32's logits on the bench model's
 training abstracts (see bench/infer_peers.py); their decisions are checked against
 Optimum ORT fp32's, cut per label where it has as many positives as mlabel fp32 (`report`).
+sentence-transformers (ONNX and OpenVINO backends, length-sorted batches) runs the same encoder
+with mean pooling and mlabel's own head, so it is checked against mlabel fp32 like mlabel's engines.
 `infer speedup` is against the fastest peer keeping the bar; when a faster peer misses it, the
 ratio against that one prints on the line before.
 Each pipeline runs at its best batch size, swept on 48 other abstracts. `mlabel export`'s engine choice is measured on 64 other
@@ -241,8 +243,8 @@ def main() -> int:
 def report(outputs: dict, rates: dict, y: np.ndarray, fp32: Predictor, choice: str) -> None:
     """The table, then the ratios; `infer speedup` against the fastest faithful peer is last.
 
-    mlabel's rows and the plain pipeline (same network) are cut at the model's thresholds and
-    checked against mlabel fp32's decisions. The Optimum and OpenVINO rows (CLS-pooled head) are
+    mlabel's rows, the plain pipeline and sentence-transformers (same network) are cut at the
+    model's thresholds and checked against mlabel fp32's decisions. The Optimum and OpenVINO rows (CLS-pooled head) are
     checked against Optimum ORT fp32's, each label cut where Optimum ORT fp32 has as many
     positives as mlabel fp32 (`matched_cuts`): the model's thresholds suit its own head, and
     decisions far from any cut would show no quantization error. Those old agreements print
@@ -251,8 +253,8 @@ def report(outputs: dict, rates: dict, y: np.ndarray, fp32: Predictor, choice: s
     ours = outputs["mlabel torch"] >= fp32.thresholds
     peer_cuts = matched_cuts(outputs[own], ours.sum(axis=0)) if own else None
 
-    def mlabels(name: str) -> bool:
-        return name.startswith(("mlabel", "pipeline"))
+    def mlabels(name: str) -> bool:  # mlabel's network: its head, its thresholds
+        return name.startswith(("mlabel", "pipeline", "sentence-transformers"))
 
     decisions = {n: p >= (fp32.thresholds if mlabels(n) else peer_cuts) for n, p in outputs.items()}
     print(f"\n{'configuration':<44}{'docs/s':>9}{'micro-F1':>10}{'agree fp32':>12}")

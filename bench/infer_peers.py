@@ -6,7 +6,8 @@ transformers >= 5): bench/infer.py starts it and drives it over stdin/stdout, on
 way, so that mlabel's engines and the peers take turns in one run.
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 \
-        onnxruntime==1.32.0 onnx optimum-onnx optimum-intel openvino nncf
+        onnxruntime==1.32.0 onnx optimum-onnx optimum-intel openvino nncf \
+        sentence-transformers transformers==4.57.6
 
 Optimum cannot load mlabel's model (mean pooling, own head file), so the peers get a
 BertForSequenceClassification built from the same encoder weights. BERT's head reads the pooled
@@ -15,6 +16,11 @@ BertForSequenceClassification built from the same encoder weights. BERT's head r
 (`fit_head`): the peers' probabilities then spread around the cuts as mlabel's do, rather than
 as a random pooler's would. The work is the same encoder; their accuracy guard is agreement with
 their own fp32 decisions.
+
+sentence-transformers, as SetFit users run this encoder, loads the same encoder through its ONNX
+and OpenVINO backends (Optimum underneath) and sorts texts by length before batching; mean
+pooling and mlabel's own head on its embeddings make it mlabel's network exactly, so its guard is
+agreement with mlabel fp32 at the model's thresholds.
 """
 
 from __future__ import annotations
@@ -175,6 +181,56 @@ def ov_models(hf_dir: Path, work: Path, threads: int, tok, calibration: list[str
     return models
 
 
+def st_models(model_dir: Path, work: Path, threads: int, max_len: int) -> dict:
+    """sentence-transformers' ONNX and OpenVINO backends (at their defaults) with mean pooling,
+    on a copy of the encoder without mlabel's own `onnx/` graphs (which they would load)."""
+    import onnxruntime as ort
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    src = work / "st-encoder"
+    src.mkdir(exist_ok=True)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(model_dir / name, src / name)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    backends = {
+        "onnx": {"session_options": options},
+        "openvino": {"ov_config": {"INFERENCE_NUM_THREADS": str(threads)}},
+    }
+    models = {}
+    for backend, kwargs in backends.items():
+        encoder = Transformer(
+            str(src), backend=backend, max_seq_length=max_len, model_kwargs=kwargs
+        )
+        pooling = Pooling(encoder.get_word_embedding_dimension(), "mean")
+        models[f"sentence-transformers {backend}"] = SentenceTransformer(
+            modules=[encoder, pooling], device="cpu"
+        )
+    return models
+
+
+def st_runner(model, head: dict[str, np.ndarray]):
+    """Embeddings in `model.encode`'s length-sorted batches, then mlabel's head and a sigmoid."""
+
+    def run(texts: list[str], batch: int) -> np.ndarray:
+        embeddings = model.encode(texts, batch_size=batch, convert_to_numpy=True)
+        return 1 / (1 + np.exp(-(embeddings @ head["weight"].T + head["bias"])))
+
+    return run
+
+
+def pipeline_runner(model, tok, labels: list[str], max_len: int):
+    """Optimum's model behind `pipeline("text-classification")`, sigmoid scores per label."""
+    from transformers import pipeline
+
+    pipe = pipeline(
+        "text-classification", model=model, tokenizer=tok, top_k=None, function_to_apply="sigmoid"
+    )
+    return runner(pipe, labels, max_len)
+
+
 def runner(pipe, labels: list[str], max_len: int):
     def run(texts: list[str], batch: int) -> np.ndarray:
         with torch.inference_mode():
@@ -205,7 +261,7 @@ def reply(obj: dict) -> None:
 def main() -> int:
     import warnings
 
-    from transformers import pipeline
+    from safetensors.numpy import load_file
     from transformers.utils import logging as hf_logging
 
     warnings.filterwarnings("ignore")
@@ -219,16 +275,12 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(hf_dir)
     models = ort_models(hf_dir, work, job["threads"])
     models.update(ov_models(hf_dir, work, job["threads"], tok, sweep[:64]))
+    runners = {n: pipeline_runner(m, tok, labels, job["max_len"]) for n, m in models.items()}
+    head = load_file(model_dir / "head.safetensors")
+    st = st_models(model_dir, work, job["threads"], job["max_len"])
+    runners.update({name: st_runner(model, head) for name, model in st.items()})
     runs, swept = {}, {}
-    for name, model in models.items():
-        pipe = pipeline(
-            "text-classification",
-            model=model,
-            tokenizer=tok,
-            top_k=None,
-            function_to_apply="sigmoid",
-        )
-        run = runner(pipe, labels, job["max_len"])
+    for name, run in runners.items():
         run(sweep[:32], 8)  # first calls allocate and pick kernels
         rates = {b: len(sweep) / timed(run, sweep, b)[0] for b in BATCHES}
         best = max(rates, key=rates.get)
@@ -247,11 +299,13 @@ def versions() -> str:
     import onnxruntime
     import openvino
     import optimum.version
+    import sentence_transformers
     import transformers
 
     return (
         f"transformers {transformers.__version__}, optimum {optimum.version.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
+        f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
+        f"sentence-transformers {sentence_transformers.__version__}"
     )
 
 
