@@ -236,24 +236,43 @@ def test_a_choice_measured_on_another_cpu_is_dropped_with_a_warning(
     assert Predictor(copy, "auto", device="cpu").engine == "onnx-int8"
 
 
-def test_an_int8_graph_made_for_vnni_warns_on_a_cpu_without_it(exported, tmp_path, monkeypatch):
-    copy = shutil.copytree(exported, tmp_path / "model")
+def quantized_for(exported, dst, monkeypatch, flags: set[str]):
+    """A copy of `exported` whose int8 graph was quantized on a CPU with `flags`, its engine
+    record `onnx-int8` measured on this CPU kind."""
+    copy = shutil.copytree(exported, dst)
+    with monkeypatch.context() as m:
+        m.setattr(runtime_mod, "cpu_flags", lambda: frozenset(flags))
+        quantize_int8(onnx_path(copy, "onnx"), onnx_path(copy, "onnx-int8"))
     info = folder.read(copy)
-    info.engine = EngineChoice(choice="onnx-int8", machine={"isa": ["avx2", "avx512_vnni"]})
+    info.engine = EngineChoice(choice="onnx-int8", machine={"isa": runtime_mod.matrix_isa()})
     folder.write(info, copy)
+    return copy
+
+
+@pytest.mark.parametrize("flags", [{"avx2", "avx512_vnni"}, {"avx2", "avx_vnni"}])
+def test_an_int8_graph_made_for_vnni_is_not_kept_on_a_cpu_without_it(
+    exported, tmp_path, monkeypatch, flags
+):
+    """Read from the graph's weights, so AVX-VNNI (no flag in the engine record) counts too."""
+    copy = quantized_for(exported, tmp_path / "model", monkeypatch, flags)
     monkeypatch.setattr(engines_mod, "cpu_has_int8_dot", lambda: False)
     with pytest.warns(UserWarning, match=r"quantized on a CPU with VNNI .*re-quantize here"):
         assert Predictor(copy, "onnx-int8", device="cpu").engine == "onnx-int8"  # still as asked
+    with pytest.warns(UserWarning, match=r"can saturate .*; using the default engine"):
+        assert Predictor(copy, "auto", device="cpu").engine in ("torch", "bf16")
     monkeypatch.setattr(engines_mod, "cpu_has_int8_dot", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Predictor(copy, "onnx-int8", device="cpu")
-    info.engine = EngineChoice(choice="onnx-int8", machine={"isa": ["avx2"]})
-    folder.write(info, copy)
+        assert Predictor(copy, "auto", device="cpu").engine == "onnx-int8"
+
+
+def test_an_int8_graph_made_for_avx2_is_kept_without_a_word(exported, tmp_path, monkeypatch):
+    copy = quantized_for(exported, tmp_path / "model", monkeypatch, {"avx2"})
     monkeypatch.setattr(engines_mod, "cpu_has_int8_dot", lambda: False)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # quantized for AVX2 (uint8 weights): nothing to say
-        Predictor(copy, "onnx-int8", device="cpu")
+        warnings.simplefilter("error")  # uint8 weights: nothing saturates, nothing to say
+        assert Predictor(copy, "auto", device="cpu").engine == "onnx-int8"
+        assert Predictor(copy, "onnx-int8", device="cpu").engine == "onnx-int8"
 
 
 def test_export_records_the_cpu_it_measured_on(exported, held_out):

@@ -26,7 +26,6 @@ from mlabel.errors import ModelError
 from mlabel.folder import ONNX_FILES, ModelInfo, check_files, onnx_path, tfidf_dir
 from mlabel.model import first_line
 from mlabel.runtime import (
-    INT8_DOT_ISA,
     attention_kernels,
     cpu_has_fast_bf16,
     cpu_has_int8_dot,
@@ -322,13 +321,8 @@ def pick_engine(model_dir: Path, info: ModelInfo, engine: str, device: torch.dev
     if engine in ONNX_FILES and not onnx_path(model_dir, engine).is_file():
         flags = "--onnx --int8" if engine == "onnx-int8" else "--onnx"
         raise ModelError(f"engine {engine!r} needs `mlabel export {model_dir} {flags}`")
-    if engine == "onnx-int8" and _int8_for_vnni(info) and not cpu_has_int8_dot():
-        warnings.warn(
-            f"{model_dir}'s int8 graph was quantized on a CPU with VNNI (int8 weights) and this "
-            "one has none: its products can saturate and its decisions drift from fp32's "
-            f"(re-quantize here with `mlabel export {model_dir} --onnx --int8`)",
-            stacklevel=3,
-        )
+    if engine == "onnx-int8" and _saturates(model_dir):
+        warnings.warn(SATURATES.format(model_dir=model_dir), stacklevel=3)
     if engine == "bf16" and not fast_bf16(device):
         warnings.warn(
             f"no fast bf16 on {device} (a CPU needs AMX or AVX-512 bf16); using fp32 torch",
@@ -338,16 +332,32 @@ def pick_engine(model_dir: Path, info: ModelInfo, engine: str, device: torch.dev
     return engine
 
 
-def _int8_for_vnni(info: ModelInfo) -> bool:
-    """Whether the folder's int8 graph was quantized for VNNI: `export` measured its engines on
-    such a CPU, and `export.int8_settings` gives those int8 weights, which saturate without it."""
-    isa = info.engine.machine.get("isa", []) if info.engine is not None else []
-    return bool(INT8_DOT_ISA & set(isa))
+SATURATES = (
+    "{model_dir}'s int8 graph was quantized on a CPU with VNNI (int8 weights) and this one has "
+    "no exact int8 dot products: its products can saturate and its decisions drift from fp32's "
+    "(re-quantize here with `mlabel export {model_dir} --onnx --int8`)"
+)
+
+
+def _saturates(model_dir: Path) -> bool:
+    """Whether the folder's int8 graph holds int8 weights, which `export.int8_settings` gives on
+    CPUs with exact int8 dot products (VNNI, AVX-VNNI, AMX), and this CPU lacks them. Read from
+    the graph: the engine record's instruction sets do not name AVX-VNNI. Without the `onnx`
+    package the graph cannot be read, and nothing is said."""
+    if cpu_has_int8_dot():
+        return False
+    try:
+        import onnx
+    except ImportError:
+        return False
+    graph = onnx.load(str(onnx_path(model_dir, "onnx-int8")), load_external_data=False).graph
+    return any(w.data_type == onnx.TensorProto.INT8 for w in graph.initializer)
 
 
 def recorded_engine(model_dir: Path, info: ModelInfo) -> str | None:
     """The engine `mlabel export` chose, if this folder and CPU can still run it well: a choice
-    measured on a CPU with other matrix instruction sets is dropped, with a one-line warning."""
+    measured on a CPU with other matrix instruction sets, or an int8 graph whose weights would
+    saturate here, is dropped with a one-line warning."""
     if info.engine is None:
         return None
     choice, measured_on = info.engine.choice, info.engine.machine.get("isa")
@@ -362,6 +372,11 @@ def recorded_engine(model_dir: Path, info: ModelInfo) -> str | None:
     if choice == "bf16" and not cpu_has_fast_bf16():
         return None
     if choice in ONNX_FILES and (not onnx_path(model_dir, choice).is_file() or _missing(choice)):
+        return None
+    if choice == "onnx-int8" and _saturates(model_dir):
+        warnings.warn(
+            f"{SATURATES.format(model_dir=model_dir)}; using the default engine", stacklevel=4
+        )
         return None
     return choice
 
