@@ -19,7 +19,14 @@ from mlabel.cli import main
 from mlabel.data import load_examples
 from mlabel.decision import decide
 from mlabel.errors import ExtraMissing, ModelError
-from mlabel.export import AGREEMENT, agreement_f1, choose_engine, export_onnx, quantize_int8
+from mlabel.export import (
+    AGREEMENT,
+    agreement_f1,
+    choose_engine,
+    export_onnx,
+    measure_engines,
+    quantize_int8,
+)
 from mlabel.folder import EngineChoice, onnx_path
 from mlabel.metrics import multilabel_metrics
 from mlabel.predict import Predictor
@@ -144,6 +151,23 @@ def test_auto_uses_the_recorded_choice(exported, held_out):
     assert record.measured[record.choice]["agreement_f1"] >= AGREEMENT
     assert folder.read(exported).engine.choice == record.choice
     assert Predictor(exported, "auto", device="cpu").engine == record.choice
+
+
+def test_engines_take_turns_while_measured(exported, held_out, monkeypatch):
+    """Each round times every engine once, so a machine slowing down during the measurement
+    does not fall on the engines measured last."""
+    calls = []
+    original = Predictor.predict_proba
+
+    def proba(self, batch):
+        calls.append((self.engine, len(batch)))
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "predict_proba", proba)
+    texts = held_out.texts[:12]
+    measured = measure_engines(exported, texts, repeats=2)
+    assert [e for e, n in calls if n == len(texts)] == list(measured) * 2
+    assert len(measured) >= 3 and measured["torch"]["max_abs_diff"] == 0.0
 
 
 def test_onnx_engine_needs_an_export(trained_tiny):
