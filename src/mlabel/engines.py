@@ -34,12 +34,19 @@ from mlabel.runtime import (
 )
 
 MAX_TOKENS = 8192  # padded tokens per inference batch (torch engines)
-# ONNX Runtime runs one text per run: its dynamic int8 quantizes each run's activations with one
-# scale, so in shared batches a text's probabilities moved with its batchmates and padding (6
-# decisions of 3,000 flipped on bench/infer.py's model), and one text per run was no slower on 2
-# Xeon cores (int8 median 63.2 docs/s against 58.9 for 1,024-token batches, fp32 45.2 against
-# 44.15; bench/logs/onnx-one-text-per-run-xeon-2026-12-01.log; not measured on Zen 3).
-ONNX_BATCH = 1
+# ONNX Runtime ran faster on small batches: on 2 Xeon cores 1,024 tokens per batch against 4,096
+# gave int8 110-120 docs/s against 90 (fp32 53-55 against 47-48), scratch run with its log in
+# bench/logs/onnx-batch-budget-2026-11-30.log (earlier Zen 4 runs agreed; their logs are lost).
+ONNX_MAX_TOKENS = 1024
+# int8 runs one text per run: dynamic int8 quantizes each run's activations with one scale, so in
+# shared batches a text's probabilities moved with its batchmates and padding (6 decisions of
+# 3,000 flipped on bench/infer.py's model). On abstracts that cost nothing (median 63.2 docs/s
+# against 58.9 for 1,024-token batches, bench/logs/onnx-one-text-per-run-xeon-2026-12-01.log),
+# on 2,000 tweets 22% (median 345 docs/s against 444; bench/logs/onnx-short-texts-xeon-2026-12-01.log):
+# the price of scoring a text the same whatever comes with it. fp32 keeps its batches (batchmates
+# move it by under 5e-5, as in the torch engines): 1.32x one text per run on those tweets (263
+# against 200 docs/s), the same on abstracts (44.15 against 45.2).
+ONNX_INT8_BATCH = 1
 # OpenVINO's throughput mode runs one batch per stream (one stream per thread on 2 cores): 2,048
 # to 4,096 tokens per batch ran at 127-150 docs/s on 2 Xeon cores against 80-109 for one 2-thread
 # stream at 1,024-8,192 (bench/logs/openvino-streams-2026-11-30.log, on bench/infer.py's model).
@@ -89,8 +96,8 @@ def onnx_session(path: Path, threads: int):
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Texts differ in length, so a memory pattern is never reused. The arena stays on
-    # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); one text
-    # per run (ONNX_BATCH) keeps it from growing with the number of rows.
+    # (without it every batch maps fresh pages: int8 ran at 42 docs/s instead of 71); small
+    # batches (ONNX_MAX_TOKENS, ONNX_INT8_BATCH) keep it from growing with the number of rows.
     options.enable_mem_pattern = False
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -115,16 +122,18 @@ class TorchLogits:
 
 
 class OnnxLogits:
-    """An exported graph (`onnx` or `onnx-int8`) in ONNX Runtime, on the CPU, one text per run
-    (ONNX_BATCH), so that a text's probabilities do not depend on the others in the call. A
-    call's texts run side by side, one per thread, on one-thread runs of a shared session (on 2
-    Zen 3 cores, with 1,024-token batches: 1.12x one two-thread run in fp32, 1.09x in int8,
-    scratch sweep in bench/logs/onnx-side-by-side-zen3-2026-12-01.log); a call of one text, or
-    any call on one thread, runs on every thread, in a second session made on first use (the
-    same one when there is one thread)."""
+    """An exported graph (`onnx` or `onnx-int8`) in ONNX Runtime, on the CPU: length-sorted
+    batches of up to ONNX_MAX_TOKENS in fp32, one text per run in int8 (ONNX_INT8_BATCH), so that
+    a text's int8 probabilities do not depend on the others in the call. A call's batches run
+    side by side, one per thread, on one-thread runs of a shared session (on 2 Zen 3 cores, with
+    1,024-token batches: 1.12x one two-thread run in fp32, 1.09x in int8, scratch sweep in
+    bench/logs/onnx-side-by-side-zen3-2026-12-01.log); a call of one batch, or any call on one
+    thread, runs on every thread, in a second session made on first use (the same one when
+    there is one thread)."""
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
         self.path, self.threads = onnx_path(model_dir, engine), torch.get_num_threads()
+        self.max_batch = ONNX_INT8_BATCH if engine == "onnx-int8" else 128
         self.session = onnx_session(self.path, 1)
         self.whole: Any = self.session if self.threads == 1 else None  # every thread's session
         self.n_labels = len(info.labels)
@@ -136,7 +145,7 @@ class OnnxLogits:
 
     def __call__(self, encoded: Encoded) -> np.ndarray:
         out = np.zeros((len(encoded.lengths), self.n_labels), dtype=np.float32)
-        batches = inference_batches(encoded.lengths, MAX_TOKENS, max_batch=ONNX_BATCH)
+        batches = inference_batches(encoded.lengths, ONNX_MAX_TOKENS, self.max_batch)
         if len(batches) < 2 or self.threads == 1:
             if self.whole is None:
                 self.whole = onnx_session(self.path, self.threads)
