@@ -4,9 +4,9 @@
     .venv/bin/python bench/infer.py --docs 200 --rounds 1  # what a loaded 2-core machine allows
     .venv/bin/python bench/infer.py --quick  # smoke run: 48 abstracts
 
-Runs in `.venv`; the Optimum and OpenVINO peers run in `.venv-bench` (bench/infer_peers.py says
-how to build it: they pin transformers < 4.58), driven from here so that every configuration
-takes turns in one run. Without `.venv-bench` only the plain pipeline is compared.
+Runs in `.venv`; the Optimum, OpenVINO and sentence-transformers peers run in `.venv-bench`
+(bench/infer_peers.py says how to build it: Optimum pins transformers < 4.58), driven from here so
+that every configuration takes turns in one run. Without `.venv-bench` only the plain pipeline is compared.
 
 Every side runs the same trained mlabel model (embedded all-MiniLM-L6-v2 encoder, mean pooling,
 linear head), max length 256 with truncation, and the same thread count. The plain
