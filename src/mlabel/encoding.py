@@ -131,8 +131,11 @@ def training_batches(
     return [batches[i] for i in perm]
 
 
+MAX_BATCH_ROWS = 128  # rows per inference batch, however short the texts
+
+
 def inference_batches(
-    lengths: np.ndarray, max_tokens: int, max_batch: int = 128
+    lengths: np.ndarray, max_tokens: int, max_batch: int = MAX_BATCH_ROWS
 ) -> list[np.ndarray]:
     """Batches of length-sorted rows holding at most `max_tokens` padded tokens each."""
     order = np.argsort(-lengths, kind="stable")

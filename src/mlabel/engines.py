@@ -15,6 +15,7 @@ import torch
 
 from mlabel import extras
 from mlabel.encoding import (
+    MAX_BATCH_ROWS,
     Encoded,
     collate,
     encode,
@@ -133,7 +134,7 @@ class OnnxLogits:
 
     def __init__(self, model_dir: Path, info: ModelInfo, engine: str):
         self.path, self.threads = onnx_path(model_dir, engine), torch.get_num_threads()
-        self.max_batch = ONNX_INT8_BATCH if engine == "onnx-int8" else 128
+        self.max_batch = ONNX_INT8_BATCH if engine == "onnx-int8" else MAX_BATCH_ROWS
         self.session = onnx_session(self.path, 1)
         self.whole: Any = self.session if self.threads == 1 else None  # every thread's session
         self.n_labels = len(info.labels)
