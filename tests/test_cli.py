@@ -285,3 +285,54 @@ def test_rule_option_errors(run, small_csv, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(model), "--text", "x", "--top-k", "-1"])
     assert exc.value.code == 2 and "-1 is below 0" in capsys.readouterr().err
+
+
+def test_predict_evaluate_and_explain_read_a_table_with_other_column_names(
+    run, rows, small_csv, tmp_path, capsys
+):
+    model, path = run[0] / "model", tmp_path / "renamed.csv"
+    rows[1].rename(columns={"ID": "doc", "TITLE": "title", "ABSTRACT": "body"}).to_csv(path)
+    code, _, err = cli(capsys, "predict", model, path, "-o", tmp_path / "p.csv")
+    assert_user_error(code, err, "column 'TITLE' not found")
+    assert cli(capsys, "predict", model, rows[0], "-o", tmp_path / "same.csv", "--proba")[0] == 0
+    options = ["--text-cols", "title", "body", "--id-col", "doc"]
+    assert (
+        cli(capsys, "predict", model, path, "-o", tmp_path / "p.csv", "--proba", *options)[0] == 0
+    )
+    expected = pd.read_csv(tmp_path / "same.csv", dtype={"ID": str}).rename(columns={"ID": "doc"})
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv", dtype={"doc": str}), expected)
+    scores = [
+        json.loads(cli(capsys, "evaluate", model, table, "--json", *more)[1])["micro_f1"]
+        for table, more in ((rows[0], []), (path, options))
+    ]
+    assert scores[0] == scores[1]
+    out = tmp_path / "words.csv"
+    assert cli(capsys, "explain", model, path, "-o", out, "--steps", "2", *options)[0] == 0
+    assert set(pd.read_csv(out, dtype={"doc": str})["doc"]) == set(rows[1]["ID"].astype(str))
+
+
+def test_predict_names_ids_by_the_models_id_column(small_csv, tmp_path, capsys):
+    table = pd.read_csv(small_csv, dtype={"ID": str}).rename(columns={"ID": "doc"})
+    table.to_csv(tmp_path / "train.csv", index=False)
+    argv = ["train", tmp_path / "train.csv", "--model", "tfidf", "--text-cols", "TITLE", "ABSTRACT"]
+    assert cli(capsys, *argv, "--id-col", "doc", "--out", tmp_path / "run")[0] == 0
+    out = tmp_path / "p.csv"
+    assert (
+        cli(capsys, "predict", tmp_path / "run" / "model", tmp_path / "train.csv", "-o", out)[0]
+        == 0
+    )
+    written = pd.read_csv(out, dtype=str)
+    assert list(written.columns)[0] == "doc" and written["doc"].tolist() == table["doc"].tolist()
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(small_csv, tmp_path):
+    """`mlabel predict ... | head -1`: no traceback when the reader closes the pipe."""
+    argv = ["train", small_csv, "--model", "tfidf", "--text-cols", "TITLE", "ABSTRACT"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "run"]]) == 0
+    command = [sys.executable, "-m", "mlabel", "predict", str(tmp_path / "run" / "model")]
+    command += [str(small_csv), "--limit", "160"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        child.stdout.close()  # before the command has printed anything
+        err = child.stderr.read().decode()
+        assert child.wait(timeout=120) == 141
+    assert "Traceback" not in err and "Exception ignored" not in err, err

@@ -41,6 +41,20 @@ def test_ray_labels_match_plain_engine(ray_session, trained_tiny, table, tmp_pat
     pd.testing.assert_frame_equal(got, expected)  # same order, columns, dtypes and 0/1 values
 
 
+def test_ray_reads_a_table_with_other_column_names(ray_session, trained_tiny, table, tmp_path):
+    renamed, plain, out = tmp_path / "renamed.csv", tmp_path / "plain.csv", tmp_path / "ray.csv"
+    names = {"ID": "doc", "TITLE": "title", "ABSTRACT": "body"}
+    pd.read_csv(table, dtype={"ID": str}).iloc[:40].rename(columns=names).to_csv(renamed)
+    predictor = load_predictor(trained_tiny)
+    predictor.text_cols = ["title", "body"]
+    predict_file(predictor, renamed, plain, id_col="doc")
+    argv = ["predict", str(trained_tiny), str(renamed), "-o", str(out), "--engine", "ray"]
+    assert main([*argv, "--text-cols", "title", "body", "--id-col", "doc"]) == 0
+    expected, got = (pd.read_csv(p, dtype={"doc": str}) for p in (plain, out))
+    assert list(got.columns)[0] == "doc" and len(got) == 40
+    pd.testing.assert_frame_equal(got, expected)
+
+
 def test_gpu_actors_are_refused_where_they_could_not_run(
     ray_session, trained_tiny, table, tmp_path, capsys
 ):
@@ -76,9 +90,9 @@ def test_gpu_actors_ask_ray_for_gpus_and_run_on_cuda(
         def map_batches(self, fn, **kwargs):
             requested.update(kwargs)
 
-    def predictions(ray, model_dir, src, text_cols, actor_args, num_actors, batch, gpus):
+    def predictions(ray, model_dir, src, actor_args, num_actors, batch, gpus):
         seen.update(actor_args, gpus=gpus)
-        original(ray, model_dir, src, text_cols, actor_args, num_actors, batch, gpus)
+        original(ray, model_dir, src, actor_args, num_actors, batch, gpus)
 
     original = ray_predict._predictions
     monkeypatch.setattr(ray_predict, "read_dataset", lambda *args: Dataset())

@@ -48,19 +48,22 @@ def evaluate_model(
     data: Any,
     engine: str = "auto",
     threshold: float | None = None,
-    id_col: str = "ID",
+    id_col: str | None = None,
     device: str = "auto",
     top_k: int | None = None,
     min_labels: int | None = None,
+    text_cols: list[str] | None = None,
 ) -> Evaluation:
-    """Predict a labelled table with the model's own text columns and labels, and score it: the
-    decisions (by the stored thresholds and rule, or those given; `top_k=0` lifts a stored cap)
-    and the probabilities' ranking (`ranking_metrics`)."""
+    """Predict a labelled table with the model's labels and its text and id columns (unless
+    `text_cols` or `id_col` name the table's), and score it: the decisions (by the stored
+    thresholds and rule, or those given; `top_k=0` lifts a stored cap) and the probabilities'
+    ranking (`ranking_metrics`)."""
     predictor = load_predictor(model_dir, engine, device)
+    predictor.text_cols = text_cols or predictor.text_cols
     examples = load_examples(
         data,
         predictor.text_cols,
-        id_col=id_col,
+        id_col=id_col or predictor.id_col,
         labels=predictor.labels,
         **predictor.info.label_form(),
     )

@@ -333,18 +333,20 @@ def explain_file(
     dst: str | Path,
     labels: Sequence[str] | None = None,
     top: int | None = None,
-    id_col: str = "ID",
+    id_col: str | None = None,
     chunk_rows: int = 64,
 ) -> int:
     """Explain every row of a table, chunk by chunk, into a CSV or JSONL table with one row per
     (id, label, word, start, end, weight), the `top` strongest words of each label (default:
-    every word that moved it). The file appears only once complete. Returns the rows read."""
+    every word that moved it). The file appears only once complete. Returns the rows read.
+    `id_col` defaults to the model's."""
     from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
 
     dst = Path(dst)
     if dst.suffix.lower() not in TABLE_FORMATS:
         raise DataError(f"{dst.name}: output must end in {', '.join(TABLE_FORMATS)}")
     text_cols = explainer.predictor.text_cols
+    id_col = id_col or explainer.predictor.id_col
     dst.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with replace_on_success(dst) as tmp:

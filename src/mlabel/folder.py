@@ -86,6 +86,10 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def id_col(self) -> str:
+        """The training table's id column ("ID" where the record has none)."""
+        return self.config.get("id_col") or "ID"
+
     def label_form(self) -> dict[str, str]:
         """How the training table held its labels: one list column, or 0/1 columns ({})."""
         if self.config.get("labels_col"):

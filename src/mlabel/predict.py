@@ -77,6 +77,7 @@ class Predictor:
         self.labels: list[str] = self.info.labels
         self.thresholds = np.asarray(self.info.thresholds, dtype=np.float32)
         self.text_cols: list[str] = self.info.text_cols
+        self.id_col: str = self.info.id_col()
         self.max_len: int | None = self.info.max_len
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -130,7 +131,7 @@ def predict_file(
     dst: str | Path,
     proba: bool = False,
     threshold: float | None = None,
-    id_col: str = "ID",
+    id_col: str | None = None,
     chunk_rows: int = 5000,
     rule: DecisionRule | None = None,
     layout: str = "wide",
@@ -138,7 +139,8 @@ def predict_file(
     """Read, classify and write a table chunk by chunk (memory does not grow with rows).
 
     `layout` "wide": one column per label (0/1, or probabilities with `proba`); "long": one
-    row per (id, label, score) for the labels that are on."""
+    row per (id, label, score) for the labels that are on. `id_col` defaults to the model's
+    (`predictor.id_col`)."""
     from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
     from mlabel.output import LAYOUTS, TableWriter
 
@@ -147,6 +149,7 @@ def predict_file(
     if layout == "long" and proba:
         raise UsageError("--proba does not apply to --format long: its rows carry the scores")
 
+    id_col = id_col or predictor.id_col
     n = 0
     with TableWriter(dst) as writer:
         for chunk in iter_table(

@@ -36,6 +36,7 @@ class PredictActor:
         model_dir: str,
         engine: str,
         id_col: str,
+        text_cols: list[str],
         proba: bool,
         threshold: float | None,
         threads: int,
@@ -48,6 +49,7 @@ class PredictActor:
 
         torch.set_num_threads(threads)
         self.predictor = load_predictor(model_dir, engine, device)
+        self.predictor.text_cols = text_cols
         self.threshold, self.id_col, self.proba, self.source = threshold, id_col, proba, source
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +119,8 @@ def predict_ray(
     dst: str,
     proba: bool = False,
     threshold: float | None = None,
-    id_col: str = "ID",
+    id_col: str | None = None,
+    text_cols: list[str] | None = None,
     engine: str = "auto",
     num_actors: int = 2,
     threads_per_actor: int = 1,
@@ -130,6 +133,7 @@ def predict_ray(
     `dst` with a suffix (.csv, .jsonl, .parquet) is one file, written in input order by this
     process; without one it is a folder of Parquet parts written by the workers (object stores too).
     With `gpus_per_actor` (fractions share a GPU) each actor runs the torch engines on its GPU.
+    The table needs the id column and the text columns: by default the model's, as trained.
     """
     ray = _ray()
     if num_actors < 1 or threads_per_actor < 1 or batch_size < 1:
@@ -139,6 +143,7 @@ def predict_ray(
     if gpus_per_actor and engine in folder.ONNX_FILES:  # the exported engines run on CPUs
         raise ConfigError(f"engine {engine!r} runs on the CPU; GPU actors run torch or bf16")
     info = folder.read(model_dir)  # fail here, before starting Ray, if it is not a model folder
+    id_col, text_cols = id_col or info.id_col(), text_cols or info.text_cols
     started = not ray.is_initialized()
     if started:
         _start(ray, address, num_actors * threads_per_actor)
@@ -152,10 +157,10 @@ def predict_ray(
             ray,
             str(model_dir),
             src,
-            info.text_cols,
             dict(
                 engine=engine,
                 id_col=id_col,
+                text_cols=text_cols,
                 proba=proba,
                 threshold=threshold,
                 threads=threads_per_actor,
@@ -187,13 +192,12 @@ def _predictions(
     ray,
     model_dir: str,
     src: str,
-    text_cols,
     actor_args: dict[str, Any],
     num_actors: int,
     batch_size: int,
     gpus_per_actor: float,
 ):
-    ds = read_dataset(src, actor_args["id_col"], text_cols)
+    ds = read_dataset(src, actor_args["id_col"], actor_args["text_cols"])
     # Split big blocks so that every actor gets work even from a single large file.
     ds = ds.repartition(target_num_rows_per_block=batch_size)
     return ds.map_batches(

@@ -10,6 +10,9 @@ import typing
 
 from mlabel.config import TrainConfig
 
+if typing.TYPE_CHECKING:
+    from mlabel.predict import Predictor
+
 HELP = {
     "model": "encoder name or path, `default` (embedded all-MiniLM-L6-v2) or `tfidf` (baseline)",
     "text_cols": "text columns, joined in this order",
@@ -126,6 +129,28 @@ def add_rule_options(parser: argparse.ArgumentParser) -> None:
 
 # Option types: argparse rejects a bad value where it enters (exit 2, naming the option), before
 # any file is read or model loaded.
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    """`--text-cols` and `--id-col` for reading a table with a trained model: by default the
+    columns the model was trained with."""
+    parser.add_argument(
+        "--text-cols",
+        nargs="+",
+        metavar="COL",
+        help=f"{HELP['text_cols']} (default: the model's, as trained)",
+    )
+    parser.add_argument(
+        "--id-col",
+        help="id column (default: the model's, as trained, else ID; in any case; "
+        "else the row number)",
+    )
+
+
+def table_columns(predictor: Predictor, args: argparse.Namespace) -> str:
+    """Point `predictor` at the table's text columns where --text-cols names them; the id column."""
+    predictor.text_cols = args.text_cols or predictor.text_cols
+    return args.id_col or predictor.id_col
 
 
 def one_text(value: str) -> str:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlabel.cli.common import add_engine_option, add_rule_options, probability, whole
+from mlabel.cli.common import (
+    add_engine_option,
+    add_rule_options,
+    add_table_options,
+    probability,
+    whole,
+)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,6 +25,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="one threshold for every label instead of the stored ones",
     )
     add_rule_options(p)
+    add_table_options(p)
     p.add_argument(
         "--report", metavar="DIR", help="write PNG plots, report.md and report.html to DIR"
     )
@@ -40,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         top_k=args.top_k,
         min_labels=args.min_labels,
+        id_col=args.id_col,
+        text_cols=args.text_cols,
     )
     if args.json:
         print(json.dumps(result.metrics, indent=2))

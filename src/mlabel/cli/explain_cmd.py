@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from mlabel.cli.common import one_text, probability, whole
+from mlabel.cli.common import add_table_options, one_text, probability, table_columns, whole
 from mlabel.errors import UsageError
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ TEXT_TOP = 10  # words printed per label unless --top says otherwise
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="the words that pushed each label's probability up or down")
     p.add_argument("model_dir")
-    p.add_argument("data", nargs="?", help="table to explain (needs the model's text columns)")
+    p.add_argument("data", nargs="?", help="table to explain")
     p.add_argument(
         "--text",
         type=one_text,
@@ -41,7 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--limit", type=whole(1), default=3, help="rows to print when there is no -o (default 3)"
     )
-    p.add_argument("--id-col", default="ID", help="id column (default ID; else the row number)")
+    add_table_options(p)
     p.add_argument(
         "--chunk-rows", type=whole(1), default=64, help="rows read and written at a time"
     )
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output and args.data is None:
         raise UsageError("explain: -o writes the words of a table; give DATA")
     explainer = Explainer(args.model_dir, n_steps=args.steps)
+    id_col = table_columns(explainer.predictor, args)
     if args.text is not None:
         _show(
             ["text"],
@@ -74,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
         from mlabel.data import id_spellings, iter_table, load_examples
 
         text_cols = explainer.predictor.text_cols
-        columns = [*id_spellings(args.id_col), *text_cols]
+        columns = [*id_spellings(id_col), *text_cols]
         head = next(iter_table(args.data, chunk_rows=args.limit, str_cols=columns))
-        rows = load_examples(head, text_cols, args.id_col, require_labels=False)
+        rows = load_examples(head, text_cols, id_col, require_labels=False)
         found = explainer.explain(rows.texts, args.label, args.threshold)
         _show(rows.ids, rows.texts, found, args.top)
         return 0
     n = explain_file(
-        explainer, args.data, args.output, args.label, args.top, args.id_col, args.chunk_rows
+        explainer, args.data, args.output, args.label, args.top, id_col, args.chunk_rows
     )
     print(f"wrote the word weights of {n} rows to {args.output}")
     return 0

@@ -9,9 +9,11 @@ from mlabel import extras
 from mlabel.cli.common import (
     add_engine_option,
     add_rule_options,
+    add_table_options,
     non_negative,
     one_text,
     probability,
+    table_columns,
     whole,
 )
 from mlabel.errors import UsageError
@@ -27,7 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="tag a table (streamed in chunks) or one text")
     p.add_argument("model_dir")
-    p.add_argument("data", nargs="?", help="table to tag (needs the model's text columns)")
+    p.add_argument("data", nargs="?", help="table to tag")
     p.add_argument(
         "-o", "--output", help="output .csv, .jsonl or .parquet (without it: print --limit rows)"
     )
@@ -49,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="wide: one column per label (default); long: one row per (id, label, score) "
         "for the labels given",
     )
-    p.add_argument("--id-col", default="ID", help="id column (default ID; else the row number)")
+    add_table_options(p)
     p.add_argument(
         "--chunk-rows", type=whole(1), default=5000, help="rows read and written at a time"
     )
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return _predict_ray(args)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
+    id_col = table_columns(predictor, args)
     rule = predictor.decision_rule(args.top_k, args.min_labels)
     if args.text is not None:
         _show(predictor, ["text"], [args.text], args.threshold, rule)
@@ -96,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.output:
         from mlabel.data import id_spellings, iter_table, load_examples
 
-        columns = [*id_spellings(args.id_col), *predictor.text_cols]
+        columns = [*id_spellings(id_col), *predictor.text_cols]
         # Only the first --limit rows are read: a huge table prints as fast as a small one.
         head = next(iter_table(args.data, chunk_rows=args.limit, str_cols=columns))
-        rows = load_examples(head, predictor.text_cols, args.id_col, require_labels=False)
+        rows = load_examples(head, predictor.text_cols, id_col, require_labels=False)
         _show(predictor, rows.ids, rows.texts, args.threshold, rule)
         return 0
     n = predict_file(
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         proba=args.proba,
         threshold=args.threshold,
-        id_col=args.id_col,
+        id_col=id_col,
         chunk_rows=args.chunk_rows,
         rule=rule,
         layout=args.format,
@@ -132,6 +135,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
         proba=args.proba,
         threshold=args.threshold,
         id_col=args.id_col,
+        text_cols=args.text_cols,
         engine=args.actor_engine,
         num_actors=args.num_actors,
         batch_size=args.chunk_rows,
