@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,6 +109,17 @@ def test_list_model_predicts_and_evaluates_from_files(list_clf, list_data, tmp_p
     capsys.readouterr()
     assert main(["evaluate", model, str(data), "--json"]) == 0
     assert "micro_f1" in capsys.readouterr().out
+
+
+def test_evaluate_a_dataframe_as_the_cli_does(list_clf, list_data, tmp_path, capsys):
+    data = tmp_path / "tags.csv"
+    list_data.to_csv(data, index=False)
+    assert main(["evaluate", str(list_clf.model_dir_), str(data), "--json", "--top-k", "2"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    metrics = list_clf.evaluate(list_data, top_k=2)
+    assert json.loads(json.dumps(metrics)) == expected
+    assert set(metrics["per_label"]) == set(TAGS)
+    assert list_clf.evaluate(list_data, threshold=0.0)["micro_recall"] == 1.0
 
 
 def test_bad_setting_fails_at_fit(tiny_encoder, list_data):

@@ -109,6 +109,21 @@ class Classifier:
         rule = self.predictor_.decision_rule(top_k, min_labels)
         return self.predictor_.predict(self._texts(texts), threshold, rule)
 
+    def evaluate(
+        self,
+        data: Any,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        min_labels: int | None = None,
+    ) -> dict[str, Any]:
+        """The metrics `mlabel evaluate --json` prints (micro/macro-F1, ranking, "per_label", ...)
+        on a labelled table (path or DataFrame) with the columns the model was trained on."""
+        from mlabel.evaluation import evaluate
+
+        return evaluate(
+            self.predictor_, data, threshold, top_k=top_k, min_labels=min_labels
+        ).metrics
+
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         if directory.resolve() != self.model_dir_.resolve():

@@ -54,12 +54,25 @@ def evaluate_model(
     min_labels: int | None = None,
     text_cols: list[str] | None = None,
 ) -> Evaluation:
-    """Predict a labelled table with the model's labels and its text and id columns (unless
-    `text_cols` or `id_col` name the table's), and score it: the decisions (by the stored
-    thresholds and rule, or those given; `top_k=0` lifts a stored cap) and the probabilities'
-    ranking (`ranking_metrics`)."""
+    """Load a model folder and score it on a labelled table (`evaluate`), reading the table's
+    text columns as the model was trained unless `text_cols` names them."""
     predictor = load_predictor(model_dir, engine, device)
     predictor.text_cols = text_cols or predictor.text_cols
+    return evaluate(predictor, data, threshold, id_col, top_k, min_labels)
+
+
+def evaluate(
+    predictor: Predictor,
+    data: Any,
+    threshold: float | None = None,
+    id_col: str | None = None,
+    top_k: int | None = None,
+    min_labels: int | None = None,
+) -> Evaluation:
+    """Predict a labelled table (path or DataFrame) with the predictor's labels, text columns
+    and id column (unless `id_col` names the table's), and score it: the decisions (by the
+    stored thresholds and rule, or those given; `top_k=0` lifts a stored cap) and the
+    probabilities' ranking (`ranking_metrics`)."""
     examples = load_examples(
         data,
         predictor.text_cols,
