@@ -93,6 +93,25 @@ def tiny_csv(small_csv, tmp_path_factory) -> Path:
     return path
 
 
+class RecordingBar:
+    """Stands in for tqdm: records the total it was given and the updates."""
+
+    made: list[RecordingBar] = []
+
+    def __init__(self, total=None, **kwargs):
+        self.total, self.desc, self.updates = total, kwargs.get("desc"), []
+        RecordingBar.made.append(self)
+
+    def update(self, n: int) -> None:
+        self.updates.append(n)
+
+    def __enter__(self) -> RecordingBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 def tiny_train_settings(encoder: str) -> dict:
     """Training settings that make a run take seconds."""
     return dict(

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import RecordingBar
 
 from mlabel.cli import main
 from mlabel.errors import ExtraMissing
@@ -92,7 +93,13 @@ def test_unknown_label_is_one_line(explainer):
         explainer.explain(["text"], labels=["Poetry"])
 
 
-def test_cli_prints_words_and_writes_a_table(trained_tiny, small_csv, tmp_path, capsys):
+def test_cli_prints_words_and_writes_a_table(
+    trained_tiny, small_csv, tmp_path, capsys, monkeypatch
+):
+    import mlabel.explain
+
+    monkeypatch.setattr(mlabel.explain, "tqdm", RecordingBar)
+    RecordingBar.made.clear()
     model = str(trained_tiny)
     argv = ["explain", model, "--text", TEXT, "--label", "Physics", "--top", "3", "--steps", "8"]
     assert main(argv) == 0
@@ -108,6 +115,8 @@ def test_cli_prints_words_and_writes_a_table(trained_tiny, small_csv, tmp_path, 
     rows = [json.loads(line) for line in dst.read_text().splitlines()]
     assert list(rows[0]) == ["ID", "label", "word", "start", "end", "weight"]
     assert len({r["ID"] for r in rows}) == 5
+    (bar,) = RecordingBar.made  # rows done, chunk by chunk
+    assert bar.total is None and bar.updates == [2, 2, 1] and bar.desc == "explain in.csv"
     texts = pd.read_csv(src, dtype={"ID": str}).set_index("ID")
     first = rows[0]
     text = (

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_train_settings
+from conftest import RecordingBar, tiny_train_settings
 
 import mlabel.engines as engines_mod
 from mlabel.engines import inference_device, pick_engine
@@ -128,6 +128,23 @@ def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     assert n_small == n_whole == 40 == len(a)
     pd.testing.assert_frame_equal(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix, total", [(".parquet", 40), (".csv", None)])
+def test_predict_file_shows_rows_done(
+    trained_tiny, small_csv, tmp_path, monkeypatch, suffix, total
+):
+    import mlabel.predict
+
+    src = tmp_path / f"in{suffix}"
+    rows = pd.read_csv(small_csv, dtype={"ID": str}).head(40)
+    rows.to_parquet(src) if suffix == ".parquet" else rows.to_csv(src, index=False)
+    monkeypatch.setattr(mlabel.predict, "tqdm", RecordingBar)
+    RecordingBar.made.clear()
+    predict_file(Predictor(trained_tiny, "torch"), src, tmp_path / "p.csv", chunk_rows=16)
+    (bar,) = RecordingBar.made
+    assert bar.total == total and bar.updates == [16, 16, 8]
+    assert bar.desc == f"predict in{suffix}"
 
 
 def test_long_rows_are_the_labels_on_best_first():

@@ -131,6 +131,16 @@ def iter_table(
         raise DataError(f"{path.name}: cannot read as {fmt[1:]}: {_first_line(err)}") from None
 
 
+def table_rows(path: str | Path) -> int | None:
+    """How many rows the table holds where its file records it (Parquet); else None."""
+    if Path(path).suffix.lower() != ".parquet":
+        return None
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return None  # iter_table says what is wrong with it
+
+
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return _clean(text.splitlines()[0], limit=200) if text else type(err).__name__

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from mlabel import extras
 from mlabel.atomic import replace_on_success
@@ -339,8 +340,8 @@ def explain_file(
     """Explain every row of a table, chunk by chunk, into a CSV or JSONL table with one row per
     (id, label, word, start, end, weight), the `top` strongest words of each label (default:
     every word that moved it). The file appears only once complete. Returns the rows read.
-    `id_col` defaults to the model's."""
-    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
+    `id_col` defaults to the model's. A progress bar counts the rows done, chunk by chunk."""
+    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col, table_rows
 
     dst = Path(dst)
     if dst.suffix.lower() not in TABLE_FORMATS:
@@ -349,7 +350,8 @@ def explain_file(
     id_col = id_col or explainer.predictor.id_col
     dst.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with replace_on_success(dst) as tmp:
+    bar = tqdm(total=table_rows(src), desc=f"explain {Path(src).name}", unit="row", leave=False)
+    with replace_on_success(dst) as tmp, bar:
         tmp.touch()
         for chunk in iter_table(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *text_cols]
@@ -360,6 +362,7 @@ def explain_file(
             rows = explanation_rows(ids, explainer.explain(texts, labels), top)
             _append_rows(tmp, col, rows, header=n == 0)
             n += len(ids)
+            bar.update(len(ids))
     return n
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from mlabel import folder
 from mlabel.config import ENGINES
@@ -140,8 +141,8 @@ def predict_file(
 
     `layout` "wide": one column per label (0/1, or probabilities with `proba`); "long": one
     row per (id, label, score) for the labels that are on. `id_col` defaults to the model's
-    (`predictor.id_col`)."""
-    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
+    (`predictor.id_col`). A progress bar counts the rows done, chunk by chunk."""
+    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col, table_rows
     from mlabel.output import LAYOUTS, TableWriter
 
     if layout not in LAYOUTS:
@@ -151,7 +152,8 @@ def predict_file(
 
     id_col = id_col or predictor.id_col
     n = 0
-    with TableWriter(dst) as writer:
+    bar = tqdm(total=table_rows(src), desc=f"predict {Path(src).name}", unit="row", leave=False)
+    with TableWriter(dst) as writer, bar:
         for chunk in iter_table(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *predictor.text_cols]
         ):
@@ -164,4 +166,5 @@ def predict_file(
             else:
                 writer.write(ids, col, predictor.labels, preds.values(proba))
             n += len(ids)
+            bar.update(len(ids))
     return n
