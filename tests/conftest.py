@@ -100,16 +100,14 @@ class RecordingBar:
 
     def __init__(self, total=None, **kwargs):
         self.total, self.desc, self.updates = total, kwargs.get("desc"), []
+        self.closed = False
         RecordingBar.made.append(self)
 
     def update(self, n: int) -> None:
         self.updates.append(n)
 
-    def __enter__(self) -> RecordingBar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
+    def close(self) -> None:
+        self.closed = True
 
 
 def tiny_train_settings(encoder: str) -> dict:

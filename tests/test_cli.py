@@ -336,3 +336,19 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(small_csv, tmp_path)
         err = child.stderr.read().decode()
         assert child.wait(timeout=120) == 141
     assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_evaluate_names_the_macro_f1_without_the_labels_a_table_lacks(
+    run, small_csv, tmp_path, capsys
+):
+    model, lacking = run[0] / "model", tmp_path / "no-finance.csv"
+    table = pd.read_csv(small_csv, dtype={"ID": str})
+    table[table["Quantitative Finance"] == 0].to_csv(lacking, index=False)
+    code, out, _ = cli(capsys, "evaluate", model, lacking, "--json", "--threshold", "1")
+    metrics = json.loads(out)  # at threshold 1 no label is given, so Finance is not seen
+    assert code == 0 and metrics["labels_seen"] == len(LABELS) - 1
+    assert metrics["macro_f1_seen"] == pytest.approx(metrics["macro_f1"] * 6 / 5)
+    code, out, _ = cli(capsys, "evaluate", model, lacking, "--threshold", "1")
+    assert "macro-F1 over the 5 labels the table holds or that were given" in out
+    code, out, _ = cli(capsys, "evaluate", model, small_csv)
+    assert code == 0 and "labels the table holds" not in out

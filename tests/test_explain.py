@@ -96,9 +96,9 @@ def test_unknown_label_is_one_line(explainer):
 def test_cli_prints_words_and_writes_a_table(
     trained_tiny, small_csv, tmp_path, capsys, monkeypatch
 ):
-    import mlabel.explain
+    import mlabel.output
 
-    monkeypatch.setattr(mlabel.explain, "tqdm", RecordingBar)
+    monkeypatch.setattr(mlabel.output, "tqdm", RecordingBar)
     RecordingBar.made.clear()
     model = str(trained_tiny)
     argv = ["explain", model, "--text", TEXT, "--label", "Physics", "--top", "3", "--steps", "8"]

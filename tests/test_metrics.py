@@ -63,6 +63,19 @@ def test_a_text_without_labels_given_none_counts_as_right():
     assert wrong["samples_f1"] == wrong["jaccard"] == 0.5
 
 
+def test_macro_f1_seen_leaves_out_labels_the_table_lacks_and_none_were_given():
+    y_true = np.array([[1, 0, 0], [0, 1, 0]])  # gamma is not in the table
+    m = multilabel_metrics(y_true, np.array([[1, 0, 0], [0, 1, 0]]), LABELS)
+    assert m["macro_f1"] == pytest.approx(2 / 3) and m["macro_f1_seen"] == 1.0
+    assert m["labels_seen"] == 2
+    # Given where the table lacks it, gamma is a false positive and counts again.
+    m = multilabel_metrics(y_true, np.array([[1, 0, 1], [0, 1, 0]]), LABELS)
+    assert m["macro_f1"] == m["macro_f1_seen"] == pytest.approx(2 / 3)
+    assert m["labels_seen"] == 3
+    m = multilabel_metrics(Y_TRUE, Y_PRED, LABELS)
+    assert m["macro_f1_seen"] == m["macro_f1"] and m["labels_seen"] == 3
+
+
 def test_multilabel_metrics_are_plain_json_types():
     m = multilabel_metrics(Y_TRUE, Y_PRED, LABELS)
     assert type(m["micro_f1"]) is float

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import RecordingBar
 
 from mlabel.cli import main
 from mlabel.data import read_table
 from mlabel.decision import DecisionRule
 from mlabel.errors import DataError, UsageError
-from mlabel.output import TableWriter
+from mlabel.output import RowsProgress, TableWriter
 from mlabel.predict import load_predictor, predict_file
 
 LABELS = ["b", "a, with comma", "c"]
@@ -86,7 +87,7 @@ def test_failed_predict_keeps_the_existing_output(trained_tiny, small_csv, tmp_p
 # Prepended to a script: its first chunk is written, then it waits until killed.
 STALL_AFTER_FIRST_CHUNK = """
 import sys
-from mlabel.output import TableWriter
+from mlabel.output import RowsProgress, TableWriter
 
 write = TableWriter.write
 
@@ -191,3 +192,18 @@ def test_long_layout_matches_the_wide_probabilities(trained_tiny, small_csv, tmp
     }
     with pytest.raises(UsageError, match="--proba does not apply to --format long"):
         predict_file(predictor, tmp_path / "in.csv", tmp_path / "x.csv", proba=True, layout="long")
+
+
+def test_rows_progress_appears_only_once_a_chunk_is_done(tmp_path, monkeypatch):
+    """An error in the first chunk stays one line: no bar is drawn before it."""
+    import mlabel.output
+
+    monkeypatch.setattr(mlabel.output, "tqdm", RecordingBar)
+    RecordingBar.made.clear()
+    with pytest.raises(DataError), RowsProgress(tmp_path / "in.csv", "predict"):
+        raise DataError("in.csv row 1: bad")
+    assert RecordingBar.made == []
+    with RowsProgress(tmp_path / "in.csv", "predict") as progress:
+        progress.update(3)
+    (bar,) = RecordingBar.made
+    assert bar.updates == [3] and bar.closed and bar.total is None

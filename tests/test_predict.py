@@ -134,16 +134,16 @@ def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path
 def test_predict_file_shows_rows_done(
     trained_tiny, small_csv, tmp_path, monkeypatch, suffix, total
 ):
-    import mlabel.predict
+    import mlabel.output
 
     src = tmp_path / f"in{suffix}"
     rows = pd.read_csv(small_csv, dtype={"ID": str}).head(40)
     rows.to_parquet(src) if suffix == ".parquet" else rows.to_csv(src, index=False)
-    monkeypatch.setattr(mlabel.predict, "tqdm", RecordingBar)
+    monkeypatch.setattr(mlabel.output, "tqdm", RecordingBar)
     RecordingBar.made.clear()
     predict_file(Predictor(trained_tiny, "torch"), src, tmp_path / "p.csv", chunk_rows=16)
     (bar,) = RecordingBar.made
-    assert bar.total == total and bar.updates == [16, 16, 8]
+    assert bar.total == total and bar.updates == [16, 16, 8] and bar.closed
     assert bar.desc == f"predict in{suffix}"
 
 

@@ -102,6 +102,16 @@ def _ranking_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _unseen_line(m: dict[str, Any], n_labels: int) -> list[str]:
+    """Where labels are missing from the table and were not given, the macro-F1 without them."""
+    if m["labels_seen"] == n_labels:
+        return []
+    return [
+        f"macro-F1 over the {m['labels_seen']} labels the table holds or that were given: "
+        f"{m['macro_f1_seen']:.4f} (the other {n_labels - m['labels_seen']} count as 0 in macro-F1)"
+    ]
+
+
 def format_evaluation(result: Evaluation) -> str:
     """Metrics, classification report and per-label confusion matrices as text."""
     m = result.metrics
@@ -110,6 +120,7 @@ def format_evaluation(result: Evaluation) -> str:
         f"samples-F1 {m['samples_f1']:.4f}  Jaccard {m['jaccard']:.4f}  subset accuracy {m['subset_accuracy']:.4f}  "
         f"Hamming loss {m['hamming_loss']:.4f}"
         + (f"  (rule: {result.rule.describe()})" if result.rule.describe() else ""),
+        *_unseen_line(m, len(result.predictor.labels)),
         *_ranking_lines(m),
         "",
     ]

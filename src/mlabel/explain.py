@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mlabel import extras
 from mlabel.atomic import replace_on_success
@@ -341,7 +340,8 @@ def explain_file(
     (id, label, word, start, end, weight), the `top` strongest words of each label (default:
     every word that moved it). The file appears only once complete. Returns the rows read.
     `id_col` defaults to the model's. A progress bar counts the rows done, chunk by chunk."""
-    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col, table_rows
+    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
+    from mlabel.output import RowsProgress
 
     dst = Path(dst)
     if dst.suffix.lower() not in TABLE_FORMATS:
@@ -350,8 +350,7 @@ def explain_file(
     id_col = id_col or explainer.predictor.id_col
     dst.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    bar = tqdm(total=table_rows(src), desc=f"explain {Path(src).name}", unit="row", leave=False)
-    with replace_on_success(dst) as tmp, bar:
+    with replace_on_success(dst) as tmp, RowsProgress(src, "explain") as bar:
         tmp.touch()
         for chunk in iter_table(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *text_cols]

@@ -30,11 +30,14 @@ THRESHOLD_CELLS = 1 << 22  # (row, label) cells binned at a time in threshold tu
 
 
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
-    """Micro/macro/samples F1, micro precision/recall, subset accuracy, Hamming loss, per label."""
+    """Micro/macro/samples F1, micro precision/recall, subset accuracy, Hamming loss, per label.
+    `macro_f1` averages over every label, 0 for those the table lacks and none were given
+    (sklearn's zero_division=0); `macro_f1_seen` over the `labels_seen` others only."""
     y_true, y_pred = _check_pair(y_true, y_pred, labels)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, average=None, zero_division=0
     )
+    seen = (support > 0) | y_pred.any(axis=0)
     per_label = {
         name: {
             "precision": float(p),
@@ -47,6 +50,8 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
     return {
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "macro_f1_seen": float(f1[seen].mean()) if seen.any() else 0.0,
+        "labels_seen": int(seen.sum()),
         # A text without labels, rightly given none, scores 1 (sklearn's zero_division applies
         # only when a row's truth and prediction are both empty).
         "samples_f1": float(f1_score(y_true, y_pred, average="samples", zero_division=1)),

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from mlabel.atomic import replace_on_success
+from mlabel.data import table_rows
 from mlabel.errors import DataError
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
@@ -83,3 +85,25 @@ class TableWriter:
         if self._parquet is not None:
             self._parquet.close()
         self._tmp.touch()  # no chunk at all: an empty file, not last run's table
+
+
+class RowsProgress:
+    """A progress bar of a table's rows done (out of the total where the file records it),
+    shown from the first chunk done on: an error in the first chunk stays one line."""
+
+    def __init__(self, src: str | Path, verb: str):
+        self.src, self.verb = Path(src), verb
+        self._bar: tqdm | None = None
+
+    def update(self, rows: int) -> None:
+        if self._bar is None:
+            desc = f"{self.verb} {self.src.name}"
+            self._bar = tqdm(total=table_rows(self.src), desc=desc, unit="row", leave=False)
+        self._bar.update(rows)
+
+    def __enter__(self) -> RowsProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()

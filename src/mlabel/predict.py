@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mlabel import folder
 from mlabel.config import ENGINES
@@ -142,8 +141,8 @@ def predict_file(
     `layout` "wide": one column per label (0/1, or probabilities with `proba`); "long": one
     row per (id, label, score) for the labels that are on. `id_col` defaults to the model's
     (`predictor.id_col`). A progress bar counts the rows done, chunk by chunk."""
-    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col, table_rows
-    from mlabel.output import LAYOUTS, TableWriter
+    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
+    from mlabel.output import LAYOUTS, RowsProgress, TableWriter
 
     if layout not in LAYOUTS:
         raise UsageError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
@@ -152,8 +151,7 @@ def predict_file(
 
     id_col = id_col or predictor.id_col
     n = 0
-    bar = tqdm(total=table_rows(src), desc=f"predict {Path(src).name}", unit="row", leave=False)
-    with TableWriter(dst) as writer, bar:
+    with TableWriter(dst) as writer, RowsProgress(src, "predict") as bar:
         for chunk in iter_table(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *predictor.text_cols]
         ):

@@ -90,6 +90,7 @@ def _summary_table(result) -> TextTable:
     names = {
         "micro_f1": "micro-F1",
         "macro_f1": "macro-F1",
+        "macro_f1_seen": "macro-F1, labels in the table or given",
         "samples_f1": "samples-F1",
         "jaccard": "Jaccard (samples)",
         "micro_precision": "micro precision",
