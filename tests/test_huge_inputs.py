@@ -41,7 +41,7 @@ class Scores:
         return np.zeros((self.n, 1), dtype=np.float32)
 
 class StubPredictor:
-    text_cols, labels = ["text"], ["a"]
+    text_cols, labels, id_col = ["text"], ["a"], "ID"
     def __init__(self, max_rows):
         self.rows, self.max_rows = 0, max_rows
     def run(self, texts, *args):

@@ -13,7 +13,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlabel"
 # Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS = [
     {"errors", "faults"},
-    {"atomic", "extras", "config", "batching", "limits", "decision", "tablefile", "subjects"},
+    {
+        "atomic",
+        "extras",
+        "config",
+        "batching",
+        "limits",
+        "decision",
+        "tablefile",
+        "docdir",
+        "subjects",
+    },
     {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},
     {"model", "baseline", "reports.render", "selection", "split"},

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlabel.docdir import documents, is_document_folder, iter_documents, with_subjects
 from mlabel.errors import DataError
 from mlabel.tablefile import (
     ANNIF_COLUMNS,
@@ -107,9 +108,12 @@ def iter_table(
 
     Each chunk's index is the 0-based position of its rows in the whole file; column names are
     strings. In CSV/TSV the `str_cols` and `list_cols` keep text such as "NA" or "007" as it is
-    written.
+    written. A folder is read as Annif's full-text document corpus (`mlabel.docdir`).
     """
     path = Path(path)
+    if path.is_dir():
+        yield from iter_documents(path, chunk_rows)
+        return
     fmt = table_format(path)
     if not path.is_file():
         raise DataError(f"{path.name}: file not found")
@@ -132,7 +136,10 @@ def iter_table(
 
 
 def table_rows(path: str | Path) -> int | None:
-    """How many rows the table holds where its file records it (Parquet); else None."""
+    """How many rows the table holds where its file records it (Parquet) or a document folder's
+    files tell; else None."""
+    if is_document_folder(path):
+        return len(documents(Path(path)))
     if Path(path).suffix.lower() != ".parquet":
         return None
     try:
@@ -469,6 +476,8 @@ def load_examples(
     """
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
     df, source = read_rows(data, text_cols, id_col, labels_col if require_labels else None)
+    if require_labels and is_document_folder(data):
+        df = with_subjects(df, source)
     id_col = resolve_id_col(df.columns, id_col)
     ids = _read_ids(df, id_col, source)
     texts = join_texts(df, text_cols, source)

@@ -1,0 +1,101 @@
+"""Annif's full-text document corpus (a folder of .txt documents with .tsv/.key subject files),
+read as a table by every command."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from mlabel.cli import main
+from mlabel.data import iter_table, load_examples, read_table, table_rows
+
+URI = "http://example.org/topic/"
+
+
+@pytest.fixture
+def corpus(arxiv, tmp_path):
+    """24 abstracts: URIs with labels in .tsv files, URIs alone in .key files, one document
+    whose .tsv wins over its .key, one with an empty subject file and one with none."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    labels = ["Physics", "Mathematics", "Computer Science"]
+    for i, row in enumerate(arxiv.head(24).itertuples()):
+        (folder / f"d{i:02d}.txt").write_text(f"{row.TITLE}\n\n{row.ABSTRACT}", encoding="utf-8")
+        subjects = [name for name in labels if getattr(row, name.replace(" ", "_"), 0)]
+        subjects = subjects or [labels[i % 3]]
+        if i == 22:
+            continue  # no subject file
+        if i == 21:
+            (folder / f"d{i:02d}.tsv").write_text("")  # a document with no subjects
+        elif i % 2:
+            lines = [f"<{URI}{s.replace(' ', '_')}>\t{s}\n" for s in subjects]
+            (folder / f"d{i:02d}.tsv").write_text("".join(lines), encoding="utf-8")
+            if i == 1:
+                (folder / "d01.key").write_text(f"<{URI}Ignored>\n")
+        else:
+            lines = [f"<{URI}{s.replace(' ', '_')}>\n" for s in subjects]
+            (folder / f"d{i:02d}.key").write_text("".join(lines), encoding="utf-8")
+    return folder
+
+
+def test_a_folder_reads_as_ids_texts_and_subjects(corpus, arxiv):
+    table = read_table(corpus)
+    assert list(table.columns) == ["ID", "text", "subject_uris"] and len(table) == 24
+    assert table["ID"].tolist() == [f"d{i:02d}" for i in range(24)]
+    first = arxiv.iloc[0]
+    assert table.at[0, "text"] == f"{first.TITLE}\n\n{first.ABSTRACT}"
+    assert all(uri.startswith(URI) for uri in table.at[0, "subject_uris"])
+    assert f"{URI}Ignored" not in table.at[1, "subject_uris"]  # .tsv before .key
+    assert table.at[21, "subject_uris"] == [] and table.at[22, "subject_uris"] is None
+    chunks = list(iter_table(corpus, chunk_rows=10))
+    assert [len(c) for c in chunks] == [10, 10, 4] and chunks[2].index[0] == 20
+    assert table_rows(corpus) == 24
+
+
+def test_labels_alone_are_the_subjects_where_no_uris_are_given(tmp_path):
+    (tmp_path / "a.txt").write_text("a text")
+    (tmp_path / "a.key").write_text("cats\n\ndogs\tignored after the label\n")
+    assert read_table(tmp_path).at[0, "subject_uris"] == ["cats", "dogs"]
+
+
+def test_training_leaves_out_documents_without_a_subject_file(corpus):
+    with pytest.warns(UserWarning, match=r"1 document\(s\) without a .tsv or .key file .*\(d22\)"):
+        examples = load_examples(corpus, ["text"])
+    assert len(examples) == 23 and "d22" not in examples.ids
+    assert all(label.startswith(URI) for label in examples.labels)
+    assert examples.y[examples.ids.index("d21")].sum() == 0  # an empty file: no subjects
+    assert len(load_examples(corpus, ["text"], require_labels=False)) == 24
+
+
+def test_commands_train_evaluate_and_predict_a_folder(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(corpus), "--model", "tfidf", "--out", str(run)]) == 0
+    labels = json.loads((run / "model" / "mlabel.json").read_text())["labels"]
+    assert labels and all(label.startswith(URI) for label in labels)
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "model"), str(corpus), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "left out (d22)" in captured.err and json.loads(captured.out)["micro_f1"] > 0
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run / "model"), str(corpus), "-o", str(out), "--proba"]) == 0
+    written = pd.read_csv(out)
+    assert written["ID"].tolist() == [f"d{i:02d}" for i in range(24)]  # every document
+
+
+@pytest.mark.parametrize(
+    "make, phrase",
+    [
+        (lambda f: (f / "notes.md").write_text("x"), "no .txt documents in it"),
+        (lambda f: (f / "a.txt").write_bytes(b"ok\n\xff\xfe"), "a.txt: not UTF-8 text (line 2)"),
+        (lambda f: (f / "a.txt").write_text("x") and (f / "a.key").write_bytes(b"\xff"), "a.key"),
+    ],
+)
+def test_bad_folders_are_one_line_errors(tmp_path, capsys, make, phrase):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    make(folder)
+    assert main(["inspect", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and phrase in err[0], err
