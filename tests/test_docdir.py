@@ -87,9 +87,14 @@ def test_commands_train_evaluate_and_predict_a_folder(corpus, tmp_path, capsys):
 @pytest.mark.parametrize(
     "make, phrase",
     [
-        (lambda f: (f / "notes.md").write_text("x"), "no .txt documents in it"),
+        (lambda f: (f / "notes.md").write_text("x"), "no .txt or .json documents in it"),
         (lambda f: (f / "a.txt").write_bytes(b"ok\n\xff\xfe"), "a.txt: not UTF-8 text (line 2)"),
         (lambda f: (f / "a.txt").write_text("x") and (f / "a.key").write_bytes(b"\xff"), "a.key"),
+        (lambda f: (f / "a.json").write_text('{"text": "x",'), "bad/a.json: not JSON"),
+        (
+            lambda f: (f / "a.json").write_text(annif_json("x", [{"id": 3}])),
+            "bad/a.json: expected Annif's JSON document",
+        ),
     ],
 )
 def test_bad_folders_are_one_line_errors(tmp_path, capsys, make, phrase):
@@ -99,3 +104,50 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys, make, phrase):
     assert main(["inspect", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and phrase in err[0], err
+
+
+def annif_json(text: str, subjects: list[dict] | None, **metadata: str) -> str:
+    """One document in Annif's JSON form (Annif 1.4 and later)."""
+    doc: dict = {"text": text, "metadata": metadata}
+    if subjects is not None:
+        doc["subjects"] = subjects
+    return json.dumps(doc)
+
+
+def test_json_documents_read_their_subjects_and_metadata(tmp_path):
+    (tmp_path / "a.txt").write_text("plain text")
+    (tmp_path / "a.key").write_text("cats\n")
+    subjects = [{"uri": f"{URI}dogs", "label": "dogs"}, {"label": "birds"}]
+    (tmp_path / "b.json").write_text(annif_json("about dogs", subjects, title="Dogs"))
+    (tmp_path / "c.json").write_text(annif_json("no subjects", [], title="None"))
+    (tmp_path / "d.json").write_text(annif_json("no key", None))
+    table = read_table(tmp_path)
+    assert table["ID"].tolist() == ["a", "b", "c", "d"]  # .txt first, then .json, as Annif
+    assert table.at[1, "subject_uris"] == [f"{URI}dogs", "birds"]  # the URI where given
+    assert table.at[1, "title"] == "Dogs" and pd.isna(table.at[0, "title"])
+    with pytest.warns(UserWarning, match=r"2 document\(s\) without .* left out \(c, d\)"):
+        examples = load_examples(tmp_path, ["text"])
+    assert examples.ids == ["a", "b"]
+    assert load_examples(tmp_path, ["title", "text"], require_labels=False).texts[1] == (
+        "Dogs\nabout dogs"
+    )
+
+
+def test_annif_json_lines_corpus_reads_as_it_is(tmp_path):
+    lines = [
+        {"document_id": "x1", "text": "about dogs", "subjects": [{"uri": f"{URI}dogs"}],
+         "metadata": {"title": "Dogs"}},
+        {"document_id": "x2", "text": "about cats", "subjects": [{"label": "cats"}]},
+    ]  # fmt: skip
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    examples = load_examples(path, ["title", "text"], id_col="document_id")
+    assert examples.ids == ["x1", "x2"] and examples.labels == ["cats", f"{URI}dogs"]
+    assert examples.texts == ["Dogs\nabout dogs", "about cats"]
+    assert examples.y.tolist() == [[0, 1], [1, 0]]
+
+
+def test_a_metadata_column_of_plain_values_stays_a_column(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": ["a", "b"], "metadata": ["x", "y"], "L": [1, 0]}).to_csv(path)
+    assert read_table(path)["metadata"].tolist() == ["x", "y"]

@@ -41,18 +41,40 @@ def test_ray_labels_match_plain_engine(ray_session, trained_tiny, table, tmp_pat
     pd.testing.assert_frame_equal(got, expected)  # same order, columns, dtypes and 0/1 values
 
 
-def test_ray_reads_a_table_with_other_column_names(ray_session, trained_tiny, table, tmp_path):
-    renamed, plain, out = tmp_path / "renamed.csv", tmp_path / "plain.csv", tmp_path / "ray.csv"
+def test_actors_read_the_columns_they_are_given(trained_tiny, table, tmp_path, monkeypatch):
+    """--text-cols and --id-col reach the dataset reader and each actor; by default the
+    model's own (the actor runs here without Ray: it is a plain callable)."""
+    from mlabel import ray_predict
+
     names = {"ID": "doc", "TITLE": "title", "ABSTRACT": "body"}
-    pd.read_csv(table, dtype={"ID": str}).iloc[:40].rename(columns=names).to_csv(renamed)
-    predictor = load_predictor(trained_tiny)
+    batch = pd.read_csv(table, dtype={"ID": str}).iloc[:12].rename(columns=names)
+    actor = ray_predict.PredictActor(
+        str(trained_tiny), "torch", "doc", ["title", "body"], True, None, 1, "t.csv", "cpu"
+    )
+    predictor = load_predictor(trained_tiny, "torch")
     predictor.text_cols = ["title", "body"]
-    predict_file(predictor, renamed, plain, id_col="doc")
-    argv = ["predict", str(trained_tiny), str(renamed), "-o", str(out), "--engine", "ray"]
-    assert main([*argv, "--text-cols", "title", "body", "--id-col", "doc"]) == 0
-    expected, got = (pd.read_csv(p, dtype={"doc": str}) for p in (plain, out))
-    assert list(got.columns)[0] == "doc" and len(got) == 40
-    pd.testing.assert_frame_equal(got, expected)
+    expected = predictor.predict_proba(
+        (batch["title"].str.strip() + "\n" + batch["body"].str.strip()).tolist()
+    )
+    got = actor(batch)
+    assert got["doc"].tolist() == batch["doc"].tolist()
+    pd.testing.assert_frame_equal(
+        got[predictor.labels], pd.DataFrame(expected, columns=predictor.labels)
+    )
+    seen = {}
+    monkeypatch.setattr(ray_predict, "_start", lambda *args: None)
+    monkeypatch.setattr(ray_predict, "_write", lambda *args: 0)
+    monkeypatch.setattr(
+        ray_predict,
+        "_predictions",
+        lambda ray, model, src, actor_args, *rest: seen.update(actor_args),
+    )
+    ray_predict.predict_ray(trained_tiny, str(table), str(tmp_path / "x.csv"))
+    assert seen["id_col"] == "ID" and seen["text_cols"] == ["TITLE", "ABSTRACT"]
+    ray_predict.predict_ray(
+        trained_tiny, str(table), str(tmp_path / "x.csv"), id_col="doc", text_cols=["body"]
+    )
+    assert seen["id_col"] == "doc" and seen["text_cols"] == ["body"]
 
 
 def test_gpu_actors_are_refused_where_they_could_not_run(

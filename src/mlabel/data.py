@@ -23,7 +23,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlabel.docdir import documents, is_document_folder, iter_documents, with_subjects
+from mlabel.docdir import (
+    JSON_SUBJECTS,
+    documents,
+    flatten_metadata,
+    holds_subjects,
+    is_document_folder,
+    iter_documents,
+    subject_name,
+    with_subjects,
+)
 from mlabel.errors import DataError
 from mlabel.tablefile import (
     ANNIF_COLUMNS,
@@ -191,7 +200,9 @@ def _iter_parquet(
 
 
 def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
-    """Number the rows from `start` and make the column names unique strings."""
+    """Number the rows from `start`, make the column names unique strings, and give a
+    `metadata` column of mappings (Annif's JSON Lines) a column per field."""
+    chunk = flatten_metadata(chunk)
     chunk.index = pd.RangeIndex(start, start + len(chunk))
     chunk.columns = [str(c) for c in chunk.columns]
     twice = chunk.columns[chunk.columns.duplicated()]
@@ -374,7 +385,11 @@ def _label_list(cell: object, sep: str) -> list[str] | None:
     """The label names in one cell; None when it holds something else than names."""
     if isinstance(cell, str) and cell.strip().startswith("[") and cell.strip().endswith("]"):
         cell = _literal_list(cell)
-    if isinstance(cell, list | tuple | np.ndarray):
+    if isinstance(cell, list | tuple | np.ndarray) and any(isinstance(p, dict) for p in cell):
+        parts = [subject_name(p) for p in cell]  # Annif's JSON Lines: [{"uri": ...}, ...]
+        if None in parts:
+            return None
+    elif isinstance(cell, list | tuple | np.ndarray):
         if not all(pd.api.types.is_scalar(p) for p in cell):
             return None
         parts = [str(p) for p in cell if not pd.isna(p)]
@@ -500,13 +515,17 @@ def list_column(
     labels: Sequence[str] | None = None,
 ) -> str | None:
     """The list column that holds the labels: `labels_col`, else the `subject_uris` column of a
-    corpus in Annif's form, unless 0/1 columns are named (`label_cols`, or a model's `labels`
-    that are all columns of the table); None: 0/1 columns."""
-    annif = ANNIF_COLUMNS[1]
+    corpus in Annif's form (or the `subjects` of its JSON Lines form), unless 0/1 columns are
+    named (`label_cols`, or a model's `labels` that are all columns of the table); None: 0/1
+    columns."""
     named = label_cols is not None or (labels is not None and set(labels) <= set(df.columns))
-    if labels_col is None and not named and annif in df.columns:
-        return annif
-    return labels_col
+    if labels_col is not None or named:
+        return labels_col
+    if ANNIF_COLUMNS[1] in df.columns:
+        return ANNIF_COLUMNS[1]
+    if JSON_SUBJECTS in df.columns and holds_subjects(df[JSON_SUBJECTS]):
+        return JSON_SUBJECTS
+    return None
 
 
 def labels_from_list_column(

@@ -1,14 +1,18 @@
 """Annif's full-text document corpus: a folder of UTF-8 `.txt` documents, each with its subjects
 in a `.tsv` (preferred) or `.key` file of the same name, one subject per line: `<uri>`, `<uri>`
-a tab and its label, or a label alone. Read as a table of `ID` (the file name without `.txt`),
-`text` and `subject_uris`: the URIs where a document's file gives them, else its labels (as
-Annif reads them); missing where a document has no subject file."""
+a tab and its label, or a label alone; and, since Annif 1.4, `.json` documents holding their
+`text`, `subjects` (`[{"uri": ...} or {"label": ...}]`) and `metadata` (its fields become
+columns). Read as a table of `ID` (the file name without its suffix), `text` and `subject_uris`:
+the URIs where given, else the labels (as Annif reads them); missing where a document has no
+subject file, or a JSON document no subjects."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,16 +21,20 @@ from mlabel.tablefile import ANNIF_COLUMNS, MAX_LINE_BYTES
 
 ID_COLUMN = "ID"
 SUBJECT_FILES = (".tsv", ".key")  # Annif takes the first that exists
+METADATA = "metadata"  # Annif's JSON documents: a mapping of fields (title, ...) besides the text
+JSON_SUBJECTS = "subjects"  # and their subjects, [{"uri": ...} or {"label": ...}]
 SHOW_NAMES = 5  # documents a warning names before "..."
 
 
 def documents(folder: Path) -> list[Path]:
-    """The folder's `.txt` documents, sorted by name (Annif's order); an error when none."""
-    found = sorted(p for p in folder.glob("*.txt") if p.is_file())
+    """The folder's `.txt` documents, then its `.json` ones, each sorted by name (Annif's
+    order); an error when there are none."""
+    found = [p for kind in ("*.txt", "*.json") for p in sorted(folder.glob(kind)) if p.is_file()]
     if not found:
         raise DataError(
-            f"{folder.name}: a folder, but no .txt documents in it (a document corpus is a "
-            "folder of .txt files, each with a .tsv or .key file of its subjects)"
+            f"{folder.name}: a folder, but no .txt or .json documents in it (a document corpus "
+            "is a folder of .txt files, each with a .tsv or .key file of its subjects, or of "
+            "Annif's .json documents)"
         )
     return found
 
@@ -37,16 +45,38 @@ def iter_documents(folder: Path, chunk_rows: int | None) -> Iterator[pd.DataFram
     files = documents(folder)
     size = chunk_rows or len(files)
     for start in range(0, len(files), size):
-        part = files[start : start + size]
-        text, subjects = ANNIF_COLUMNS
-        yield pd.DataFrame(
-            {
-                ID_COLUMN: [f.stem for f in part],
-                text: [_read_text(f, folder) for f in part],
-                subjects: [_subjects(f) for f in part],
-            },
-            index=pd.RangeIndex(start, start + len(part)),
+        rows = [_document(f, folder) for f in files[start : start + size]]
+        yield pd.DataFrame(rows, index=pd.RangeIndex(start, start + len(rows)))
+
+
+def _document(file: Path, folder: Path) -> dict[str, Any]:
+    """One document as a row: id, text, subjects (and a JSON document's metadata fields)."""
+    text, subjects = ANNIF_COLUMNS
+    if file.suffix == ".txt":
+        return {ID_COLUMN: file.stem, text: _read_text(file, folder), subjects: _subjects(file)}
+    where = f"{folder.name}/{file.name}"
+    try:
+        doc = json.loads(_read_text(file, folder))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: not JSON ({err})") from None
+    fields = doc.get(METADATA) if isinstance(doc, dict) else None
+    names = [subject_name(s) for s in doc.get(JSON_SUBJECTS) or []] if isinstance(doc, dict) else []
+    if not isinstance(doc, dict) or not isinstance(fields or {}, dict) or None in names:
+        raise DataError(
+            f"{where}: expected Annif's JSON document, an object with text, subjects "
+            '([{"uri": ...} or {"label": ...}]) and metadata (an object)'
         )
+    row = {ID_COLUMN: file.stem, text: doc.get(text), subjects: names or None}
+    return row | {key: value for key, value in (fields or {}).items() if key not in row}
+
+
+def subject_name(subject: object) -> str | None:
+    """A subject of Annif's JSON forms, `{"uri": ...}` or `{"label": ...}`: the URI where it is
+    given, else the label; None for anything else."""
+    if not isinstance(subject, dict):
+        return None
+    name = subject.get("uri") or subject.get("label")
+    return name if isinstance(name, str) else None
 
 
 def with_subjects(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -105,3 +135,25 @@ def _parse_subjects(content: str) -> list[str]:
 def is_document_folder(data: object) -> bool:
     """Whether `data` names a folder (read as a document corpus), not a table or DataFrame."""
     return isinstance(data, str | Path) and Path(data).is_dir()
+
+
+def holds_subjects(cells: pd.Series) -> bool:
+    """Whether a column holds subjects in Annif's JSON form (lists of mappings)."""
+    return bool(
+        cells.map(
+            lambda c: isinstance(c, list | tuple) and any(isinstance(s, dict) for s in c)
+        ).any()
+    )
+
+
+def flatten_metadata(chunk: pd.DataFrame) -> pd.DataFrame:
+    """A table's `metadata` column of mappings (Annif's JSON Lines corpus) as columns of their
+    own (title, ...), beside the others; a chunk without such a column is returned as it is."""
+    if METADATA not in chunk.columns:
+        return chunk
+    mappings = chunk[METADATA].map(lambda cell: cell if isinstance(cell, dict) else None)
+    if mappings.isna().all() or (mappings.isna() & chunk[METADATA].notna()).any():
+        return chunk  # no mappings, or values of other kinds: a column like any other
+    fields = pd.DataFrame([cell or {} for cell in mappings], index=chunk.index)
+    new = [c for c in fields.columns if c not in chunk.columns]
+    return pd.concat([chunk.drop(columns=METADATA), fields[new]], axis=1)
