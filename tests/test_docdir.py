@@ -61,7 +61,7 @@ def test_labels_alone_are_the_subjects_where_no_uris_are_given(tmp_path):
 
 
 def test_training_leaves_out_documents_without_a_subject_file(corpus):
-    with pytest.warns(UserWarning, match=r"1 document\(s\) without a .tsv or .key file .*\(d22\)"):
+    with pytest.warns(UserWarning, match=r"1 document\(s\) without subjects .* left out \(d22\)"):
         examples = load_examples(corpus, ["text"])
     assert len(examples) == 23 and "d22" not in examples.ids
     assert all(label.startswith(URI) for label in examples.labels)
@@ -151,3 +151,10 @@ def test_a_metadata_column_of_plain_values_stays_a_column(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"text": ["a", "b"], "metadata": ["x", "y"], "L": [1, 0]}).to_csv(path)
     assert read_table(path)["metadata"].tolist() == ["x", "y"]
+
+
+def test_annif_subjects_in_parquet_are_read_too(tmp_path):
+    path = tmp_path / "corpus.parquet"
+    subjects = [[{"uri": f"{URI}dogs", "label": "dogs"}], [{"uri": f"{URI}cats", "label": "cats"}]]
+    pd.DataFrame({"text": ["dogs", "cats"], "subjects": subjects}).to_parquet(path)
+    assert load_examples(path, ["text"]).labels == [f"{URI}cats", f"{URI}dogs"]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlabel.errors import DataError
@@ -80,17 +81,18 @@ def subject_name(subject: object) -> str | None:
 
 
 def with_subjects(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """The documents that have a subject file, for training and evaluation: those without
-    one are left out, as Annif leaves them out, with a warning naming them."""
+    """The documents that have subjects (a subject file, or a JSON document's own), for
+    training and evaluation: the others are left out, as Annif leaves them out, with a warning
+    naming them."""
     has = df[ANNIF_COLUMNS[1]].map(lambda cell: cell is not None)
     if not has.any():
-        raise DataError(f"{source}: no document has a .tsv or .key file of subjects")
+        raise DataError(f"{source}: no document has subjects (a .tsv or .key file of them)")
     if not has.all():
         missing = df.loc[~has, ID_COLUMN].tolist()
         shown = ", ".join(missing[:SHOW_NAMES]) + (", ..." if len(missing) > SHOW_NAMES else "")
         warnings.warn(
-            f"{source}: {len(missing)} document(s) without a .tsv or .key file of subjects "
-            f"left out ({shown})",
+            f"{source}: {len(missing)} document(s) without subjects (no .tsv or .key file, "
+            f"or a .json with none) left out ({shown})",
             stacklevel=2,
         )
     return df[has.to_numpy()].reset_index(drop=True)
@@ -141,7 +143,9 @@ def holds_subjects(cells: pd.Series) -> bool:
     """Whether a column holds subjects in Annif's JSON form (lists of mappings)."""
     return bool(
         cells.map(
-            lambda c: isinstance(c, list | tuple) and any(isinstance(s, dict) for s in c)
+            lambda c: (
+                isinstance(c, list | tuple | np.ndarray) and any(isinstance(s, dict) for s in c)
+            )
         ).any()
     )
 
