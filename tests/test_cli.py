@@ -346,8 +346,7 @@ def test_evaluate_names_the_macro_f1_without_the_labels_a_table_lacks(
     table[table["Quantitative Finance"] == 0].to_csv(lacking, index=False)
     code, out, _ = cli(capsys, "evaluate", model, lacking, "--json", "--threshold", "1")
     metrics = json.loads(out)  # at threshold 1 no label is given, so Finance is not seen
-    assert code == 0 and metrics["labels_seen"] == len(LABELS) - 1
-    assert metrics["macro_f1_seen"] == pytest.approx(metrics["macro_f1"] * 6 / 5)
+    assert code == 0 and metrics["labels_seen"] == len(LABELS) - 1  # the sums: test_metrics.py
     code, out, _ = cli(capsys, "evaluate", model, lacking, "--threshold", "1")
     assert "macro-F1 over the 5 labels the table holds or that were given" in out
     code, out, _ = cli(capsys, "evaluate", model, small_csv)
