@@ -130,3 +130,15 @@ def test_threshold_methods_are_accepted(method):
 def test_none_turns_the_ensemble_off():
     assert TrainConfig(ensemble="none").ensemble is None
     assert TrainConfig().ensemble == "tfidf"
+
+
+@pytest.mark.parametrize("max_len, stride", [(64, 16), (128, 32), (129, 32), (130, 64), (512, 64)])
+def test_long_chunk_takes_a_stride_that_fits_max_len(max_len, stride):
+    """The default recipe's max_len 128 with --long chunk: 64 would not be under half of it."""
+    cfg = TrainConfig(max_len=max_len, long="chunk")
+    assert cfg.stride is None and cfg.chunk_stride() == stride
+    assert TrainConfig(max_len=max_len, long="chunk", stride=5).chunk_stride() == 5
+    with pytest.raises(
+        ConfigError, match=rf"stride is {max_len // 2}, expected 0 to {max_len // 2 - 1} "
+    ):
+        TrainConfig(max_len=max_len, long="chunk", stride=max_len // 2)

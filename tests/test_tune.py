@@ -241,3 +241,11 @@ def test_a_search_that_loses_the_race_to_create_the_study_tries_again(tmp_path, 
     monkeypatch.setattr(optuna.storages, "RDBStorage", Racing)
     study = open_study(tmp_path, None, seed=0)
     assert len(calls) == 2 and study.study_name == STUDY_NAME
+
+
+def test_chunked_search_keeps_every_length_its_stride_fits():
+    from mlabel.tune import max_len_choices
+
+    assert max_len_choices(512, TrainConfig(long="chunk")) == (128, 256, 384, 512)  # auto stride
+    explicit = TrainConfig(long="chunk", stride=100, max_len=512)
+    assert max_len_choices(512, explicit) == (256, 384, 512)  # 100 is not under 64

@@ -26,6 +26,7 @@ LONG_POOLS = ("max", "mean")
 ENGINES = ("auto", "torch", "bf16", "onnx", "onnx-int8", "openvino")
 COUNTS = ("epochs", "batch_size", "grad_accum", "max_len", "keep", "threads", "save_steps")
 NON_NEGATIVE = ("patience", "stride", "weight_decay", "max_grad_norm", "focal_gamma")  # 0: off
+DEFAULT_STRIDE = 64  # --long chunk: tokens neighbouring windows share, where max_len allows
 THRESHOLD_METHODS = ("fixed", "global", "per-label", "shrunk")  # and fixed:X; see mlabel.metrics
 
 
@@ -69,7 +70,7 @@ class TrainConfig:
     min_labels: int = 0
     ensemble: str | None = "tfidf"
     long: str = "truncate"
-    stride: int = 64
+    stride: int | None = None  # tokens neighbouring windows share (--long chunk); chunk_stride()
     long_pool: str = "max"
     precision: str = "auto"
     seed: int = 42
@@ -114,9 +115,10 @@ class TrainConfig:
             raise ConfigError("label_sep is empty, expected a separator such as '|'")
         if self.max_len < 8:
             raise ConfigError(f"max_len is {self.max_len}, expected 8 or more")
-        if self.long == "chunk" and not 0 <= self.stride < self.max_len // 2:
+        if self.long == "chunk" and not self.chunk_stride() < self.max_len // 2:
             raise ConfigError(
-                f"stride is {self.stride}, expected 0 to max_len/2 ({self.max_len // 2})"
+                f"stride is {self.stride}, expected 0 to {self.max_len // 2 - 1} "
+                f"(under half of max_len {self.max_len})"
             )
         if self.label_cols and self.labels_col:
             raise ConfigError("give label_cols or labels_col, not both")
@@ -135,6 +137,13 @@ class TrainConfig:
     def rule(self) -> DecisionRule:
         """The decision rule stored with the model: a cap and a minimum beside the thresholds."""
         return DecisionRule(self.top_k, self.min_labels)
+
+    def chunk_stride(self) -> int:
+        """The tokens neighbouring windows share with `--long chunk`: `stride`, else
+        DEFAULT_STRIDE where that is under half of max_len, else a quarter of max_len."""
+        if self.stride is not None:
+            return self.stride
+        return DEFAULT_STRIDE if DEFAULT_STRIDE < self.max_len // 2 else self.max_len // 4
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed, validated like the original."""

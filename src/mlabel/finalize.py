@@ -50,7 +50,7 @@ def model_info(
         text_cols=cfg.text_cols,
         pooling=cfg.pooling if encoder else None,
         long=cfg.long,
-        stride=cfg.stride,
+        stride=cfg.chunk_stride(),
         long_pool=cfg.long_pool,
         subject_uris=training_uris(labels, cfg.subject_uri_base, cfg.subject_uris),
         metrics=metrics,

@@ -432,7 +432,7 @@ class _Run:
 
 
 def _encode(tokenizer, ex: Examples, cfg: TrainConfig) -> _Data:
-    enc = encode(tokenizer, ex.texts, cfg.max_len, cfg.long == "chunk", cfg.stride)
+    enc = encode(tokenizer, ex.texts, cfg.max_len, cfg.long == "chunk", cfg.chunk_stride())
     return _Data(encoded=enc, y=ex.y[enc.owner].astype(np.float32), examples=ex)
 
 

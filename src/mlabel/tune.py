@@ -67,9 +67,10 @@ class SearchSpace:
 
 
 def max_len_choices(upper: int, base: TrainConfig) -> tuple[int, ...]:
-    """Token lengths up to `upper` (chunking needs max_len above twice the stride)."""
+    """Token lengths up to `upper` (chunking needs max_len above twice a stride that is set;
+    the default stride fits every length)."""
     found = [m for m in SearchSpace.max_len if m <= upper] or [upper]
-    if base.long == "chunk":
+    if base.long == "chunk" and base.stride is not None:
         found = [m for m in found if base.stride < m // 2]
     if not found:
         raise ConfigError(f"no max_len up to {upper} fits --long chunk with stride {base.stride}")

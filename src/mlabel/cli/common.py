@@ -32,6 +32,8 @@ HELP = {
     "min_labels": "at least this many labels per text, the best ones even under their thresholds",
     "ensemble": "`tfidf` (default): average with a TF-IDF model trained alongside; `none`: encoder alone",
     "long": "truncate, or chunk long texts into overlapping windows",
+    "stride": "tokens neighbouring windows share with --long chunk; unset (None): 64, or a "
+    "quarter of max_len where 64 is not under half of it (32 at max_len 128)",
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
     "attention_dropout": "dropout on the attention probabilities while training; unset (None): "
     "the encoder's own, 0.1 for BERT-style encoders; 0 trains faster on long texts",
