@@ -598,3 +598,21 @@ def test_default_callbacks_print_the_epoch_and_draw_the_curves(tmp_path, capsys)
     result = training.TrainResult(tmp_path, tmp_path / "model", records, 2)
     CurvesPlot(tmp_path).on_train_end(result)
     assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "saved, now, changed",
+    [
+        ({"stride": 64}, {}, []),  # a run from before the automatic stride, truncating
+        ({"long": "chunk", "stride": 32}, {"long": "chunk"}, []),  # 32 is the stride at 128
+        ({"long": "chunk", "max_len": 256, "stride": 64}, {"long": "chunk", "max_len": 256}, []),
+        (
+            {"long": "chunk", "max_len": 256, "stride": 64},
+            {"long": "chunk", "max_len": 256, "stride": 32},
+            ["stride (run 64, now 32)"],
+        ),
+        ({"epochs": 3, "batch_size": 8}, {"epochs": 5}, ["batch_size (run 8, now 16)"]),
+    ],
+)
+def test_resume_compares_the_stride_as_the_windows_it_makes(saved, now, changed):
+    assert training.changed_settings(TrainConfig(**saved), TrainConfig(**now)) == changed

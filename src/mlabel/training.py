@@ -442,17 +442,27 @@ def _train_attention(rt: Runtime) -> str | None:
     return dropout.ATTENTION if rt.device.type == "cpu" else None
 
 
+def changed_settings(saved: TrainConfig, now: TrainConfig) -> list[str]:
+    """The settings (`RESUMABLE` aside) that differ between a run's and a resume's, each with
+    both values; the stride compared as the windows it makes: the one used, and only with
+    `--long chunk` (a run saved before the stride became automatic recorded 64)."""
+    before, after = (
+        c.to_dict() | {"stride": c.chunk_stride() if c.long == "chunk" else None}
+        for c in (saved, now)
+    )
+    return [
+        f"{key} (run {before[key]!r}, now {value!r})"
+        for key, value in after.items()
+        if key not in RESUMABLE and before[key] != value
+    ]
+
+
 def _check_resumable(out: Path, cfg: TrainConfig) -> None:
     """Refuse to resume a run with settings that would change its training (`RESUMABLE` aside)."""
     path = out / "config.yaml"
     if not path.is_file() or not ckpt.list_checkpoints(out / "checkpoints"):
         return  # nothing to resume: the run starts afresh with these settings
-    saved = from_dict(load_config(path), source=str(path)).to_dict()
-    changed = [
-        f"{key} (run {saved[key]!r}, now {value!r})"
-        for key, value in cfg.to_dict().items()
-        if key not in RESUMABLE and saved[key] != value
-    ]
+    changed = changed_settings(from_dict(load_config(path), source=str(path)), cfg)
     if changed:
         raise ConfigError(
             f"{out}: cannot resume with other settings: {'; '.join(changed)}. Resume with the "
