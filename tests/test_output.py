@@ -87,7 +87,7 @@ def test_failed_predict_keeps_the_existing_output(trained_tiny, small_csv, tmp_p
 # Prepended to a script: its first chunk is written, then it waits until killed.
 STALL_AFTER_FIRST_CHUNK = """
 import sys
-from mlabel.output import RowsProgress, TableWriter
+from mlabel.output import TableWriter
 
 write = TableWriter.write
 
