@@ -16,7 +16,7 @@ import pytest
 from conftest import running
 from fastapi.testclient import TestClient
 
-from mlabel.annif_api import default_project_id
+from mlabel.annif_api import annif_project, default_project_id
 from mlabel.classifier import fit_model
 from mlabel.cli import build_parser
 from mlabel.config import TrainConfig
@@ -24,7 +24,7 @@ from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import ModelInfo
 from mlabel.predict import load_predictor
 from mlabel.serve import ServeSettings, create_app
-from mlabel.subjects import read_uri_table, serving_uris
+from mlabel.subjects import read_uri_table, serving_names, serving_uris
 
 REPO = Path(__file__).resolve().parents[1]
 ANNIF_VENV = REPO / ".venv-annif"
@@ -148,12 +148,15 @@ def test_serve_options(predictor):
             "fi",
             "--subject-uri-base",
             "http://x.org/s/",
+            "--subject-uris",
+            "vocab.tsv",
         ]
     )
-    assert (args.project_id, args.language, args.subject_uri_base) == (
+    assert (args.project_id, args.language, args.subject_uri_base, args.subject_uris) == (
         "yso-en",
         "fi",
         "http://x.org/s/",
+        "vocab.tsv",
     )
     settings = ServeSettings(subject_uri_base="http://x.org/s/", language="fi")
     with TestClient(create_app(predictor, settings)) as c:
@@ -220,6 +223,30 @@ def test_model_info_rejects_uris_that_do_not_match_labels():
         ModelInfo(["a", "b"], [0.5, 0.5], ["text"], kind="tfidf", subject_uris={"a": "u:a"})
     with pytest.raises(ModelError, match="without spaces"):
         ModelInfo(["a"], [0.5], ["text"], kind="tfidf", subject_uris={"a": "u a"})
+    with pytest.raises(ModelError, match=r"subject_names names what is not a label: \['b'\]"):
+        ModelInfo(["a"], [0.5], ["text"], kind="tfidf", subject_names={"b": "B"})
+    with pytest.raises(ModelError, match="readable names"):
+        ModelInfo(["a"], [0.5], ["text"], kind="tfidf", subject_names={"a": ""})
+
+
+def test_serving_takes_uris_and_names_from_a_table(small_csv, tmp_path):
+    """`serve --subject-uris`: a table's URIs for a model stored without them, its names for
+    labels that are URIs; not with a base too; a table short of a label stops before serving."""
+    predictor = load_predictor(train_tfidf(small_csv, tmp_path / "m"))
+    labels = predictor.labels
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "uri,label_en\n" + "".join(f"http://y/{i},{n}\n" for i, n in enumerate(labels))
+    )
+    project = annif_project(predictor, "m", subject_uris=table)
+    assert project.uris == {n: f"http://y/{i}" for i, n in enumerate(labels)}
+    assert project.names == {n: n for n in labels}  # names only differ for labels that are URIs
+    assert serving_names(["http://y/0", "z"], None, table) == {"http://y/0": labels[0], "z": "z"}
+    with pytest.raises(ConfigError, match="not both"):
+        annif_project(predictor, "m", subject_uri_base="http://x/", subject_uris=table)
+    table.write_text(f"uri,label_en\nhttp://y/0,{labels[0]}\n")
+    with pytest.raises(DataError, match="t.csv: no URI for 5 of the labels"):
+        create_app(predictor, ServeSettings(subject_uris=str(table)))
 
 
 def train_tfidf(small_csv, out: Path, **uris) -> Path:
@@ -264,15 +291,25 @@ def test_a_corpus_in_annifs_form_trains_and_answers_its_own_uris(small_csv, tmp_
     predictor = load_predictor(model)
     assert predictor.labels == sorted(f"http://x.org/{n.replace(' ', '_')}" for n in labels)
     with TestClient(create_app(predictor)) as c:
-        results = c.post("/v1/projects/m/suggest", data={"text": TEXT}).json()["results"]
-    assert {r["uri"] for r in results} == set(predictor.labels)
-    assert all(r["uri"] == r["label"] for r in results)
+        results_before = c.post("/v1/projects/m/suggest", data={"text": TEXT}).json()["results"]
+    assert {r["uri"] for r in results_before} == set(predictor.labels)
+    assert all(r["uri"] == r["label"] for r in results_before)
     # with the vocabulary (Annif's TSV subject file: `<uri>` TAB label) the URIs are its own
     vocab = tmp_path / "vocab.tsv"
     vocab.write_text("".join(f"<{u}>\t{u.rsplit('/', 1)[1]}\n" for u in predictor.labels))
     cfg = TrainConfig(model="tfidf", val_frac=0.25, subject_uris=str(vocab))
     model = fit_model(cfg, corpus, tmp_path / "v").model_dir
-    assert load_predictor(model).info.subject_uris == {u: u for u in predictor.labels}
+    named = load_predictor(model)
+    assert named.info.subject_uris == {u: u for u in predictor.labels}
+    names = {u: u.rsplit("/", 1)[1] for u in predictor.labels}
+    assert named.info.subject_names == names  # the vocabulary's labels, for the API's `label`
+    with TestClient(create_app(named)) as c:
+        results = c.post("/v1/projects/v/suggest", data={"text": TEXT}).json()["results"]
+    assert results and all(r["label"] == names[r["uri"]] for r in results)
+    # the model trained without the vocabulary takes it when served
+    with TestClient(create_app(predictor, ServeSettings(subject_uris=str(vocab)))) as c:
+        served = c.post("/v1/projects/m/suggest", data={"text": TEXT}).json()["results"]
+    assert served == [{**r, "label": names[r["uri"]]} for r in results_before]
 
 
 # ----------------------------------------------------------------------------- real clients

@@ -31,7 +31,7 @@ from mlabel.errors import ConfigError
 from mlabel.folder import META_FILE, package_version
 from mlabel.metrics import top_labels
 from mlabel.predict import Predictor
-from mlabel.subjects import check_uri_base, serving_uris
+from mlabel.subjects import check_uri_base, serving_names, serving_uris
 
 BACKEND_ID = "mlabel"
 MAX_DOCUMENTS = 32  # the spec's maxItems for suggest-batch
@@ -73,6 +73,7 @@ class AnnifProject:
     name: str
     language: str
     uris: dict[str, str]
+    names: dict[str, str]  # each label's readable name, the `label` of a suggestion
     modification_time: str | None = None
 
     def dump(self, n_labels: int) -> dict[str, Any]:
@@ -103,6 +104,7 @@ def annif_project(
     project_id: str | None = None,
     language: str = "en",
     subject_uri_base: str | None = None,
+    subject_uris: str | Path | None = None,
 ) -> AnnifProject:
     """The served model as a project: its id defaults to the model's folder name (its run's,
     for a run's `model` folder), made URL-safe."""
@@ -115,8 +117,12 @@ def annif_project(
         raise ConfigError(f"language is {language!r}, expected a language tag such as en")
     if subject_uri_base is not None:
         check_uri_base(subject_uri_base)
-    uris = serving_uris(predictor.labels, predictor.info.subject_uris, subject_uri_base, project_id)
-    return AnnifProject(project_id, name, language, uris, _mtime(predictor.model_dir))
+    if subject_uri_base is not None and subject_uris is not None:
+        raise ConfigError("give subject_uri_base or subject_uris, not both")
+    info, labels = predictor.info, predictor.labels
+    uris = serving_uris(labels, info.subject_uris, subject_uri_base, project_id, subject_uris)
+    names = serving_names(labels, info.subject_names, subject_uris)
+    return AnnifProject(project_id, name, language, uris, names, _mtime(predictor.model_dir))
 
 
 def default_project_id(model_dir: Path) -> str:
@@ -295,6 +301,7 @@ class _Suggester:
     ):
         self.labels = predictor.labels
         self.uris = [project.uris[label] for label in predictor.labels]
+        self.names = [project.names[label] for label in predictor.labels]
         self.batcher = batcher
         self.max_chars = max_chars
 
@@ -320,7 +327,7 @@ class _Suggester:
             return []
         best = top_labels(row[None, :], limit)[0]
         return [
-            {"uri": self.uris[j], "label": self.labels[j], "notation": None, "score": float(row[j])}
+            {"uri": self.uris[j], "label": self.names[j], "notation": None, "score": float(row[j])}
             for j in best
             if row[j] >= threshold and row[j] > 0
         ]

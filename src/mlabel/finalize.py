@@ -22,7 +22,7 @@ from mlabel.errors import ConfigError
 from mlabel.folder import Ensemble, ModelInfo
 from mlabel.metrics import multilabel_metrics, tune_thresholds
 from mlabel.selection import blend_weights, label_less_share, tuned_rule
-from mlabel.subjects import training_uris
+from mlabel.subjects import training_names, training_uris
 
 
 @dataclass
@@ -53,6 +53,7 @@ def model_info(
         stride=cfg.chunk_stride(),
         long_pool=cfg.long_pool,
         subject_uris=training_uris(labels, cfg.subject_uri_base, cfg.subject_uris),
+        subject_names=training_names(labels, cfg.subject_uris),
         metrics=metrics,
         config=cfg.to_dict(),
         versions=folder.package_versions(),

@@ -73,6 +73,7 @@ class ModelInfo:
     ensemble: Ensemble | None = None
     engine: EngineChoice | None = None
     subject_uris: dict[str, str] | None = None
+    subject_names: dict[str, str] | None = None  # readable names of labels that are URIs
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -188,6 +189,8 @@ def _check_record(info: ModelInfo) -> None:
         raise ModelError("files must be an object of file names to sha256 digests")
     if info.subject_uris is not None:
         _check_subject_uris(info.subject_uris, info.labels)
+    if info.subject_names is not None:
+        _check_subject_names(info.subject_names, info.labels)
     if info.ensemble is not None:
         _choice("ensemble.kind", info.ensemble.kind, ("tfidf",))
         _check_weight(info.ensemble.weight, len(info.labels))
@@ -221,6 +224,15 @@ def _check_subject_uris(uris: Any, labels: list[str]) -> None:
     if set(uris) != set(labels):
         odd = sorted(set(labels) ^ set(uris))[:3]
         raise ModelError(f"subject_uris must name each label once; it differs at {odd}")
+
+
+def _check_subject_names(names: Any, labels: list[str]) -> None:
+    """A non-empty name for some of the labels, and for nothing else."""
+    if not (isinstance(names, dict) and all(isinstance(v, str) and v for v in names.values())):
+        raise ModelError("subject_names must be an object of label names to readable names")
+    odd = sorted(set(names) - set(labels))[:3]
+    if odd:
+        raise ModelError(f"subject_names names what is not a label: {odd}")
 
 
 def _check_engine(engine: EngineChoice) -> None:

@@ -67,6 +67,7 @@ class ServeSettings:
     project_id: str | None = None  # Annif API (mlabel.annif_api): default, the model's name
     language: str = "en"  # Annif API: the language of the labels
     subject_uri_base: str | None = None  # Annif API: URIs base + label, over the model's own
+    subject_uris: str | None = None  # or a label/URI table (mlabel.subjects), over the model's
     warm_up: bool = True  # run the engine on one text and on two before listening
 
     def __post_init__(self) -> None:
@@ -259,6 +260,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         settings.project_id,
         settings.language,
         settings.subject_uri_base,
+        settings.subject_uris,
     )
     batcher = MicroBatcher(
         predictor.predict_proba, settings.max_batch, settings.batch_wait_ms, settings.max_queue

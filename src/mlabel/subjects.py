@@ -3,7 +3,8 @@
 A label's URI comes from, in order: a base URL given when serving (`base` + url-quoted label),
 the label -> URI table stored in mlabel.json at training time (from `subject_uris`, a table
 file, or `subject_uri_base`), else a stable default: the label itself where it is a URI (a
-corpus in Annif's form), else `urn:mlabel:<project>:<url-quoted label>`.
+corpus in Annif's form), else `urn:mlabel:<project>:<url-quoted label>`. A label that is a URI
+takes its readable name, the `label` Annif answers, from such a table too.
 """
 
 from __future__ import annotations
@@ -43,13 +44,28 @@ def default_uris(project_id: str, labels: list[str]) -> dict[str, str]:
 
 
 def serving_uris(
-    labels: list[str], stored: dict[str, str] | None, base: str | None, project_id: str
+    labels: list[str],
+    stored: dict[str, str] | None,
+    base: str | None,
+    project_id: str,
+    table: str | Path | None = None,
 ) -> dict[str, str]:
-    """The URIs a server answers with: `base` given at serving time, else the model's, else the
-    default."""
+    """The URIs a server answers with: `base` or `table` given at serving time, else the
+    model's, else the default."""
+    if table is not None:
+        return covering(read_uri_table(table), labels, Path(table).name)
     if base is not None:
         return uris_from_base(base, labels)
     return dict(stored) if stored else default_uris(project_id, labels)
+
+
+def serving_names(
+    labels: list[str], stored: dict[str, str] | None, table: str | Path | None = None
+) -> dict[str, str]:
+    """Each label's readable name: from `table` given at serving time, else the model's, else
+    the label itself."""
+    names = subject_names(labels, read_uri_table(table)) if table is not None else stored
+    return {label: (names or {}).get(label, label) for label in labels}
 
 
 def training_uris(
@@ -59,6 +75,21 @@ def training_uris(
     if table is not None:
         return covering(read_uri_table(table), labels, Path(table).name)
     return uris_from_base(base, labels) if base is not None else None
+
+
+def training_names(labels: list[str], table: str | Path | None) -> dict[str, str] | None:
+    """The readable names to store with a model trained with `subject_uris`."""
+    return subject_names(labels, read_uri_table(table)) if table is not None else None
+
+
+def subject_names(labels: list[str], table: dict[str, str]) -> dict[str, str] | None:
+    """The table's name of each label that is one of its URIs (a model trained on an Annif
+    corpus has URIs for labels); None where no label has a name other than itself."""
+    by_uri: dict[str, str] = {}
+    for name, uri in table.items():
+        by_uri.setdefault(uri, name)
+    names = {label: by_uri[label] for label in labels if by_uri.get(label, label) != label}
+    return names or None
 
 
 def covering(table: dict[str, str], labels: list[str], source: str) -> dict[str, str]:

@@ -35,6 +35,11 @@ SETTINGS = {
         "Annif API: subject URIs are this + the url-quoted label (default: the URIs stored at "
         "training, else urn:mlabel:PROJECT:LABEL)",
     ),
+    "subject_uris": (
+        str,
+        "Annif API: a CSV/TSV of label and uri columns, or Annif's `<uri>` TAB label vocabulary, "
+        "giving the labels' URIs and, for labels that are URIs, their names",
+    ),
 }
 
 
