@@ -9,6 +9,7 @@ import pytest
 
 from mlabel.data import (
     Examples,
+    default_label_columns,
     iter_table,
     join_texts,
     load_examples,
@@ -394,6 +395,26 @@ def test_label_without_positive_warns(tmp_path):
         UserWarning, match=r"train.csv: label\(s\) with no positive example: 'Biology'"
     ):
         load_examples(write(df, tmp_path / "train.csv"), ["TITLE", "ABSTRACT"])
+
+
+def test_zero_one_columns_the_model_lacks_are_named_in_a_warning(tmp_path):
+    """A validation or test table read with a model's labels: 0/1 columns that are not among
+    them are labels it cannot score, named in a warning; other columns and named ones are not."""
+    df = small_frame()
+    labels = default_label_columns(df, "ID", ["TITLE", "ABSTRACT"])
+    df["Biology"], df["year"] = [1, 0] * (len(df) // 2) + [0] * (len(df) % 2), 2020
+    path = write(df, tmp_path / "val.csv")
+    with pytest.warns(UserWarning) as caught:
+        ex = load_examples(path, ["TITLE", "ABSTRACT"], labels=labels)
+    assert ex.labels == labels
+    assert [str(w.message) for w in caught] == [
+        "val.csv: 0/1 column(s) 'Biology' are not labels of the model and are left out "
+        "(its labels come from the training table)"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_examples(path, ["TITLE", "ABSTRACT"], label_cols=labels, labels=labels)
+        load_examples(path, ["TITLE", "ABSTRACT"], labels=[*labels, "Biology"])
 
 
 # ---------------------------------------------------------------- subset and split

@@ -585,6 +585,8 @@ def _label_column_names(
 ) -> list[str]:
     """Which 0/1 columns hold labels: `labels` (model order), `label_cols`, or all the rest."""
     if labels is not None:
+        if label_cols is None:  # named columns leave the others out on purpose
+            _warn_unknown_label_columns(df, id_col, text_cols, labels, source)
         return list(labels)
     if label_cols is not None:
         return list(label_cols)
@@ -595,3 +597,20 @@ def _label_column_names(
             "add 0/1 label columns or name a list column with labels_col"
         )
     return names
+
+
+def _warn_unknown_label_columns(
+    df: pd.DataFrame, id_col: str, text_cols: list[str], labels: Sequence[str], source: str
+) -> None:
+    """Warn of 0/1 columns that are not among the model's `labels`: labels it cannot score,
+    which the table's figures leave out."""
+    rest = [c for c in default_label_columns(df, id_col, text_cols) if c not in set(labels)]
+    unknown = [c for c in rest if np.isin(_label_numbers(df[c]), (0.0, 1.0)).all()]
+    if unknown:
+        names = ", ".join(_q(n) for n in unknown[:SHOW_NAMES])
+        more = f" and {len(unknown) - SHOW_NAMES} more" if len(unknown) > SHOW_NAMES else ""
+        warnings.warn(
+            f"{source}: 0/1 column(s) {names}{more} are not labels of the model and are left "
+            "out (its labels come from the training table)",
+            stacklevel=4,
+        )
