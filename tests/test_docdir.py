@@ -147,6 +147,21 @@ def test_annif_json_lines_corpus_reads_as_it_is(tmp_path):
     assert examples.y.tolist() == [[0, 1], [1, 0]]
 
 
+def test_a_json_lines_chunk_whose_lines_lack_a_field_has_it_empty(tmp_path):
+    """Read in chunks, a chunk whose documents all lack a field (a title in the metadata, a
+    plain field) still has its column, empty, so `--text-cols title text` reads every chunk."""
+    lines = [
+        {"id": "1", "text": "a", "note": "n", "metadata": {"title": "T"}},
+        {"id": "2", "text": "b", "metadata": {}},
+        {"id": "3", "text": "c"},
+    ]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    chunks = list(iter_table(path, chunk_rows=1, str_cols=["id", "title", "text"]))
+    assert [list(c.columns) for c in chunks] == [["id", "text", "note", "title"]] * 3
+    assert pd.concat(chunks)["title"].tolist()[0] == "T" and chunks[2]["note"].isna().all()
+
+
 def test_a_metadata_column_of_plain_values_stays_a_column(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"text": ["a", "b"], "metadata": ["x", "y"], "L": [1, 0]}).to_csv(path)

@@ -14,7 +14,7 @@ import re
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,11 +176,27 @@ def _iter_text_table(
         if chunk_rows is None:  # pandas returned the whole table, not a reader
             yield _checked_chunk(shape(reader), 0, path)
             return
-        start = 0
         with reader:
-            for chunk in reader:
-                yield _checked_chunk(shape(chunk), start, path)
-                start += len(chunk)
+            chunks = _numbered(reader, shape, path)
+            yield from _keeping_fields(chunks) if fmt == ".jsonl" else chunks
+
+
+def _numbered(
+    reader: Iterable[pd.DataFrame], shape: Callable[[pd.DataFrame], pd.DataFrame], path: Path
+) -> Iterator[pd.DataFrame]:
+    start = 0
+    for chunk in reader:
+        yield _checked_chunk(shape(chunk), start, path)
+        start += len(chunk)
+
+
+def _keeping_fields(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """JSON Lines chunks with every field an earlier chunk had: a chunk whose lines all leave
+    out a field (a document without a title) has it empty, not missing."""
+    fields: list[str] = []
+    for chunk in chunks:
+        fields += [c for c in chunk.columns if c not in fields]
+        yield chunk.reindex(columns=fields)
 
 
 def _iter_parquet(
