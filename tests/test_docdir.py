@@ -10,6 +10,7 @@ import pytest
 
 from mlabel.cli import main
 from mlabel.data import iter_table, load_examples, read_table, table_rows
+from mlabel.reports.profile import inspect_tables, profile_table
 
 URI = "http://example.org/topic/"
 
@@ -82,6 +83,13 @@ def test_commands_train_evaluate_and_predict_a_folder(corpus, tmp_path, capsys):
     assert main(["predict", str(run / "model"), str(corpus), "-o", str(out), "--proba"]) == 0
     written = pd.read_csv(out)
     assert written["ID"].tolist() == [f"d{i:02d}" for i in range(24)]  # every document
+
+
+def test_inspect_counts_the_documents_training_leaves_out(corpus):
+    profile = profile_table(corpus, ["text"])
+    assert profile.no_subjects == 1  # d22 has no subject file; d21's empty one means none
+    overview = {row[0]: row[1] for row in inspect_tables(profile)[0].rows}
+    assert overview["documents without subjects"].startswith("1 (4.2%; training and evaluation")
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def with_subjects(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """The documents that have subjects (a subject file, or a JSON document's own), for
     training and evaluation: the others are left out, as Annif leaves them out, with a warning
     naming them."""
-    has = df[ANNIF_COLUMNS[1]].map(lambda cell: cell is not None)
+    has = ~lacks_subjects(df)
     if not has.any():
         raise DataError(f"{source}: no document has subjects (a .tsv or .key file of them)")
     if not has.all():
@@ -96,6 +96,11 @@ def with_subjects(df: pd.DataFrame, source: str) -> pd.DataFrame:
             stacklevel=2,
         )
     return df[has.to_numpy()].reset_index(drop=True)
+
+
+def lacks_subjects(df: pd.DataFrame) -> pd.Series:
+    """Which documents of a folder have no subjects (no subject file, or a .json with none)."""
+    return df[ANNIF_COLUMNS[1]].map(lambda cell: cell is None).astype(bool)
 
 
 def _read_text(file: Path, folder: Path) -> str:

@@ -23,6 +23,7 @@ from mlabel.data import (
     resolve_id_col,
     text_cells,
 )
+from mlabel.docdir import is_document_folder, lacks_subjects
 from mlabel.errors import DataError, ModelError
 from mlabel.reports.data_plots import (
     plot_cooccurrence,
@@ -59,6 +60,7 @@ class DataProfile:
     conflicting: int = 0  # distinct duplicated texts whose copies carry different labels
     unread: np.ndarray | None = None  # (n,) tokens the tokenizer could only read as unknown
     unread_pieces: Counter = field(default_factory=Counter)  # the text behind them, counted
+    no_subjects: int | None = None  # a document folder's documents without subjects
 
     @property
     def n_rows(self) -> int:
@@ -112,6 +114,7 @@ def profile_table(
         conflicting=_conflicting_duplicates(texts, empty, y),
         unread=counts.unread,
         unread_pieces=counts.pieces,
+        no_subjects=int(lacks_subjects(df).sum()) if is_document_folder(data) else None,
     )
 
 
@@ -250,6 +253,14 @@ def _overview_table(p: DataProfile) -> TextTable:
             ],
             ["duplicate texts with different labels", f"{p.conflicting}"],
         ]
+        if p.no_subjects:
+            rows.append(
+                [
+                    "documents without subjects",
+                    f"{p.no_subjects} ({pct(p.no_subjects, n)}; training and evaluation leave "
+                    "them out)",
+                ]
+            )
     else:
         rows.append(["labels", "none (length statistics only)"])
     return TextTable("Overview", ["", "value"], rows)
