@@ -147,6 +147,28 @@ def test_predict_file_shows_rows_done(
     assert bar.desc == f"predict in{suffix}"
 
 
+def test_evaluate_scores_in_chunks_under_a_progress_bar(
+    trained_tiny, small_csv, tmp_path, monkeypatch
+):
+    """`evaluate` scores the table as `predict` reads it, CHUNK_ROWS rows at a time, with a bar
+    of the rows done out of the table's rows; the figures are those of one call."""
+    import mlabel.output
+    import mlabel.predict
+    from mlabel.evaluation import evaluate
+
+    predictor = Predictor(trained_tiny, "torch")
+    whole = evaluate(predictor, small_csv).probs
+    monkeypatch.setattr(mlabel.output, "tqdm", RecordingBar)
+    monkeypatch.setattr(mlabel.predict, "CHUNK_ROWS", 16)
+    RecordingBar.made.clear()
+    chunked = evaluate(predictor, small_csv)
+    (bar,) = RecordingBar.made
+    n = len(chunked.probs)
+    assert n > 32 and bar.total == n and bar.updates == [16] * (n // 16) + [n % 16] * (n % 16 > 0)
+    assert bar.desc == f"scoring {small_csv.name}" and bar.closed
+    np.testing.assert_allclose(chunked.probs, whole, atol=1e-5)
+
+
 def test_long_rows_are_the_labels_on_best_first():
     probs = np.array([[0.2, 0.9, 0.6], [0.1, 0.3, 0.2]], dtype=np.float32)
     hits = np.array([[1, 1, 1], [0, 0, 0]])

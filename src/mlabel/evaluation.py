@@ -17,7 +17,7 @@ from mlabel.metrics import (
     multilabel_metrics,
     ranking_metrics,
 )
-from mlabel.predict import Predictions, Predictor, load_predictor
+from mlabel.predict import Predictions, Predictor, load_predictor, proba_in_chunks
 
 SHOWN_LABELS = 50  # past this many labels, the text output lists the most frequent ones
 
@@ -81,7 +81,8 @@ def evaluate(
         **predictor.info.label_form(),
     )
     rule = predictor.decision_rule(top_k, min_labels)
-    preds = predictor.run(examples.texts, threshold, rule)
+    probs = proba_in_chunks(predictor, examples.texts, examples.source)
+    preds = predictor.decisions(probs, threshold, rule)
     metrics = multilabel_metrics(examples.y, preds.hits, predictor.labels)
     metrics.update(ranking_metrics(examples.y, preds.probs))
     return Evaluation(examples, preds, metrics, predictor, rule)

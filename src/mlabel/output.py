@@ -88,17 +88,19 @@ class TableWriter:
 
 
 class RowsProgress:
-    """A progress bar of a table's rows done (out of the total where the file records it),
-    shown from the first chunk done on: an error in the first chunk stays one line."""
+    """A progress bar of a table's rows done (out of `total`, else the total where the file
+    records it), shown from the first chunk done on: an error in the first chunk stays one
+    line."""
 
-    def __init__(self, src: str | Path, verb: str):
-        self.src, self.verb = Path(src), verb
+    def __init__(self, src: str | Path, verb: str, total: int | None = None):
+        self.src, self.verb, self.total = Path(src), verb, total
         self._bar: tqdm | None = None
 
     def update(self, rows: int) -> None:
         if self._bar is None:
             desc = f"{self.verb} {self.src.name}"
-            self._bar = tqdm(total=table_rows(self.src), desc=desc, unit="row", leave=False)
+            total = self.total if self.total is not None else table_rows(self.src)
+            self._bar = tqdm(total=total, desc=desc, unit="row", leave=False)
         self._bar.update(rows)
 
     def __enter__(self) -> RowsProgress:

@@ -16,6 +16,8 @@ from mlabel.decision import DecisionRule, decide, label_lists
 from mlabel.engines import inference_device, load_scorer, pick_engine
 from mlabel.errors import ModelError, UsageError
 
+CHUNK_ROWS = 5000  # rows a table is read and scored in (memory does not grow with rows)
+
 
 @dataclass
 class Predictions:
@@ -121,6 +123,19 @@ class Predictor:
         return self.run(texts, threshold, rule).label_lists()
 
 
+def proba_in_chunks(predictor: Predictor, texts: list[str], name: str) -> np.ndarray:
+    """`predict_proba` of many texts, CHUNK_ROWS at a time as `predict_file` reads a table,
+    under a progress bar of the rows done."""
+    from mlabel.output import RowsProgress
+
+    parts = [np.zeros((0, len(predictor.labels)), dtype=np.float32)]
+    with RowsProgress(name, "scoring", total=len(texts)) as bar:
+        for start in range(0, len(texts), CHUNK_ROWS):
+            parts.append(predictor.predict_proba(texts[start : start + CHUNK_ROWS]))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts)
+
+
 def load_predictor(model_dir: str | Path, engine: str = "auto", device: str = "auto") -> Predictor:
     return Predictor(model_dir, engine, device)
 
@@ -132,7 +147,7 @@ def predict_file(
     proba: bool = False,
     threshold: float | None = None,
     id_col: str | None = None,
-    chunk_rows: int = 5000,
+    chunk_rows: int = CHUNK_ROWS,
     rule: DecisionRule | None = None,
     layout: str = "wide",
 ) -> int:
