@@ -122,6 +122,19 @@ def test_evaluate_a_dataframe_as_the_cli_does(list_clf, list_data, tmp_path, cap
     assert list_clf.evaluate(list_data, threshold=0.0)["micro_recall"] == 1.0
 
 
+def test_a_single_label_trains_evaluates_and_predicts(tiny_encoder, list_data, tmp_path):
+    """A table with one 0/1 label column (a binary task) goes through training, its
+    validation split and evaluation; the figures are the label's own."""
+    data = list_data[["doc", "body"]].assign(first=list_data["tags"].str.contains("topic-00"))
+    settings = dict(text_cols=["body"], id_col="doc", max_len=32, epochs=1, batch_size=16)
+    clf = Classifier(model=tiny_encoder, val_frac=0.25, precision="fp32", **settings)
+    clf.fit(data.astype({"first": int}), out=tmp_path / "run")
+    assert clf.labels_ == ["first"] and clf.thresholds_.shape == (1,)
+    assert clf.predict_proba(["topic 00 the"]).shape == (1, 1)
+    m = clf.evaluate(data.astype({"first": int}))
+    assert m["micro_f1"] == m["macro_f1"] == m["per_label"]["first"]["f1"]
+
+
 def test_bad_setting_fails_at_fit(tiny_encoder, list_data):
     with pytest.raises(ValueError, match="dropout is 2.0"):
         Classifier(model=tiny_encoder, text_cols=["body"], dropout=2).fit(list_data)

@@ -455,6 +455,14 @@ def test_split_puts_every_repeated_label_on_both_sides(seed):
     assert len(val) == 6
 
 
+def test_split_of_a_single_label_stratifies_its_positives():
+    ex = labelled(100, 1, seed=1)
+    ex.y[:, 0] = np.arange(100) % 5 == 0  # 20 positives
+    train, val = split_examples(ex, 0.25, seed=0)
+    assert (len(train), len(val)) == (75, 25)
+    assert (train.y.sum(), val.y.sum()) == (15, 5)  # the table's one in five on each side
+
+
 def test_split_tiny_data():
     ex = labelled(2, 2)
     train, val = split_examples(ex, 0.01, seed=0)

@@ -104,6 +104,20 @@ def test_confusion_matrices_are_tn_fp_fn_tp_per_label():
     np.testing.assert_array_equal(cm[2], [[1, 0], [1, 2]])
 
 
+def test_a_single_label_is_scored_as_one_label_not_as_two_classes():
+    """sklearn reads one column as binary data, whose micro and macro averages would count the
+    negatives as a class (micro-F1 would be accuracy); one label's figures are its own."""
+    y_true, y_pred = np.array([[1], [1], [0], [0], [0]]), np.array([[1], [0], [1], [0], [0]])
+    m = multilabel_metrics(y_true, y_pred, ["only"])
+    assert m["micro_f1"] == m["macro_f1"] == m["per_label"]["only"]["f1"] == 0.5
+    assert (m["micro_precision"], m["micro_recall"], m["labels_seen"]) == (0.5, 0.5, 1)
+    assert m["samples_f1"] == m["jaccard"] == m["subset_accuracy"] == 0.6  # rows 1, 4 and 5
+    assert m["hamming_loss"] == 0.4
+    np.testing.assert_array_equal(confusion_matrices(y_true, y_pred), [[[2, 1], [1, 1]]])
+    report = classification_report_text(y_true, y_pred, ["only"])
+    assert len([line for line in report.splitlines() if line.strip().startswith("only")]) == 1
+
+
 def separable_data() -> tuple[np.ndarray, np.ndarray]:
     """400 rows: a common label (200 positives at 0.6, negatives at 0.2) and a rare one
     (4 positives at 0.9, negatives at 0.5).

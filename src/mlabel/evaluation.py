@@ -91,7 +91,8 @@ def evaluate(
 def _ranking_lines(m: dict[str, Any]) -> list[str]:
     """The ranking metrics as a small table, one line per k."""
     if "lrap" not in m:
-        return ["ranking: no row with a label to rank"]
+        why = "one label, nothing to rank" if m["ranking_rows"] else "no row with a label to rank"
+        return [f"ranking: {why}"]
     lines = [
         f"ranking of the probabilities ({m['ranking_rows']} rows with a label): "
         f"LRAP {m['lrap']:.4f}  coverage error {m['coverage_error']:.2f}",

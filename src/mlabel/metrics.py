@@ -34,10 +34,12 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
     `macro_f1` averages over every label, 0 for those the table lacks and none were given
     (sklearn's zero_division=0); `macro_f1_seen` over the `labels_seen` others only."""
     y_true, y_pred = _check_pair(y_true, y_pred, labels)
+    hamming = float(hamming_loss(y_true, y_pred))
+    y_true, y_pred, cols = _multilabel(y_true, y_pred)
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, average=None, zero_division=0
+        y_true, y_pred, labels=cols, average=None, zero_division=0
     )
-    seen = (support > 0) | y_pred.any(axis=0)
+    seen = (support > 0) | y_pred[:, cols].any(axis=0)
     per_label = {
         name: {
             "precision": float(p),
@@ -47,19 +49,20 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
         }
         for name, p, r, f, s in zip(labels, precision, recall, f1, support)
     }
+    pair = dict(y_true=y_true, y_pred=y_pred, labels=cols)
     return {
-        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(**pair, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(**pair, average="macro", zero_division=0)),
         "macro_f1_seen": float(f1[seen].mean()) if seen.any() else 0.0,
         "labels_seen": int(seen.sum()),
         # A text without labels, rightly given none, scores 1 (sklearn's zero_division applies
         # only when a row's truth and prediction are both empty).
-        "samples_f1": float(f1_score(y_true, y_pred, average="samples", zero_division=1)),
-        "jaccard": float(jaccard_score(y_true, y_pred, average="samples", zero_division=1)),
-        "micro_precision": float(precision_score(y_true, y_pred, average="micro", zero_division=0)),
-        "micro_recall": float(recall_score(y_true, y_pred, average="micro", zero_division=0)),
+        "samples_f1": float(f1_score(**pair, average="samples", zero_division=1)),
+        "jaccard": float(jaccard_score(**pair, average="samples", zero_division=1)),
+        "micro_precision": float(precision_score(**pair, average="micro", zero_division=0)),
+        "micro_recall": float(recall_score(**pair, average="micro", zero_division=0)),
         "subset_accuracy": float(accuracy_score(y_true, y_pred)),
-        "hamming_loss": float(hamming_loss(y_true, y_pred)),
+        "hamming_loss": hamming,
         "per_label": per_label,
     }
 
@@ -135,8 +138,10 @@ def classification_report_text(
 ) -> str:
     """sklearn's text classification report with label names; with `shown` (label indices),
     only those labels' lines, while the averages stay over every label."""
-    y_true, y_pred = _check_pair(y_true, y_pred, labels)
-    text = classification_report(y_true, y_pred, target_names=labels, digits=3, zero_division=0)
+    y_true, y_pred, cols = _multilabel(*_check_pair(y_true, y_pred, labels))
+    text = classification_report(
+        y_true, y_pred, labels=cols, target_names=labels, digits=3, zero_division=0
+    )
     if shown is None:
         return text
     lines = text.split("\n")  # header, blank, one line per label, blank, averages
@@ -145,8 +150,8 @@ def classification_report_text(
 
 def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """One 2x2 matrix [[tn, fp], [fn, tp]] per label, shape (L, 2, 2)."""
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    return multilabel_confusion_matrix(y_true, y_pred)
+    y_true, y_pred, cols = _multilabel(*_check_pair(y_true, y_pred))
+    return multilabel_confusion_matrix(y_true, y_pred, labels=cols)
 
 
 def f1_by_threshold(
@@ -402,3 +407,14 @@ def _check_pair(
     if labels is not None and len(labels) != y_true.shape[1]:
         raise ValueError(f"got {len(labels)} label names for {y_true.shape[1]} label columns")
     return y_true.astype(bool), y_pred.astype(bool)
+
+
+def _multilabel(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The pair as sklearn reads multi-label data, and the label columns to score. sklearn reads
+    one column as binary data, whose averages count the negatives as a class of their own, so a
+    single label gets an empty column beside it, which `labels=cols` leaves out."""
+    cols = list(range(y_true.shape[1]))
+    if len(cols) == 1:
+        empty = np.zeros_like(y_true)
+        y_true, y_pred = np.hstack([y_true, empty]), np.hstack([y_pred, empty])
+    return y_true, y_pred, cols
