@@ -130,6 +130,36 @@ def test_suggest_batch(client):
     is_problem(client.post("/v1/projects/arxiv/learn", json=[]), 403)
 
 
+def test_detect_language_answers_as_annif(client):
+    """The share of the text's words each candidate knows, best first, null for the rest: what
+    Annif's /v1/detect-language answers (the same simplemma call); its errors as Annif's."""
+    pytest.importorskip("simplemma")
+    url = "/v1/detect-language"
+    english = client.post(url, json={"text": "The quick brown fox", "languages": ["fi", "en"]})
+    assert english.json() == {
+        "results": [
+            {"language": "en", "score": 1.0},
+            {"language": "fi", "score": 0.0},
+            {"language": None, "score": 0.0},
+        ]
+    }
+    finnish = client.post(url, json={"text": "Kettu hyppäsi koiran yli", "languages": ["en", "fi"]})
+    assert finnish.json()["results"][0] == {"language": "fi", "score": 1.0}
+    assert (
+        is_problem(client.post(url, json={"text": "a fox", "languages": ["xx"]}), 400)["detail"]
+        == "unsupported candidate languages"
+    )
+    for body, detail in [
+        ({"text": "x"}, "expected a list of 1 to 5 language codes"),
+        ({"text": "x", "languages": ["en"] * 6}, "expected a list of 1 to 5"),
+        ({"text": "x", "languages": ["english"]}, "codes of 2 or 3 letters"),
+        ({"languages": ["en"]}, 'expected a JSON object {"text"'),
+        ({"text": "x" * 100_001, "languages": ["en"]}, "the limit is 100000"),
+    ]:
+        assert detail in is_problem(client.post(url, json=body), 400)["detail"]
+    assert "not valid JSON" in is_problem(client.post(url, content=b"{"), 400)["detail"]
+
+
 def test_api_key_guards_the_annif_api(predictor):
     with TestClient(create_app(predictor, ServeSettings(api_key="k"))) as c:
         assert c.get("/v1/projects").status_code == 401

@@ -8,7 +8,8 @@ and decision rule do not apply, as in Annif, where the client chooses the cut. S
 model's probabilities as computed, unrounded, so a client that cuts at a threshold decides as
 `mlabel evaluate --threshold T --top-k LIMIT` does. Errors answer as Annif's do
 (`application/problem+json` with `type`, `title`, `status`, `detail`); the server's API key,
-when it has one, guards this API too.
+when it has one, guards this API too. `/v1/detect-language` answers as Annif's does, with the
+same library (simplemma).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -35,6 +37,7 @@ from mlabel.subjects import check_uri_base, serving_names, serving_uris
 
 BACKEND_ID = "mlabel"
 MAX_DOCUMENTS = 32  # the spec's maxItems for suggest-batch
+MAX_CANDIDATES = 5  # the spec's maxItems of detect-language's candidate languages
 DEFAULT_LIMIT = 10
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 LANGUAGE = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*")  # a BCP 47 tag such as en, fi, pt-BR
@@ -212,6 +215,39 @@ BATCH_BODY = {
 }
 
 
+DETECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["text", "languages"],
+                    "properties": {
+                        "text": {"type": "string"},
+                        "languages": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_CANDIDATES,
+                            "items": {"type": "string", "minLength": 2, "maxLength": 3},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class DetectedLanguage(BaseModel):
+    language: str | None
+    score: float
+
+
+class DetectedLanguages(BaseModel):
+    results: list[DetectedLanguage]
+
+
 # ----------------------------------------------------------------------------- the router
 
 
@@ -280,6 +316,20 @@ def annif_router(
         except Problem as problem:
             return problem.response()
         return [{**r, "document_id": d.get("document_id")} for r, d in zip(results, documents)]
+
+    @router.post(
+        "/detect-language",
+        summary="The share of a text's words in each candidate language, best first",
+        response_model=DetectedLanguages,
+        responses={400: ERRORS[400], 503: ERRORS[503]},
+        openapi_extra=DETECT_BODY,
+    )
+    async def detect_language(request: Request) -> Any:
+        try:
+            text, languages = _detect_request(await request.body(), max_chars)
+            return {"results": await run_in_threadpool(detected_languages, text, languages)}
+        except Problem as problem:
+            return problem.response()
 
     @router.post("/projects/{project_id}/learn", summary="Not supported", responses=ERRORS)
     def learn(project_id: str) -> Any:
@@ -403,3 +453,39 @@ def _documents(body: bytes) -> list[dict[str, Any]]:
         if not isinstance(d.get("document_id", ""), str):
             raise bad_request(f"documents[{i}].document_id: expected a string")
     return documents
+
+
+def _detect_request(body: bytes, max_chars: int) -> tuple[str, tuple[str, ...]]:
+    """`{"text": ..., "languages": ["en", "fi"]}`, checked as the spec says."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"the body is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+        raise bad_request('expected a JSON object {"text": ..., "languages": ["en", ...]}')
+    languages = doc.get("languages")
+    if not (isinstance(languages, list) and 1 <= len(languages) <= MAX_CANDIDATES):
+        raise bad_request(f"languages: expected a list of 1 to {MAX_CANDIDATES} language codes")
+    if not all(isinstance(code, str) and 2 <= len(code) <= 3 for code in languages):
+        raise bad_request("languages: expected codes of 2 or 3 letters such as en")
+    if len(doc["text"]) > max_chars:
+        raise bad_request(f"text has {len(doc['text'])} characters, the limit is {max_chars}")
+    return doc["text"], tuple(languages)
+
+
+def detected_languages(text: str, languages: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Annif's language detection: simplemma's share of the text's words known in each
+    candidate language, best first; `None` for the share in none of them. The first call for a
+    language loads its dictionary (seconds)."""
+    try:
+        from simplemma import LanguageDetector
+    except ImportError:
+        raise Problem(
+            503, "Service unavailable", "language detection needs simplemma: pip install simplemma"
+        ) from None
+    try:
+        shares = LanguageDetector(lang=languages).proportion_in_each_language(text)
+    except ValueError:
+        raise bad_request("unsupported candidate languages") from None
+    ranked = sorted(shares.items(), key=lambda item: item[1], reverse=True)
+    return [{"language": None if lang == "unk" else lang, "score": score} for lang, score in ranked]
