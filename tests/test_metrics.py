@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, ndcg_score
+from sklearn.metrics import f1_score, label_ranking_average_precision_score, ndcg_score
 
 import mlabel.metrics as metrics_mod
 from mlabel.decision import DecisionRule, decide
@@ -281,6 +281,9 @@ def test_ranking_metrics_in_chunks_agree_with_sklearn(monkeypatch):
     assert whole["ndcg@5"] == pytest.approx(ndcg_score(y_true[scored], probs[scored], k=5))
     brute = [row[np.argsort(-p)[:3]].sum() / 3 for row, p in zip(y_true[scored], probs[scored])]
     assert whole["precision@3"] == pytest.approx(np.mean(brute))
+    for p in (probs, np.round(probs, 1)):  # ties rank as sklearn's "max" ranks
+        lrap = label_ranking_average_precision_score(y_true[scored], p[scored])
+        assert ranking_metrics(y_true, p)["lrap"] == pytest.approx(lrap, rel=1e-12)
 
 
 def test_ranking_metrics_need_two_labels_and_a_positive():
