@@ -114,3 +114,19 @@ def test_unfitted_model_raises(tmp_path):
         TfidfModel().predict_proba(["text"])
     with pytest.raises(NotFittedError, match="not fitted"):
         TfidfModel().save(tmp_path)
+
+
+def test_fitting_shows_the_labels_done_once_it_takes_a_while(corpus, monkeypatch):
+    """One logistic regression per label: with thousands of labels fitting takes minutes, so a
+    progress bar counts them; it waits 2 s before it shows, so small fits print nothing."""
+    import mlabel.baseline
+
+    made = []
+    monkeypatch.setattr(
+        mlabel.baseline, "tqdm", lambda items, **kwargs: made.append((items, kwargs)) or items
+    )
+    texts, y = corpus
+    TfidfModel().fit(texts, y)
+    ((items, kwargs),) = made
+    assert list(items) == list(range(y.shape[1])) and kwargs["unit"] == "label"
+    assert kwargs["delay"] == 2 and kwargs["leave"] is False

@@ -12,6 +12,7 @@ from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
 
 from mlabel.errors import ModelError
 
@@ -49,7 +50,8 @@ class TfidfModel:
         features = self.vectorizer_.fit_transform(texts)
         coef = np.zeros((y.shape[1], features.shape[1]), dtype=np.float32)
         intercept = np.zeros(y.shape[1], dtype=np.float32)
-        for k in range(y.shape[1]):
+        labels = tqdm(range(y.shape[1]), desc="TF-IDF labels", unit="label", leave=False, delay=2)
+        for k in labels:  # the bar shows after 2 s: thousands of labels take minutes
             coef[k], intercept[k] = self._fit_label(features, y[:, k])
         self.coef_, self.intercept_ = coef, intercept
         return self
