@@ -38,8 +38,10 @@ def write(df: pd.DataFrame, path: Path) -> Path:
     name = path.name
     if name.endswith(".parquet"):
         df.to_parquet(path, index=False)
-    elif ".jsonl" in name:
+    elif ".jsonl" in name or ".lines.json" in name:
         df.to_json(path, orient="records", lines=True)
+    elif ".json" in name:
+        df.to_json(path, orient="records", indent=1)
     else:
         df.to_csv(path, sep="\t" if ".tsv" in name else ",", index=False)
     return path
@@ -65,6 +67,9 @@ def write_text(path: Path, text: str) -> Path:
         "t.jsonl.xz",
         "t.csv.zip",
         "t.jsonl.gz",
+        "t.lines.json",  # JSON Lines in a .json file, as `datasets`' to_json writes them
+        "t.json",  # an array of records
+        "t.json.gz",
     ],
 )
 def test_every_format_loads_the_same(tmp_path, name):
@@ -159,6 +164,16 @@ def test_iter_table_chunks_parquet(tmp_path):
     assert [len(c) for c in chunks] == [10, 10, 5]
     assert chunks[1].index.tolist() == list(range(10, 20))
     assert chunks[0]["ID"].tolist()[:2] == ["0", "1"]
+
+
+def test_a_json_array_is_read_in_chunks_and_a_lone_object_is_refused(tmp_path):
+    df = pd.DataFrame({"ID": ["007", "8", "9"], "text": ["a", "b", "c"], "y": [1, 0, 1]})
+    chunks = list(iter_table(write(df, tmp_path / "t.json"), chunk_rows=2, str_cols=["ID"]))
+    assert [c.index.tolist() for c in chunks] == [[0, 1], [2]]
+    assert pd.concat(chunks)["ID"].tolist() == ["007", "8", "9"]
+    lone = write_text(tmp_path / "one.json", '{\n  "text": "a",\n  "y": 1\n}\n')
+    with pytest.raises(DataError, match=r"one.json: cannot read as json \(expected one object per"):
+        read_table(lone)
 
 
 def test_iter_table_chunks_jsonl(tmp_path):

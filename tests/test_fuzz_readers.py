@@ -80,7 +80,7 @@ class Table:
 class Layout:
     """How a table is written to a file."""
 
-    fmt: str  # csv, tsv, jsonl, parquet
+    fmt: str  # csv, tsv, jsonl, json, parquet
     compression: str  # "", .gz, .bz2, .xz, .zip
     encoding: str  # utf-8, utf-8-sig, latin-1, utf-16
     delimiter: str
@@ -120,6 +120,8 @@ def table_bytes(table: Table, layout: Layout) -> bytes:
             json.dumps(dict(zip(names, row)), ensure_ascii=layout.ascii_json) + "\n" for row in rows
         ]
         text = "".join(lines)
+    elif layout.fmt == "json":  # an array of records
+        text = json.dumps([dict(zip(names, row)) for row in rows], ensure_ascii=layout.ascii_json)
     else:
         buf = io.StringIO()
         quoting = layout.quoting
@@ -217,7 +219,7 @@ def tables(draw, labels: str = "columns") -> Table:
 
 @st.composite
 def layouts(draw) -> Layout:
-    fmt = draw(st.sampled_from(["csv", "csv", "tsv", "jsonl", "jsonl", "parquet"]))
+    fmt = draw(st.sampled_from(["csv", "csv", "tsv", "jsonl", "jsonl", "json", "parquet"]))
     compression = (
         "" if fmt == "parquet" else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zip"]))
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import io
 import lzma
 import re
 import warnings
@@ -45,7 +46,8 @@ from mlabel.tablefile import (
     where_not_utf8,
 )
 
-FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
+FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
@@ -91,7 +93,7 @@ def table_format(path: str | Path) -> str:
         suffixes = suffixes[:-1]
     fmt = suffixes[-1] if suffixes else ""
     if fmt not in FORMATS or (fmt == ".parquet" and Path(path).suffix.lower() != ".parquet"):
-        supported = ", ".join(FORMATS) + " (csv/tsv/jsonl may end in " + ", ".join(COMPRESSIONS)
+        supported = ", ".join(FORMATS) + " (all but parquet may end in " + ", ".join(COMPRESSIONS)
         raise DataError(f"{Path(path).name}: unsupported file type; supported: {supported})")
     return fmt
 
@@ -141,7 +143,10 @@ def iter_table(
     except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
         raise DataError(f"{path.name}: damaged compressed file ({_first_line(err)})") from None
     except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as err:
-        raise DataError(f"{path.name}: cannot read as {fmt[1:]}: {_first_line(err)}") from None
+        form = " (expected one object per line, or an array of objects)" if fmt == ".json" else ""
+        raise DataError(
+            f"{path.name}: cannot read as {fmt[1:]}{form}: {_first_line(err)}"
+        ) from None
 
 
 def table_rows(path: str | Path) -> int | None:
@@ -165,10 +170,14 @@ def _first_line(err: Exception) -> str:
 def _iter_text_table(
     path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str], list_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
-    options = {} if fmt == ".jsonl" else csv_options(path, fmt, [*str_cols, *list_cols])
+    is_json = fmt in JSON_FORMATS
+    options = {} if is_json else csv_options(path, fmt, [*str_cols, *list_cols])
     shape = annif_columns if options is ANNIF_OPTIONS else (lambda chunk: chunk)
     with open_table_bytes(path) as f:
-        if fmt == ".jsonl":
+        if is_json and _is_json_array(f):
+            yield from _array_chunks(f, chunk_rows, str_cols, path)
+            return
+        if is_json:
             dtype = {c: "str" for c in str_cols}
             reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
         else:
@@ -178,7 +187,22 @@ def _iter_text_table(
             return
         with reader:
             chunks = _numbered(reader, shape, path)
-            yield from _keeping_fields(chunks) if fmt == ".jsonl" else chunks
+            yield from _keeping_fields(chunks) if is_json else chunks
+
+
+def _is_json_array(f: io.BufferedReader) -> bool:
+    """Whether a JSON file holds one array (of records) rather than JSON Lines."""
+    return f.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
+def _array_chunks(
+    f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
+) -> Iterator[pd.DataFrame]:
+    """A JSON array of records, read whole, in chunks of `chunk_rows` rows."""
+    table = pd.read_json(f, orient="records", dtype={c: "str" for c in str_cols})
+    step = chunk_rows or max(len(table), 1)
+    for start in range(0, max(len(table), 1), step):
+        yield _checked_chunk(table.iloc[start : start + step].copy(), start, path)
 
 
 def _numbered(
