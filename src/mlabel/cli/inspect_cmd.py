@@ -9,7 +9,9 @@ from mlabel.cli.common import HELP
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="label counts, duplicates and text lengths of a table")
-    p.add_argument("data", help="CSV, TSV, JSONL or Parquet file (compressed CSV too)")
+    p.add_argument(
+        "data", help="CSV, TSV, JSON(L) or Parquet file (compressed too), or an Annif corpus folder"
+    )
     p.add_argument(
         "--text-cols", nargs="+", default=["text"], help=f"{HELP['text_cols']} (default: text)"
     )

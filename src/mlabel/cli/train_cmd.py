@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model folder from a labelled table")
-    p.add_argument("data", help="CSV, TSV, JSONL or Parquet file (compressed CSV too)")
+    p.add_argument(
+        "data", help="CSV, TSV, JSON(L) or Parquet file (compressed too), or an Annif corpus folder"
+    )
     p.add_argument("--out", "-o", default="runs/latest", help="run folder (default: runs/latest)")
     p.add_argument("--config", help="YAML or TOML file of settings (options given here win)")
     p.add_argument(
