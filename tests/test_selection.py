@@ -2,7 +2,7 @@ import numpy as np
 
 from mlabel.decision import DecisionRule, decide
 from mlabel.metrics import micro_f1, rule_scores, tune_thresholds
-from mlabel.selection import RuleChoice, blend_weights, choose_rule, tuned_rule
+from mlabel.selection import BEST_ALONE, RuleChoice, blend_weights, choose_rule, tuned_rule
 
 
 def labelled(n: int, n_labels: int, rate: float, seed: int) -> np.ndarray:
@@ -73,6 +73,20 @@ def test_choose_rule_adds_at_least_one_label_where_every_row_has_one():
     assert choice.rule == DecisionRule(top_k=3, min_labels=1)
 
 
+def test_choose_rule_gives_the_best_label_alone_where_every_training_row_has_one():
+    """Classes rather than tags: the best label alone is the data's own form, preferred first;
+    a training row with two labels, or a rule the user set, leaves it out."""
+    y, probs = top_label_only(400, 9)
+    choice = choose_rule(y, probs, DecisionRule())
+    assert choice.rule == BEST_ALONE and choice.method == "auto:fixed:0.5+top1"
+    assert (choice.thresholds == 0.5).all()
+    assert (decide(probs, choice.thresholds, choice.rule).sum(axis=1) == 1).all()
+    two = y.copy()
+    two[0] = 1
+    assert choose_rule(y, probs, DecisionRule(), train_y=two).rule != BEST_ALONE
+    assert choose_rule(y, probs, DecisionRule(top_k=3)).rule != BEST_ALONE
+
+
 def test_choose_rule_forces_no_label_where_label_less_rows_are_common():
     y, probs = top_label_only(400, 9)
     y[::10] = 0  # one row in ten carries no label, as SemEval's label-less tweets
@@ -93,9 +107,11 @@ def test_choose_rule_on_one_row_keeps_the_preferred_rule():
     assert choice.method == "auto:shrunk"
 
 
-def test_choose_rule_reads_label_less_rows_from_the_training_share_when_given():
+def test_choose_rule_reads_label_less_rows_from_the_training_labels_when_given():
     y, probs = top_label_only(400, 9)  # every validation row has a label, by chance
-    choice = choose_rule(y, probs, DecisionRule(), label_less=0.03)
+    train_y = y.copy()
+    train_y[::30] = 0  # 3% of the training rows carry none
+    choice = choose_rule(y, probs, DecisionRule(), train_y=train_y)
     assert choice.rule.min_labels == 0
 
 

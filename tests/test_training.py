@@ -30,7 +30,7 @@ from mlabel.model import EncoderClassifier
 from mlabel.optim import build_optimizer
 from mlabel.predict import load_predictor
 from mlabel.runtime import Runtime
-from mlabel.selection import blend_weights, choose_rule, label_less_share
+from mlabel.selection import blend_weights, choose_rule
 from mlabel.split import split_examples
 
 TEXT_COLS = ["TITLE", "ABSTRACT"]
@@ -480,8 +480,7 @@ def test_auto_thresholds_record_the_rule_chosen_on_the_validation_split(split, t
     training.train_tfidf(TrainConfig(model="tfidf", thresholds="auto"), *split, tmp_path)
     info = folder.read(tmp_path / "model")
     probs = TfidfModel.load(tmp_path / "model" / "tfidf").predict_proba(split[1].texts)
-    share = label_less_share(split[0].y)
-    choice = choose_rule(split[1].y, probs, DecisionRule(), label_less=share)
+    choice = choose_rule(split[1].y, probs, DecisionRule(), train_y=split[0].y)
     assert info.threshold_method == choice.method and info.threshold_method.startswith("auto:")
     assert info.rule == choice.rule
     np.testing.assert_allclose(info.thresholds, choice.thresholds)
@@ -493,7 +492,7 @@ def test_auto_weighs_at_least_one_label_by_the_training_rows_without_one(
     seen, real = [], selection.choose_rule
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["label_less"])
+        seen.append((~kwargs["train_y"].any(axis=1)).mean())
         return real(*args, **kwargs)
 
     monkeypatch.setattr(selection, "choose_rule", spy)

@@ -21,7 +21,7 @@ from mlabel.decision import decide
 from mlabel.errors import ConfigError
 from mlabel.folder import Ensemble, ModelInfo
 from mlabel.metrics import multilabel_metrics, tune_thresholds
-from mlabel.selection import blend_weights, label_less_share, tuned_rule
+from mlabel.selection import blend_weights, tuned_rule
 from mlabel.subjects import training_names, training_uris
 
 
@@ -89,8 +89,7 @@ def finalize_thresholds(
         why = " (auto without a validation split)" if method != cfg.thresholds else ""
         update.update(threshold_method=method, threshold_source="fixed" + why)
     else:
-        share = label_less_share(train_ex.y)
-        choice = tuned_rule(val_ex.y, probs, cfg.thresholds, rule, label_less=share)
+        choice = tuned_rule(val_ex.y, probs, cfg.thresholds, rule, train_y=train_ex.y)
         thresholds, rule = choice.thresholds, choice.rule
         update.update(threshold_method=choice.method, threshold_source="validation split")
     update.update(thresholds=[float(t) for t in thresholds], rule=rule)

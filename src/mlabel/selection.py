@@ -1,6 +1,7 @@
 """Choices made on the validation split: how much the TF-IDF member counts in the blend (per
 label), and which decision rule turns probabilities into labels (a fixed cut, one global cut or
-shrunk per-label cuts, each with or without "at least one label")."""
+shrunk per-label cuts, each with or without "at least one label"; "the best label alone" where
+every training row has one label)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ RULE_METHODS = ("shrunk", "global", "fixed:0.5")
 RESAMPLES = (20, 100)  # fewer on large splits: each tunes every candidate once
 RESAMPLED_CELLS = 20_000_000  # (row, label) cells tuned on per candidate, over all resamples
 MAX_EMPTY_FOR_MIN1 = 0.01  # "at least one label" is a candidate only where <= 1% of rows have none
+BEST_ALONE = DecisionRule(top_k=1, min_labels=1)  # each text gets its best label, and only it
 
 
 @dataclass(frozen=True)
@@ -62,24 +64,25 @@ def choose_rule(
     probs: np.ndarray,
     base: DecisionRule,
     *,
-    label_less: float | None = None,
+    train_y: np.ndarray | None = None,
     seed: int = 0,
 ) -> RuleChoice:
     """The decision rule for `probs`, chosen on the validation rows `y`.
 
     Each candidate (shrunk, global, fixed 0.5; with "at least one label" too where nearly every
-    row carries one and `base` asks for no minimum; `label_less` is the share of rows without a
-    label in the training data, by default in `y`) is tuned on bootstrap resamples of the rows
-    and scored by (micro-F1 + macro-F1) / 2 on the rows each resample left out. The pick is the
-    first candidate within one standard error of the best, so a small split keeps shrunk cuts
-    unless another rule wins clearly. Its thresholds are then tuned on all rows.
+    training row carries one and `base` asks for no minimum; and the best label alone where
+    every training row carries exactly one and `base` sets no rule: `train_y`, by default `y`)
+    is tuned on bootstrap resamples of the rows and scored by (micro-F1 + macro-F1) / 2 on the
+    rows each resample left out. The pick is the first candidate within one standard error of
+    the best, so a small split keeps the first (shrunk cuts, or the best label alone) unless
+    another rule wins clearly. Its thresholds are then tuned on all rows.
     """
     y, probs = np.asarray(y).astype(bool), np.asarray(probs, float)
-    candidates = _candidates(base, label_less_share(y) if label_less is None else label_less)
+    candidates = _candidates(base, y if train_y is None else np.asarray(train_y).astype(bool))
     scores = _out_of_bag_scores(y, probs, candidates, np.random.default_rng(seed))
     method, rule = candidates[_first_within_one_se(scores)]
     cuts = tune_thresholds(y, rule_scores(probs, rule), method)
-    suffix = "+min1" if rule != base else ""
+    suffix = "" if rule == base else "+top1" if rule == BEST_ALONE else "+min1"
     return RuleChoice(cuts, f"auto:{method}{suffix}", rule)
 
 
@@ -89,18 +92,14 @@ def tuned_rule(
     method: str,
     base: DecisionRule,
     *,
-    label_less: float | None = None,
+    train_y: np.ndarray | None = None,
 ) -> RuleChoice:
-    """Thresholds by `method` on validation rows: `auto` chooses the rule too (`choose_rule`);
-    any other method is tuned with `base` applied, as predictions will be made."""
+    """Thresholds by `method` on validation rows: `auto` chooses the rule too (`choose_rule`,
+    from the training labels `train_y`); any other method is tuned with `base` applied, as
+    predictions will be made."""
     if method == "auto":
-        return choose_rule(y, probs, base, label_less=label_less)
+        return choose_rule(y, probs, base, train_y=train_y)
     return RuleChoice(tune_thresholds(y, rule_scores(probs, base), method), method, base)
-
-
-def label_less_share(y: np.ndarray) -> float:
-    """The share of rows that carry no label."""
-    return float((~np.asarray(y).astype(bool).any(axis=1)).mean()) if len(y) else 0.0
 
 
 def _best_f1(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
@@ -109,13 +108,20 @@ def _best_f1(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
     return float(_smooth(micro).max()), _smooth(per_label).max(axis=1)
 
 
-def _candidates(base: DecisionRule, label_less: float) -> list[tuple[str, DecisionRule]]:
+def _candidates(base: DecisionRule, train_y: np.ndarray) -> list[tuple[str, DecisionRule]]:
     """(threshold method, rule) pairs, preferred first. Rows without a label are legitimate: the
-    minimum of one is tried only where they are rare and the user set no minimum."""
+    minimum of one is tried only where they are rare and the user set no minimum. Where every
+    training row has one label (classes rather than tags) and the user set no rule, the best
+    label alone comes first, as the data's own form: the others must beat it clearly. Its cuts
+    do not matter, so they stay at 0.5."""
+    per_row = train_y.sum(axis=1)
     rules = [base]
-    if base.min_labels == 0 and label_less <= MAX_EMPTY_FOR_MIN1:
+    if base.min_labels == 0 and (per_row == 0).mean() <= MAX_EMPTY_FOR_MIN1:
         rules.append(replace(base, min_labels=1))
-    return [(method, rule) for rule in rules for method in RULE_METHODS]
+    candidates = [(method, rule) for rule in rules for method in RULE_METHODS]
+    if base == DecisionRule() and len(per_row) and (per_row == 1).all():
+        candidates.insert(0, ("fixed:0.5", BEST_ALONE))
+    return candidates
 
 
 def _out_of_bag_scores(

@@ -57,7 +57,7 @@ from mlabel.runtime import (
     reuse_freed_memory,
     setup,
 )
-from mlabel.selection import label_less_share, tuned_rule
+from mlabel.selection import tuned_rule
 from mlabel.subjects import training_uris
 
 __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
@@ -304,8 +304,8 @@ class _Run:
         """Add validation loss and metrics (thresholds tuned on this epoch) to `record`."""
         probs, val_loss = self._evaluate()
         y_val = self.val.examples.y  # one row per text (val.y has one per window when chunking)
-        share = label_less_share(self.train.examples.y)
-        cut = tuned_rule(y_val, probs, self.cfg.thresholds, self.cfg.rule(), label_less=share)
+        train_y = self.train.examples.y
+        cut = tuned_rule(y_val, probs, self.cfg.thresholds, self.cfg.rule(), train_y=train_y)
         hits = decide(probs, cut.thresholds, cut.rule)
         scores = multilabel_metrics(y_val, hits, self.train.examples.labels)
         record.update(val_loss=val_loss, **{k: v for k, v in scores.items() if k != "per_label"})
