@@ -111,6 +111,24 @@ def test_inspect_list_column_reports_empty_and_duplicates(list_csv, tiny_encoder
     assert table_value(md, "labels") == "6"
 
 
+def test_inspect_says_when_every_row_has_exactly_one_label(tmp_path):
+    from mlabel.reports.profile import inspect_tables
+
+    one = pd.DataFrame({"text": ["a b", "c d", "e f"], "topic": ["x", "y", "x"]})
+    two = one.assign(topic=["x|y", "y", "x"])
+    per_row = [
+        {
+            r[0]: r[1]
+            for r in inspect_tables(profile_table(df, ["text"], labels_col="topic"))[0].rows
+        }
+        for df in (one, two)
+    ]
+    assert per_row[0]["labels per row (mean)"] == (
+        "1.00 (one on every row: classes; `thresholds auto` tries the best label alone first)"
+    )
+    assert per_row[1]["labels per row (mean)"] == "1.33"
+
+
 def test_inspect_without_labels(small_csv, tmp_path, capsys):
     df = pd.read_csv(small_csv, dtype={"ID": str})[["ID", "TITLE", "ABSTRACT"]]
     parquet = tmp_path / "texts.parquet"

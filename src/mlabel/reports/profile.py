@@ -246,7 +246,7 @@ def _overview_table(p: DataProfile) -> TextTable:
         per_row = p.y.sum(axis=1)
         rows += [
             ["labels", f"{len(p.labels)}"],
-            ["labels per row (mean)", f"{per_row.mean():.2f}"],
+            ["labels per row (mean)", f"{per_row.mean():.2f}{_classes_note(per_row)}"],
             [
                 "rows without labels",
                 f"{int((per_row == 0).sum())} ({pct((per_row == 0).sum(), n)})",
@@ -264,6 +264,13 @@ def _overview_table(p: DataProfile) -> TextTable:
     else:
         rows.append(["labels", "none (length statistics only)"])
     return TextTable("Overview", ["", "value"], rows)
+
+
+def _classes_note(per_row: np.ndarray) -> str:
+    """Where every row has exactly one label, say so: classes rather than tags."""
+    if len(per_row) and (per_row == 1).all():
+        return " (one on every row: classes; `thresholds auto` tries the best label alone first)"
+    return ""
 
 
 def _unread_summary(p: DataProfile) -> str:
