@@ -16,7 +16,7 @@ import pytest
 from conftest import running
 from fastapi.testclient import TestClient
 
-from mlabel.annif_api import annif_project, default_project_id
+from mlabel.annif_api import annif_project, default_project_id, model_text
 from mlabel.classifier import fit_model
 from mlabel.cli import build_parser
 from mlabel.config import TrainConfig
@@ -158,6 +158,37 @@ def test_detect_language_answers_as_annif(client):
     ]:
         assert detail in is_problem(client.post(url, json=body), 400)["detail"]
     assert "not valid JSON" in is_problem(client.post(url, content=b"{"), 400)["detail"]
+
+
+def test_a_model_trained_on_title_and_text_reads_the_title_from_annifs_metadata(tmp_path):
+    """Annif sends a document's title as metadata (`metadata_title` in a form, `metadata` in a
+    batch); a model trained on `title` and `text` reads both, joined as training joined them."""
+    docs = [
+        {"text": f"{w} text {i}", "metadata": {"title": f"{w} title"}, "subjects": [{"uri": u}]}
+        for i in range(20)
+        for w, u in (("cats", "http://x/cats"), ("dogs", "http://x/dogs"))
+    ]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    cfg = TrainConfig(model="tfidf", text_cols=["title", "text"], val_frac=0.25)
+    predictor = load_predictor(fit_model(cfg, corpus, tmp_path / "m").model_dir)
+    expected = predictor.predict_proba(["cats title\nsome text"])[0].max()
+    with TestClient(create_app(predictor)) as c:
+        form = {"text": " some text ", "metadata_title": "cats title", "limit": 1}
+        one = c.post("/v1/projects/m/suggest", data=form).json()["results"]
+        batch = c.post(
+            "/v1/projects/m/suggest-batch?limit=1",
+            json={"documents": [{"text": "some text", "metadata": {"title": "cats title"}}]},
+        ).json()[0]["results"]
+        bare = c.post("/v1/projects/m/suggest", data={"text": "some text", "limit": 1}).json()
+        bad = c.post(
+            "/v1/projects/m/suggest-batch",
+            json={"documents": [{"text": "x", "metadata": {"title": 3}}]},
+        )
+    assert one == batch and one[0]["score"] == pytest.approx(float(expected))
+    assert bare["results"][0]["score"] != one[0]["score"]  # the title counts
+    assert "documents[0].metadata: expected an object of strings" in is_problem(bad, 400)["detail"]
+    assert model_text("t", {"title": "T"}, ["text"]) == "t"  # a model of text alone
 
 
 def test_api_key_guards_the_annif_api(predictor):

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from mlabel.batching import MicroBatcher, Unavailable
+from mlabel.data import join_text_parts
 from mlabel.errors import ConfigError
 from mlabel.folder import META_FILE, package_version
 from mlabel.metrics import top_labels
@@ -180,6 +181,10 @@ FORM_BODY = {
                         "threshold": {"type": "number", "default": 0, "minimum": 0, "maximum": 1},
                         "language": {"type": "string"},
                     },
+                    "additionalProperties": {
+                        "type": "string",
+                        "description": "metadata_<field>: a field the model was trained on",
+                    },
                 }
             }
         },
@@ -203,7 +208,10 @@ BATCH_BODY = {
                                 "properties": {
                                     "text": {"type": "string"},
                                     "document_id": {"type": "string"},
-                                    "metadata": {"type": "object"},
+                                    "metadata": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
+                                    },
                                 },
                             },
                         }
@@ -293,7 +301,7 @@ def annif_router(
             form = await request.form()
             limit, threshold = _cut(form, "form field")
             _check_language(form.get("language"), project)
-            text = _form_text(form)
+            text = model_text(_form_text(form), _form_metadata(form), predictor.text_cols)
             results = await suggester.suggest([text], limit, threshold)
         except Problem as problem:
             return problem.response()
@@ -312,7 +320,11 @@ def annif_router(
             limit, threshold = _cut(request.query_params, "query parameter")
             _check_language(request.query_params.get("language"), project)
             documents = _documents(await request.body())
-            results = await suggester.suggest([d["text"] for d in documents], limit, threshold)
+            texts = [
+                model_text(d["text"], d.get("metadata") or {}, predictor.text_cols)
+                for d in documents
+            ]
+            results = await suggester.suggest(texts, limit, threshold)
         except Problem as problem:
             return problem.response()
         return [{**r, "document_id": d.get("document_id")} for r, d in zip(results, documents)]
@@ -452,7 +464,30 @@ def _documents(body: bytes) -> list[dict[str, Any]]:
             raise bad_request(f"documents[{i}]: expected an object with a string `text`")
         if not isinstance(d.get("document_id", ""), str):
             raise bad_request(f"documents[{i}].document_id: expected a string")
+        metadata = d.get("metadata") or {}
+        if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+            raise bad_request(f"documents[{i}].metadata: expected an object of strings")
     return documents
+
+
+def _form_metadata(form: Any) -> dict[str, str]:
+    """Annif's `metadata_<field>` form fields, by field."""
+    prefix = "metadata_"
+    return {
+        key[len(prefix) :]: value
+        for key, value in form.items()
+        if key.startswith(prefix) and isinstance(value, str)
+    }
+
+
+def model_text(text: str, metadata: dict[str, str], text_cols: list[str]) -> str:
+    """What the model reads: Annif's `text`, and for a model trained on more columns beside a
+    `text` one (an Annif JSON corpus' `title` and `text`), the metadata fields of those names,
+    joined in the training's order as training joined them."""
+    if "text" not in text_cols or len(text_cols) == 1:
+        return text
+    parts = (text if col == "text" else metadata.get(col, "") for col in text_cols)
+    return join_text_parts(part.strip() for part in parts)
 
 
 def _detect_request(body: bytes, max_chars: int) -> tuple[str, tuple[str, ...]]:
