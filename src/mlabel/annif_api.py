@@ -167,84 +167,65 @@ ERRORS = {
     404: {"description": "Project not found", **PROBLEM},
     503: {"description": "Service Unavailable", **PROBLEM},
 }
-FORM_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["text"],
-                    "properties": {
-                        "text": {"type": "string"},
-                        "limit": {"type": "integer", "default": DEFAULT_LIMIT, "minimum": 0},
-                        "threshold": {"type": "number", "default": 0, "minimum": 0, "maximum": 1},
-                        "language": {"type": "string"},
-                    },
-                    "additionalProperties": {
-                        "type": "string",
-                        "description": "metadata_<field>: a field the model was trained on",
-                    },
-                }
-            }
-        },
-    }
-}
-BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["documents"],
-                    "properties": {
-                        "documents": {
-                            "type": "array",
-                            "maxItems": MAX_DOCUMENTS,
-                            "items": {
-                                "type": "object",
-                                "required": ["text"],
-                                "properties": {
-                                    "text": {"type": "string"},
-                                    "document_id": {"type": "string"},
-                                    "metadata": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "string"},
-                                    },
-                                },
-                            },
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
 
 
-DETECT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["text", "languages"],
-                    "properties": {
-                        "text": {"type": "string"},
-                        "languages": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": MAX_CANDIDATES,
-                            "items": {"type": "string", "minLength": 2, "maxLength": 3},
-                        },
-                    },
-                }
-            }
+def _body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An operation's required request body, as the OpenAPI page shows it."""
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}}
+
+
+FORM_BODY = _body(
+    "application/x-www-form-urlencoded",
+    {
+        "type": "object",
+        "required": ["text"],
+        "properties": {
+            "text": {"type": "string"},
+            "limit": {"type": "integer", "default": DEFAULT_LIMIT, "minimum": 0},
+            "threshold": {"type": "number", "default": 0, "minimum": 0, "maximum": 1},
+            "language": {"type": "string"},
         },
-    }
+        "additionalProperties": {
+            "type": "string",
+            "description": "metadata_<field>: a field the model was trained on",
+        },
+    },
+)
+DOCUMENT = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {
+        "text": {"type": "string"},
+        "document_id": {"type": "string"},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
 }
+BATCH_BODY = _body(
+    "application/json",
+    {
+        "type": "object",
+        "required": ["documents"],
+        "properties": {
+            "documents": {"type": "array", "maxItems": MAX_DOCUMENTS, "items": DOCUMENT}
+        },
+    },
+)
+DETECT_BODY = _body(
+    "application/json",
+    {
+        "type": "object",
+        "required": ["text", "languages"],
+        "properties": {
+            "text": {"type": "string"},
+            "languages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_CANDIDATES,
+                "items": {"type": "string", "minLength": 2, "maxLength": 3},
+            },
+        },
+    },
+)
 
 
 class DetectedLanguage(BaseModel):
