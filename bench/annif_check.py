@@ -6,6 +6,8 @@ Builds everything in a work folder: trains a TF-IDF model (`mlabel train --model
 API under /v1), sets up an Annif project with the `http` backend on it (projects.cfg, a
 vocabulary of the model's labels and URIs loaded with `annif load-vocab`), runs `annif suggest`
 on one abstract and `annif eval` on the held-out ones, and `mlabel evaluate --json` on the same.
+Then asks both Annif's REST API (its app, in its venv) and mlabel's the same `/v1/detect-language`
+questions (four languages, an unknown code, an empty text) and compares the answers.
 
 Which figures correspond (Annif's `annif/eval.py` against `mlabel.metrics`):
 - at `--threshold T --limit L` (Annif keeps the L best suggestions scoring >= T;
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -96,6 +99,7 @@ def check(work: Path, args: argparse.Namespace) -> int:
         show_suggest(annif_dir, heldout["first_text"])
         at_cut = annif_eval(annif_dir, heldout["annif"], args.limit, args.threshold)
         ranking = annif_eval(annif_dir, heldout["annif"], 10, 0.0)
+        languages_match = compare_detect_language(annif_dir, port)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -104,6 +108,7 @@ def check(work: Path, args: argparse.Namespace) -> int:
     print("ranking (annif eval defaults, limit 10 and threshold 0):")
     ok &= compare(ranking, mine, RANKING_METRICS)
     ok &= at_cut["Documents_evaluated"] == ranking["Documents_evaluated"] == heldout["n"]
+    ok &= languages_match
     print(f"\n{'all figures match' if ok else 'FIGURES DIFFER'} "
           f"(tolerance {TOLERANCE}; {time.perf_counter() - t0:.0f} s in all)")  # fmt: skip
     return 0 if ok else 1
@@ -229,6 +234,63 @@ def annif(annif_dir: Path, *argv: str, **kwargs) -> subprocess.CompletedProcess:
     if run.returncode != 0:
         sys.exit(f"annif {' '.join(argv)} failed:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
     return run
+
+
+DETECT_CASES = [
+    ("The quick brown fox jumps over the lazy dog", ["en", "fi"]),
+    ("Kettu hyppäsi laiskan koiran yli ja juoksi metsään", ["en", "fi", "sv"]),
+    ("Der schnelle braune Fuchs springt über den faulen Hund", ["de", "en", "nl"]),
+    ("Ceci n'est pas une pipe", ["fr", "it", "es"]),
+    ("hello world", ["xx"]),
+    ("", ["en"]),
+]
+ANNIF_DETECT = """
+import json, sys
+import annif
+client = annif.create_app(config_name="annif.default_config.Config").test_client()
+for text, languages in json.loads(sys.stdin.read()):
+    r = client.post("/v1/detect-language", json={"text": text, "languages": languages})
+    print(json.dumps([r.status_code, r.json()]))
+"""
+
+
+def compare_detect_language(annif_dir: Path, port: int) -> bool:
+    """The same /v1/detect-language questions to Annif's app and to mlabel serve."""
+    python = ANNIF.parent / "python"
+    run = subprocess.run(
+        [str(python), "-c", ANNIF_DETECT], input=json.dumps(DETECT_CASES), cwd=annif_dir,
+        text=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    if run.returncode != 0:
+        sys.exit(f"Annif's detect-language failed:\n{run.stderr[-2000:]}")
+    theirs = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("[")]
+    ok = len(theirs) == len(DETECT_CASES)
+    print("\n/v1/detect-language, Annif and mlabel:")
+    for (text, languages), (status, annif_body) in zip(DETECT_CASES, theirs):
+        mine_status, mine_body = post_json(port, "/v1/detect-language", text, languages)
+        same = status == mine_status and (
+            annif_body.get("results") == mine_body.get("results")
+            if status == 200
+            else annif_body.get("detail") == mine_body.get("detail")
+        )
+        ok &= same
+        shown = mine_body.get("results") or mine_body.get("detail")
+        print(
+            f"  {text[:30]!r:34} {languages} {status}/{mine_status} {shown} {'match' if same else 'DIFFER'}"
+        )
+    return ok
+
+
+def post_json(port: int, path: str, text: str, languages: list[str]) -> tuple[int, dict]:
+    body = json.dumps({"text": text, "languages": languages}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", body, {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def show_suggest(annif_dir: Path, text: str) -> None:
