@@ -458,9 +458,12 @@ def _literal_list(text: str) -> list | str:
 def _label_matrix_from_lists(
     lists: list[list[str]], labels: list[str], column: str, source: str
 ) -> np.ndarray:
-    """Label lists -> float32 matrix in `labels` order; labels outside `labels` are an error."""
+    """Label lists -> float32 matrix in `labels` order. Labels outside `labels` (a test table's
+    subjects the training table never had) are left out with a warning that counts them, as
+    Annif leaves out subjects its vocabulary lacks: the model cannot score them."""
     index = {name: j for j, name in enumerate(labels)}
-    unknown = {}  # label -> first 0-based row where it appears
+    unknown: dict[str, int] = {}  # label -> first 0-based row where it appears
+    dropped = 0
     y = np.zeros((len(lists), len(labels)), dtype=np.float32)
     for i, names in enumerate(lists):
         for name in names:
@@ -468,11 +471,15 @@ def _label_matrix_from_lists(
                 y[i, index[name]] = 1.0
             else:
                 unknown.setdefault(name, i)
+                dropped += 1
     if unknown:
         shown = ", ".join(f"{_q(n)} (row {r + 1})" for n, r in list(unknown.items())[:SHOW_ROWS])
-        raise DataError(
-            f"{source}: column {_q(column)} has {len(unknown)} label(s) the model does not know: "
-            f"{shown}; known labels: {_names(labels)}"
+        more = ", ..." if len(unknown) > SHOW_ROWS else ""
+        total = dropped + int(y.sum())
+        warnings.warn(
+            f"{source}: column {_q(column)} has {len(unknown)} label(s) the model does not know, "
+            f"left out ({dropped} of {total} labels given, {dropped / total:.1%}): {shown}{more}",
+            stacklevel=5,
         )
     return y
 
