@@ -38,8 +38,9 @@ import psutil
 from benchkit import DATA, TEXT_COLS, free_port, wait_until_serving
 
 from mlabel import folder
-from mlabel.data import join_texts, read_table
+from mlabel.data import join_texts
 from mlabel.predict import load_predictor
+from mlabel.tables import read_table
 
 WORK = benchkit.WORK / "serve"
 

@@ -16,7 +16,7 @@ import yaml
 from conftest import LABELS
 
 from mlabel.cli import main
-from mlabel.data import read_table
+from mlabel.tables import read_table
 
 
 @pytest.fixture(scope="module")

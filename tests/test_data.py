@@ -7,16 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlabel.data import (
-    Examples,
-    default_label_columns,
-    iter_table,
-    join_texts,
-    load_examples,
-    read_table,
-)
+from mlabel.data import Examples, default_label_columns, join_texts, load_examples
 from mlabel.errors import DataError
 from mlabel.split import split_examples
+from mlabel.tables import iter_table, read_table
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from mlabel.cli import main
-from mlabel.data import iter_table, load_examples, read_table, table_rows
+from mlabel.data import load_examples
 from mlabel.reports.profile import inspect_tables, profile_table
+from mlabel.tables import iter_table, read_table, table_rows
 
 URI = "http://example.org/topic/"
 

@@ -39,8 +39,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 import mlabel.reports.profile as profile_module  # noqa: E402
 import mlabel.tablefile as tablefile  # noqa: E402
-from mlabel.data import id_spellings, iter_table, join_texts, load_examples, resolve_id_col  # noqa: E402
+from mlabel.data import id_spellings, join_texts, load_examples, resolve_id_col  # noqa: E402
 from mlabel.errors import MlabelError  # noqa: E402
+from mlabel.tables import iter_table  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no positive example:UserWarning"),

@@ -207,8 +207,8 @@ def test_parquet_rows_of_many_mib_are_refused(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     import mlabel.tablefile
-    from mlabel.data import iter_table
     from mlabel.errors import DataError
+    from mlabel.tables import iter_table
 
     monkeypatch.setattr(mlabel.tablefile, "MAX_LINE_BYTES", MiB)
     path = tmp_path / "bomb.parquet"

@@ -13,11 +13,11 @@ import pytest
 from conftest import RecordingBar
 
 from mlabel.cli import main
-from mlabel.data import read_table
 from mlabel.decision import DecisionRule
 from mlabel.errors import DataError, UsageError
 from mlabel.output import RowsProgress, TableWriter
 from mlabel.predict import load_predictor, predict_file
+from mlabel.tables import read_table
 
 LABELS = ["b", "a, with comma", "c"]
 OLD_RESULTS = b"ID,Physics\n1,1\n"

@@ -23,6 +23,7 @@ LAYERS = [
         "tablefile",
         "docdir",
         "subjects",
+        "tables",
     },
     {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},

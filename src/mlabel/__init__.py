@@ -10,8 +10,8 @@ _EXPORTS = {
     "TrainConfig": "mlabel.config",
     "DataError": "mlabel.errors",
     "load_examples": "mlabel.data",
-    "read_table": "mlabel.data",
-    "load_table": "mlabel.data",
+    "read_table": "mlabel.tables",
+    "load_table": "mlabel.tables",
 }
 
 __all__ = sorted(_EXPORTS)

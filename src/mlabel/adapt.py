@@ -25,13 +25,14 @@ from transformers import (
 )
 
 from mlabel.config import TrainConfig
-from mlabel.data import COMPRESSIONS, join_text_parts, read_rows, require_columns, text_cells
+from mlabel.data import join_text_parts, read_rows, require_columns, text_cells
 from mlabel.encoding import Encoded, encode, load_tokenizer, training_batches
 from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import refuse_remote_code, staged
 from mlabel.model import first_line, resolve_encoder
 from mlabel.runtime import attention_kernels, autocast_dtype, reuse_freed_memory, setup
 from mlabel.tablefile import open_table_bytes, where_not_utf8
+from mlabel.tables import COMPRESSIONS
 
 MLM_PROBABILITY = 0.15  # BERT's masking rate, which the paper keeps
 WARMUP = 0.06  # share of the steps with a rising learning rate (the paper's RoBERTa recipe)

@@ -1,4 +1,5 @@
-"""Read tables, resolve text and label columns, and validate them (splits: mlabel.split).
+"""Resolve a table's text and label columns and validate them into Examples (reading the
+file: mlabel.tables; splits: mlabel.split).
 
 Row numbers in error messages are 1-based data rows, counted the way a person counts them in
 the file: the first row after the header is row 1 (for a DataFrame, row 1 is its first row).
@@ -9,50 +10,32 @@ from __future__ import annotations
 
 import ast
 import difflib
-import io
-import lzma
 import re
 import warnings
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mlabel.docdir import (
     JSON_SUBJECTS,
-    documents,
-    flatten_metadata,
     holds_subjects,
     is_document_folder,
-    iter_documents,
     subject_name,
     with_subjects,
 )
-from mlabel.errors import DataError
+from mlabel.errors import DataError, clean, quoted
 from mlabel.tablefile import (
     ANNIF_COLUMNS,
-    ANNIF_OPTIONS,
     ANNIF_URIS,
-    annif_columns,
-    check_parquet_row_sizes,
-    csv_options,
-    open_table_bytes,
-    where_not_utf8,
 )
+from mlabel.tables import read_table
 
-FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
-COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
 BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
-SHOW_CHARS = 60  # how much of a value or name an error message shows
 SHOW_NAMES = 20  # how many label names a warning lists before "and N more"
 ANNIF_URI = re.compile(r"<([^<>\s]+)>")
 LIST_SEPARATORS = ("|", ";", ",", "/", "\t")  # where label lists are commonly split
@@ -83,174 +66,6 @@ class Examples:
         )
 
 
-# ---------------------------------------------------------------- reading tables
-
-
-def table_format(path: str | Path) -> str:
-    """The format of `path` ('.csv', ...) from its extension, ignoring a compression suffix."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in COMPRESSIONS:
-        suffixes = suffixes[:-1]
-    fmt = suffixes[-1] if suffixes else ""
-    if fmt not in FORMATS or (fmt == ".parquet" and Path(path).suffix.lower() != ".parquet"):
-        supported = ", ".join(FORMATS) + " (all but parquet may end in " + ", ".join(COMPRESSIONS)
-        raise DataError(f"{Path(path).name}: unsupported file type; supported: {supported})")
-    return fmt
-
-
-def read_table(
-    path: str | Path, str_cols: Iterable[str] = ("ID",), list_cols: Iterable[str] = ()
-) -> pd.DataFrame:
-    """Read a whole table; columns named in `str_cols` are read as strings (ids keep leading 0s).
-
-    `list_cols` (label lists) are read as written in CSV/TSV ("3", "NA|x"); other formats keep
-    their list cells.
-    """
-    return next(iter_table(path, chunk_rows=None, str_cols=str_cols, list_cols=list_cols))
-
-
-def iter_table(
-    path: str | Path,
-    chunk_rows: int | None = 10_000,
-    str_cols: Iterable[str] = ("ID",),
-    list_cols: Iterable[str] = (),
-) -> Iterator[pd.DataFrame]:
-    """Stream a table in chunks of at most `chunk_rows` rows (None: one chunk).
-
-    Each chunk's index is the 0-based position of its rows in the whole file; column names are
-    strings. In CSV/TSV the `str_cols` and `list_cols` keep text such as "NA" or "007" as it is
-    written. A folder is read as Annif's full-text document corpus (`mlabel.docdir`).
-    """
-    path = Path(path)
-    if path.is_dir():
-        yield from iter_documents(path, chunk_rows)
-        return
-    fmt = table_format(path)
-    if not path.is_file():
-        raise DataError(f"{path.name}: file not found")
-    str_cols = list(str_cols)
-    try:
-        if fmt == ".parquet":
-            yield from _iter_parquet(path, chunk_rows, str_cols)
-        else:
-            yield from _iter_text_table(path, fmt, chunk_rows, str_cols, list(list_cols))
-    except DataError:
-        raise
-    except UnicodeDecodeError:
-        raise DataError(f"{path.name}: not UTF-8 text ({where_not_utf8(path)})") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path.name}: no rows (the file is empty)") from None
-    except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path.name}: damaged compressed file ({_first_line(err)})") from None
-    except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as err:
-        form = " (expected one object per line, or an array of objects)" if fmt == ".json" else ""
-        raise DataError(
-            f"{path.name}: cannot read as {fmt[1:]}{form}: {_first_line(err)}"
-        ) from None
-
-
-def table_rows(path: str | Path) -> int | None:
-    """How many rows the table holds where its file records it (Parquet) or a document folder's
-    files tell; else None."""
-    if is_document_folder(path):
-        return len(documents(Path(path)))
-    if Path(path).suffix.lower() != ".parquet":
-        return None
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except (OSError, pa.ArrowException):
-        return None  # iter_table says what is wrong with it
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return _clean(text.splitlines()[0], limit=200) if text else type(err).__name__
-
-
-def _iter_text_table(
-    path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str], list_cols: list[str]
-) -> Iterator[pd.DataFrame]:
-    is_json = fmt in JSON_FORMATS
-    options = {} if is_json else csv_options(path, fmt, [*str_cols, *list_cols])
-    shape = annif_columns if options is ANNIF_OPTIONS else (lambda chunk: chunk)
-    with open_table_bytes(path) as f:
-        if is_json and _is_json_array(f):
-            yield from _array_chunks(f, chunk_rows, str_cols, path)
-            return
-        if is_json:
-            dtype = {c: "str" for c in str_cols}
-            reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
-        else:
-            reader = pd.read_csv(f, **options, chunksize=chunk_rows)
-        if chunk_rows is None:  # pandas returned the whole table, not a reader
-            yield _checked_chunk(shape(reader), 0, path)
-            return
-        with reader:
-            chunks = _numbered(reader, shape, path)
-            yield from _keeping_fields(chunks) if is_json else chunks
-
-
-def _is_json_array(f: io.BufferedReader) -> bool:
-    """Whether a JSON file holds one array (of records) rather than JSON Lines."""
-    return f.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
-
-
-def _array_chunks(
-    f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
-) -> Iterator[pd.DataFrame]:
-    """A JSON array of records, read whole, in chunks of `chunk_rows` rows."""
-    table = pd.read_json(f, orient="records", dtype={c: "str" for c in str_cols})
-    step = chunk_rows or max(len(table), 1)
-    for start in range(0, max(len(table), 1), step):
-        yield _checked_chunk(table.iloc[start : start + step].copy(), start, path)
-
-
-def _numbered(
-    reader: Iterable[pd.DataFrame], shape: Callable[[pd.DataFrame], pd.DataFrame], path: Path
-) -> Iterator[pd.DataFrame]:
-    start = 0
-    for chunk in reader:
-        yield _checked_chunk(shape(chunk), start, path)
-        start += len(chunk)
-
-
-def _keeping_fields(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """JSON Lines chunks with every field an earlier chunk had: a chunk whose lines all leave
-    out a field (a document without a title) has it empty, not missing."""
-    fields: list[str] = []
-    for chunk in chunks:
-        fields += [c for c in chunk.columns if c not in fields]
-        yield chunk.reindex(columns=fields)
-
-
-def _iter_parquet(
-    path: Path, chunk_rows: int | None, str_cols: list[str]
-) -> Iterator[pd.DataFrame]:
-    file = pq.ParquetFile(path)
-    check_parquet_row_sizes(file.metadata, path)
-    batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
-    start = 0
-    for batch in batches:
-        batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
-        chunk = _checked_chunk(batch.to_pandas(), start, path)
-        start += len(chunk)
-        for col in set(str_cols) & set(chunk.columns):
-            chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
-        yield chunk
-
-
-def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
-    """Number the rows from `start`, make the column names unique strings, and give a
-    `metadata` column of mappings (Annif's JSON Lines) a column per field."""
-    chunk = flatten_metadata(chunk)
-    chunk.index = pd.RangeIndex(start, start + len(chunk))
-    chunk.columns = [str(c) for c in chunk.columns]
-    twice = chunk.columns[chunk.columns.duplicated()]
-    if len(twice):
-        raise DataError(f"{path.name}: column {_q(twice[0])} appears more than once")
-    return chunk
-
-
 # ---------------------------------------------------------------- columns and validation
 
 
@@ -260,26 +75,13 @@ def _rows(positions: Iterable[int]) -> str:
     return ", ".join(rows[:SHOW_ROWS]) + (", ..." if len(rows) > SHOW_ROWS else "")
 
 
-def _clean(text: object, limit: int = SHOW_CHARS) -> str:
-    """`text` cut to `limit` characters, with line breaks and other control characters
-    escaped, so that a message quoting it stays one short line."""
-    text = str(text)
-    cut = text[:limit] + ("..." if len(text) > limit else "")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
-
-
-def _q(name: object) -> str:
-    """A column or label name quoted for a message: 'name'."""
-    return f"'{_clean(name)}'"
-
-
 def _show(value: object) -> str:
     """A cell value as the user would recognise it."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "empty"
     if isinstance(value, str):
-        return "empty" if not value.strip() else _clean(repr(value))
-    return _clean(value)
+        return "empty" if not value.strip() else clean(repr(value))
+    return clean(value)
 
 
 def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
@@ -290,15 +92,15 @@ def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
             continue
         close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
         lower = [c for c in present if c.lower() == col.lower()]
-        hint = f"; did you mean {_q((lower or close)[0])}?" if lower or close else ""
+        hint = f"; did you mean {quoted((lower or close)[0])}?" if lower or close else ""
         raise DataError(
-            f"{source}: column {_q(col)} not found; columns are: {_names(present)}{hint}"
+            f"{source}: column {quoted(col)} not found; columns are: {_names(present)}{hint}"
         )
 
 
 def _names(names: Iterable[object]) -> str:
     """'a, b, c' for a message, each name cleaned."""
-    return ", ".join(_clean(n) for n in names)
+    return ", ".join(clean(n) for n in names)
 
 
 def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
@@ -359,7 +161,7 @@ def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
     ids = df[id_col]
     missing = np.flatnonzero(ids.isna().to_numpy() | (ids.astype("str").str.strip() == ""))
     if len(missing):
-        raise DataError(f"{source} row {missing[0] + 1}: column {_q(id_col)} is empty")
+        raise DataError(f"{source} row {missing[0] + 1}: column {quoted(id_col)} is empty")
     ids = ids.astype("str").tolist()
     _check_unique_ids(ids, id_col, source)
     return ids
@@ -373,7 +175,7 @@ def _check_unique_ids(ids: list[str], id_col: str, source: str) -> None:
     rows = [i for i, v in enumerate(ids) if v == first]
     n_ids = len({v for v, d in zip(ids, dup) if d})
     raise DataError(
-        f"{source}: duplicate {_clean(id_col)} {_q(first)} in rows {_rows(rows)} "
+        f"{source}: duplicate {clean(id_col)} {quoted(first)} in rows {_rows(rows)} "
         f"({n_ids} duplicated id(s) in all)"
     )
 
@@ -389,7 +191,7 @@ def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) ->
         if len(bad):
             more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
             raise DataError(
-                f"{source} row {bad[0] + 1}: label {_q(col)} is {_show(raw.iloc[bad[0]])}, "
+                f"{source} row {bad[0] + 1}: label {quoted(col)} is {_show(raw.iloc[bad[0]])}, "
                 f"expected 0 or 1{more}"
             )
         y[:, j] = values
@@ -414,7 +216,7 @@ def _parse_label_lists(cells: pd.Series, sep: str, column: str, source: str) -> 
         names = _label_list(cell, sep)
         if names is None:
             raise DataError(
-                f"{source} row {row}: column {_q(column)} is {_show(cell)}, expected label "
+                f"{source} row {row}: column {quoted(column)} is {_show(cell)}, expected label "
                 f"names ('a{sep}b' or a list of names)"
             )
         lists.append(names)
@@ -473,11 +275,13 @@ def _label_matrix_from_lists(
                 unknown.setdefault(name, i)
                 dropped += 1
     if unknown:
-        shown = ", ".join(f"{_q(n)} (row {r + 1})" for n, r in list(unknown.items())[:SHOW_ROWS])
+        shown = ", ".join(
+            f"{quoted(n)} (row {r + 1})" for n, r in list(unknown.items())[:SHOW_ROWS]
+        )
         more = ", ..." if len(unknown) > SHOW_ROWS else ""
         total = dropped + int(y.sum())
         warnings.warn(
-            f"{source}: column {_q(column)} has {len(unknown)} label(s) the model does not know, "
+            f"{source}: column {quoted(column)} has {len(unknown)} label(s) the model does not know, "
             f"left out ({dropped} of {total} labels given, {dropped / total:.1%}): {shown}{more}",
             stacklevel=5,
         )
@@ -487,7 +291,7 @@ def _label_matrix_from_lists(
 def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str) -> None:
     empty = [name for name, count in zip(labels, y.sum(axis=0)) if count == 0]
     if empty:
-        names = ", ".join(_q(n) for n in empty[:SHOW_NAMES])  # not thousands of names
+        names = ", ".join(quoted(n) for n in empty[:SHOW_NAMES])  # not thousands of names
         more = f" and {len(empty) - SHOW_NAMES} more" if len(empty) > SHOW_NAMES else ""
         warnings.warn(
             f"{source}: label(s) with no positive example: {names}{more}",
@@ -586,7 +390,7 @@ def labels_from_list_column(
     lists = _parse_label_lists(df[column], sep, column, source)
     names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
     if not names:
-        raise DataError(f"{source}: column {_q(column)} holds no labels at all")
+        raise DataError(f"{source}: column {quoted(column)} holds no labels at all")
     if labels is None:
         _warn_joined_names(names, sep, column, source)
     return names, _label_matrix_from_lists(lists, names, column, source)
@@ -600,8 +404,8 @@ def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> 
         joined = [n for n in names if other in n and set(_parts(n, other)) <= known]
         if joined:
             warnings.warn(
-                f"{source}: {len(joined)} label(s) of column {_q(column)} look like lists joined "
-                f"by {other!r} (e.g. {_q(joined[0])}, whose parts are labels too), but labels are "
+                f"{source}: {len(joined)} label(s) of column {quoted(column)} look like lists joined "
+                f"by {other!r} (e.g. {quoted(joined[0])}, whose parts are labels too), but labels are "
                 f"split at {sep!r}: pass --label-sep {other!r}",
                 stacklevel=4,
             )
@@ -654,7 +458,7 @@ def _warn_unknown_label_columns(
     rest = [c for c in default_label_columns(df, id_col, text_cols) if c not in set(labels)]
     unknown = [c for c in rest if np.isin(_label_numbers(df[c]), (0.0, 1.0)).all()]
     if unknown:
-        names = ", ".join(_q(n) for n in unknown[:SHOW_NAMES])
+        names = ", ".join(quoted(n) for n in unknown[:SHOW_NAMES])
         more = f" and {len(unknown) - SHOW_NAMES} more" if len(unknown) > SHOW_NAMES else ""
         warnings.warn(
             f"{source}: 0/1 column(s) {names}{more} are not labels of the model and are left "

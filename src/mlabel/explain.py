@@ -340,8 +340,9 @@ def explain_file(
     (id, label, word, start, end, weight), the `top` strongest words of each label (default:
     every word that moved it). The file appears only once complete. Returns the rows read.
     `id_col` defaults to the model's. A progress bar counts the rows done, chunk by chunk."""
-    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
+    from mlabel.data import id_spellings, join_texts, resolve_id_col
     from mlabel.output import RowsProgress
+    from mlabel.tables import iter_table
 
     dst = Path(dst)
     if dst.suffix.lower() not in TABLE_FORMATS:

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from mlabel.atomic import replace_on_success
-from mlabel.data import table_rows
 from mlabel.errors import DataError
+from mlabel.tables import table_rows
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
 LAYOUTS = ("wide", "long")

@@ -156,8 +156,9 @@ def predict_file(
     `layout` "wide": one column per label (0/1, or probabilities with `proba`); "long": one
     row per (id, label, score) for the labels that are on. `id_col` defaults to the model's
     (`predictor.id_col`). A progress bar counts the rows done, chunk by chunk."""
-    from mlabel.data import id_spellings, iter_table, join_texts, resolve_id_col
+    from mlabel.data import id_spellings, join_texts, resolve_id_col
     from mlabel.output import LAYOUTS, RowsProgress, TableWriter
+    from mlabel.tables import iter_table
 
     if layout not in LAYOUTS:
         raise UsageError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if not args.output:
-        from mlabel.data import id_spellings, iter_table, load_examples
+        from mlabel.data import id_spellings, load_examples
+        from mlabel.tables import iter_table
 
         text_cols = explainer.predictor.text_cols
         columns = [*id_spellings(id_col), *text_cols]

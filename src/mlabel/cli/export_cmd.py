@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> tuple[list[str], str]:
-    from mlabel.data import iter_table, join_texts
+    from mlabel.data import join_texts
     from mlabel.export import synthetic_texts
     from mlabel.folder import read
+    from mlabel.tables import iter_table
 
     if args.sample is None:
         return synthetic_texts(args.model_dir, args.sample_rows), "synthetic"

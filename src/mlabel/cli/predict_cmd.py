@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         _show(predictor, ["text"], [args.text], args.threshold, rule)
         return 0
     if not args.output:
-        from mlabel.data import id_spellings, iter_table, load_examples
+        from mlabel.data import id_spellings, load_examples
+        from mlabel.tables import iter_table
 
         columns = [*id_spellings(id_col), *predictor.text_cols]
         # Only the first --limit rows are read: a huge table prints as fast as a small one.

@@ -1,0 +1,196 @@
+"""Reading tables: the format from the file's extension (compressed or not), a whole table or
+its chunks, each chunk's rows numbered from the start of the file; a folder is an Annif corpus
+(`mlabel.docdir`)."""
+
+from __future__ import annotations
+
+import io
+import lzma
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlabel.docdir import documents, flatten_metadata, is_document_folder, iter_documents
+from mlabel.errors import DataError, clean, quoted
+from mlabel.tablefile import (
+    ANNIF_OPTIONS,
+    annif_columns,
+    check_parquet_row_sizes,
+    csv_options,
+    open_table_bytes,
+    where_not_utf8,
+)
+
+FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
+COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
+
+
+def table_format(path: str | Path) -> str:
+    """The format of `path` ('.csv', ...) from its extension, ignoring a compression suffix."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    fmt = suffixes[-1] if suffixes else ""
+    if fmt not in FORMATS or (fmt == ".parquet" and Path(path).suffix.lower() != ".parquet"):
+        supported = ", ".join(FORMATS) + " (all but parquet may end in " + ", ".join(COMPRESSIONS)
+        raise DataError(f"{Path(path).name}: unsupported file type; supported: {supported})")
+    return fmt
+
+
+def read_table(
+    path: str | Path, str_cols: Iterable[str] = ("ID",), list_cols: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Read a whole table; columns named in `str_cols` are read as strings (ids keep leading 0s).
+
+    `list_cols` (label lists) are read as written in CSV/TSV ("3", "NA|x"); other formats keep
+    their list cells.
+    """
+    return next(iter_table(path, chunk_rows=None, str_cols=str_cols, list_cols=list_cols))
+
+
+def iter_table(
+    path: str | Path,
+    chunk_rows: int | None = 10_000,
+    str_cols: Iterable[str] = ("ID",),
+    list_cols: Iterable[str] = (),
+) -> Iterator[pd.DataFrame]:
+    """Stream a table in chunks of at most `chunk_rows` rows (None: one chunk).
+
+    Each chunk's index is the 0-based position of its rows in the whole file; column names are
+    strings. In CSV/TSV the `str_cols` and `list_cols` keep text such as "NA" or "007" as it is
+    written. A folder is read as Annif's full-text document corpus (`mlabel.docdir`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        yield from iter_documents(path, chunk_rows)
+        return
+    fmt = table_format(path)
+    if not path.is_file():
+        raise DataError(f"{path.name}: file not found")
+    str_cols = list(str_cols)
+    try:
+        if fmt == ".parquet":
+            yield from _iter_parquet(path, chunk_rows, str_cols)
+        else:
+            yield from _iter_text_table(path, fmt, chunk_rows, str_cols, list(list_cols))
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name}: not UTF-8 text ({where_not_utf8(path)})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path.name}: no rows (the file is empty)") from None
+    except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path.name}: damaged compressed file ({_first_line(err)})") from None
+    except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as err:
+        form = " (expected one object per line, or an array of objects)" if fmt == ".json" else ""
+        raise DataError(
+            f"{path.name}: cannot read as {fmt[1:]}{form}: {_first_line(err)}"
+        ) from None
+
+
+def table_rows(path: str | Path) -> int | None:
+    """How many rows the table holds where its file records it (Parquet) or a document folder's
+    files tell; else None."""
+    if is_document_folder(path):
+        return len(documents(Path(path)))
+    if Path(path).suffix.lower() != ".parquet":
+        return None
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return None  # iter_table says what is wrong with it
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return clean(text.splitlines()[0], limit=200) if text else type(err).__name__
+
+
+def _iter_text_table(
+    path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str], list_cols: list[str]
+) -> Iterator[pd.DataFrame]:
+    is_json = fmt in JSON_FORMATS
+    options = {} if is_json else csv_options(path, fmt, [*str_cols, *list_cols])
+    shape = annif_columns if options is ANNIF_OPTIONS else (lambda chunk: chunk)
+    with open_table_bytes(path) as f:
+        if is_json and _is_json_array(f):
+            yield from _array_chunks(f, chunk_rows, str_cols, path)
+            return
+        if is_json:
+            dtype = {c: "str" for c in str_cols}
+            reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
+        else:
+            reader = pd.read_csv(f, **options, chunksize=chunk_rows)
+        if chunk_rows is None:  # pandas returned the whole table, not a reader
+            yield _checked_chunk(shape(reader), 0, path)
+            return
+        with reader:
+            chunks = _numbered(reader, shape, path)
+            yield from _keeping_fields(chunks) if is_json else chunks
+
+
+def _is_json_array(f: io.BufferedReader) -> bool:
+    """Whether a JSON file holds one array (of records) rather than JSON Lines."""
+    return f.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
+def _array_chunks(
+    f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
+) -> Iterator[pd.DataFrame]:
+    """A JSON array of records, read whole, in chunks of `chunk_rows` rows."""
+    table = pd.read_json(f, orient="records", dtype={c: "str" for c in str_cols})
+    step = chunk_rows or max(len(table), 1)
+    for start in range(0, max(len(table), 1), step):
+        yield _checked_chunk(table.iloc[start : start + step].copy(), start, path)
+
+
+def _numbered(
+    reader: Iterable[pd.DataFrame], shape: Callable[[pd.DataFrame], pd.DataFrame], path: Path
+) -> Iterator[pd.DataFrame]:
+    start = 0
+    for chunk in reader:
+        yield _checked_chunk(shape(chunk), start, path)
+        start += len(chunk)
+
+
+def _keeping_fields(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """JSON Lines chunks with every field an earlier chunk had: a chunk whose lines all leave
+    out a field (a document without a title) has it empty, not missing."""
+    fields: list[str] = []
+    for chunk in chunks:
+        fields += [c for c in chunk.columns if c not in fields]
+        yield chunk.reindex(columns=fields)
+
+
+def _iter_parquet(
+    path: Path, chunk_rows: int | None, str_cols: list[str]
+) -> Iterator[pd.DataFrame]:
+    file = pq.ParquetFile(path)
+    check_parquet_row_sizes(file.metadata, path)
+    batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
+    start = 0
+    for batch in batches:
+        batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
+        chunk = _checked_chunk(batch.to_pandas(), start, path)
+        start += len(chunk)
+        for col in set(str_cols) & set(chunk.columns):
+            chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
+        yield chunk
+
+
+def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
+    """Number the rows from `start`, make the column names unique strings, and give a
+    `metadata` column of mappings (Annif's JSON Lines) a column per field."""
+    chunk = flatten_metadata(chunk)
+    chunk.index = pd.RangeIndex(start, start + len(chunk))
+    chunk.columns = [str(c) for c in chunk.columns]
+    twice = chunk.columns[chunk.columns.duplicated()]
+    if len(twice):
+        raise DataError(f"{path.name}: column {quoted(twice[0])} appears more than once")
+    return chunk
