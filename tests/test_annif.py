@@ -24,7 +24,7 @@ from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import ModelInfo
 from mlabel.predict import load_predictor
 from mlabel.serve import ServeSettings, create_app
-from mlabel.subjects import read_uri_table, serving_names, serving_uris
+from mlabel.subjects import read_uri_table, serving_subjects, serving_uris
 
 REPO = Path(__file__).resolve().parents[1]
 ANNIF_VENV = REPO / ".venv-annif"
@@ -310,7 +310,8 @@ def test_serving_takes_uris_and_names_from_a_table(small_csv, tmp_path):
     project = annif_project(predictor, "m", subject_uris=table)
     assert project.uris == {n: f"http://y/{i}" for i, n in enumerate(labels)}
     assert project.names == {n: n for n in labels}  # names only differ for labels that are URIs
-    assert serving_names(["http://y/0", "z"], None, table) == {"http://y/0": labels[0], "z": "z"}
+    named = serving_subjects(["http://y/0", labels[1]], (None, None), None, "p", table)[1]
+    assert named == {"http://y/0": labels[0], labels[1]: labels[1]}
     with pytest.raises(ConfigError, match="not both"):
         annif_project(predictor, "m", subject_uri_base="http://x/", subject_uris=table)
     table.write_text(f"uri,label_en\nhttp://y/0,{labels[0]}\n")

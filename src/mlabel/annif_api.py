@@ -34,7 +34,7 @@ from mlabel.errors import ConfigError
 from mlabel.folder import META_FILE, package_version
 from mlabel.metrics import top_labels
 from mlabel.predict import Predictor
-from mlabel.subjects import check_uri_base, serving_names, serving_uris
+from mlabel.subjects import check_uri_base, serving_subjects
 
 BACKEND_ID = "mlabel"
 MAX_DOCUMENTS = 32  # the spec's maxItems for suggest-batch
@@ -124,8 +124,8 @@ def annif_project(
     if subject_uri_base is not None and subject_uris is not None:
         raise ConfigError("give subject_uri_base or subject_uris, not both")
     info, labels = predictor.info, predictor.labels
-    uris = serving_uris(labels, info.subject_uris, subject_uri_base, project_id, subject_uris)
-    names = serving_names(labels, info.subject_names, subject_uris)
+    stored = (info.subject_uris, info.subject_names)
+    uris, names = serving_subjects(labels, stored, subject_uri_base, project_id, subject_uris)
     return AnnifProject(project_id, name, language, uris, names, _mtime(predictor.model_dir))
 
 

@@ -22,7 +22,7 @@ from mlabel.errors import ConfigError
 from mlabel.folder import Ensemble, ModelInfo
 from mlabel.metrics import multilabel_metrics, tune_thresholds
 from mlabel.selection import blend_weights, tuned_rule
-from mlabel.subjects import training_names, training_uris
+from mlabel.subjects import training_subjects
 
 
 @dataclass
@@ -39,6 +39,7 @@ def model_info(
 ) -> ModelInfo:
     """The record of a model trained with `cfg`, before its thresholds are chosen."""
     encoder = kind == "transformer"
+    uris, names = training_subjects(labels, cfg.subject_uri_base, cfg.subject_uris)
     return ModelInfo(
         kind=kind,
         labels=list(labels),
@@ -52,8 +53,8 @@ def model_info(
         long=cfg.long,
         stride=cfg.chunk_stride(),
         long_pool=cfg.long_pool,
-        subject_uris=training_uris(labels, cfg.subject_uri_base, cfg.subject_uris),
-        subject_names=training_names(labels, cfg.subject_uris),
+        subject_uris=uris,
+        subject_names=names,
         metrics=metrics,
         config=cfg.to_dict(),
         versions=folder.package_versions(),

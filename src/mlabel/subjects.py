@@ -44,42 +44,43 @@ def default_uris(project_id: str, labels: list[str]) -> dict[str, str]:
 
 
 def serving_uris(
-    labels: list[str],
-    stored: dict[str, str] | None,
-    base: str | None,
-    project_id: str,
-    table: str | Path | None = None,
+    labels: list[str], stored: dict[str, str] | None, base: str | None, project_id: str
 ) -> dict[str, str]:
-    """The URIs a server answers with: `base` or `table` given at serving time, else the
-    model's, else the default."""
-    if table is not None:
-        return covering(read_uri_table(table), labels, Path(table).name)
+    """The URIs a server answers with: `base` given at serving time, else the model's, else the
+    default."""
     if base is not None:
         return uris_from_base(base, labels)
     return dict(stored) if stored else default_uris(project_id, labels)
 
 
-def serving_names(
-    labels: list[str], stored: dict[str, str] | None, table: str | Path | None = None
-) -> dict[str, str]:
-    """Each label's readable name: from `table` given at serving time, else the model's, else
-    the label itself."""
-    names = subject_names(labels, read_uri_table(table)) if table is not None else stored
-    return {label: (names or {}).get(label, label) for label in labels}
-
-
-def training_uris(
-    labels: list[str], base: str | None, table: str | Path | None
-) -> dict[str, str] | None:
-    """The URIs to store with a model trained with `subject_uri_base` or `subject_uris`."""
+def serving_subjects(
+    labels: list[str],
+    stored: tuple[dict[str, str] | None, dict[str, str] | None],
+    base: str | None,
+    project_id: str,
+    table: str | Path | None = None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each label's URI and readable name when serving: from `table` given at serving time,
+    else as `serving_uris` says and the model's names (`stored`: its URIs and names); a label
+    without a name is its own."""
+    uris, names = stored
     if table is not None:
-        return covering(read_uri_table(table), labels, Path(table).name)
-    return uris_from_base(base, labels) if base is not None else None
+        read = read_uri_table(table)
+        uris, names = covering(read, labels, Path(table).name), subject_names(labels, read)
+    else:
+        uris = serving_uris(labels, uris, base, project_id)
+    return uris, {label: (names or {}).get(label, label) for label in labels}
 
 
-def training_names(labels: list[str], table: str | Path | None) -> dict[str, str] | None:
-    """The readable names to store with a model trained with `subject_uris`."""
-    return subject_names(labels, read_uri_table(table)) if table is not None else None
+def training_subjects(
+    labels: list[str], base: str | None, table: str | Path | None
+) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    """The URIs and readable names to store with a model trained with `subject_uri_base` or
+    `subject_uris` (the table read once)."""
+    if table is None:
+        return (uris_from_base(base, labels) if base is not None else None), None
+    read = read_uri_table(table)
+    return covering(read, labels, Path(table).name), subject_names(labels, read)
 
 
 def subject_names(labels: list[str], table: dict[str, str]) -> dict[str, str] | None:

@@ -58,7 +58,7 @@ from mlabel.runtime import (
     setup,
 )
 from mlabel.selection import tuned_rule
-from mlabel.subjects import training_uris
+from mlabel.subjects import training_subjects
 
 __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
 
@@ -141,7 +141,7 @@ def train(
         try:
             # Fail before training, not after it: thresholds_from and the URI table must fit.
             threshold_source(cfg, train_ex.labels, val_ex is not None)
-            training_uris(train_ex.labels, cfg.subject_uri_base, cfg.subject_uris)
+            training_subjects(train_ex.labels, cfg.subject_uri_base, cfg.subject_uris)
             if resume:
                 _check_resumable(Path(out_dir), cfg)
             run = _Run(cfg, train_ex, val_ex, Path(out_dir), rt)
