@@ -357,7 +357,55 @@ def test_bad_label_value_names_file_row_column_value(tmp_path, value, shown):
     path = write_text(tmp_path / "train.csv", "\n".join(lines) + "\n")
     with pytest.raises(DataError) as err:
         load_examples(path, ["TITLE"])
+    assert str(err.value) == (
+        f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1; columns other than id "
+        "and text are read as 0/1 labels: name a list column with --labels-col or choose "
+        "columns with --label-cols"
+    )
+    with pytest.raises(DataError) as err:  # a named column is a 0/1 column on purpose
+        load_examples(path, ["TITLE"], label_cols=["Physics"])
     assert str(err.value) == f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1"
+
+
+LISTS = [["3", "5"], ["3"], ["5"], [], ["3", "5"], ["5"]]
+
+
+@pytest.mark.parametrize(
+    ("cells", "lists"),
+    [
+        (["sports", "news", "news", "sports", "news", "sports"], None),  # classes
+        (["3|5", "3", "5", None, "3|5", "5"], LISTS),  # joined lists beside single numbers
+        ([[3, 5], [3], [5], [], [3, 5], [5]], LISTS),  # real lists
+        (["[3, 5]", "[3]", "[5]", "[]", "[3, 5]", "[5]"], LISTS),  # lists written as text
+    ],
+)
+def test_the_one_column_left_holding_names_is_the_list_column(cells, lists):
+    lists = lists or [[c] for c in cells]
+    df = pd.DataFrame({"ID": [str(i) for i in range(6)], "TITLE": list("abcdef"), "tags": cells})
+    ex = load_examples(df, ["TITLE"])
+    assert ex.labels == sorted({n for names in lists for n in names})
+    assert ex.y.tolist() == [[float(n in names) for n in ex.labels] for names in lists]
+    # a table read with the model's labels (evaluate) finds it the same way
+    assert load_examples(df, ["TITLE"], labels=ex.labels).y.tolist() == ex.y.tolist()
+    if isinstance(cells[0], str) and "|" in cells[0]:  # and lists split at --label-sep
+        df["tags"] = df["tags"].str.replace("|", ";")
+        assert load_examples(df, ["TITLE"], label_sep=";").y.tolist() == ex.y.tolist()
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["first title", "second", "third", "fourth", "fifth", "sixth"],  # a text left over
+        [0, 1, "yes", 1, 0, 1],  # a 0/1 column with a stray value
+        [0, 2, 1, 1, 0, 2],  # class numbers: not guessed
+    ],
+)
+def test_a_column_left_that_is_text_or_numbers_is_not_taken_for_names(cells):
+    df = pd.DataFrame({"TITLE": list("abcdef"), "other": cells})
+    with pytest.raises(
+        DataError, match=r"label .other. is .*, expected 0 or 1.*; columns .*--labels-col"
+    ):
+        load_examples(df, ["TITLE"])
 
 
 def test_bad_label_counts_other_bad_rows():

@@ -211,6 +211,8 @@ def tables(draw, labels: str = "columns") -> Table:
             cells = st.one_of(good, good, good, good, good, st.sampled_from(BAD_LABEL_CELLS))
             columns[c] = draw(st.lists(cells, min_size=n, max_size=n))
             table.label_cols.append(c)
+        if len(table.label_cols) == 1:  # a lone column of words is read as label names
+            columns[table.label_cols[0]][0] = draw(st.sampled_from(LABEL_CELLS))  # (test_data)
     else:
         vocab = draw(st.lists(label_name, min_size=1, max_size=4, unique=True))
         cell = st.one_of(st.lists(st.sampled_from(vocab), max_size=3, unique=True), st.none())

@@ -127,6 +127,9 @@ def test_inspect_says_when_every_row_has_exactly_one_label(tmp_path):
         "1.00 (one on every row: classes; `thresholds auto` tries the best label alone first)"
     )
     assert per_row[1]["labels per row (mean)"] == "1.33"
+    # inspect finds a lone column of names without --labels-col, as train does
+    four = pd.concat([one, one.assign(topic=["y", "x", "y"])])
+    assert profile_table(four, ["text"]).labels == ["x", "y"]
 
 
 def test_inspect_without_labels(small_csv, tmp_path, capsys):

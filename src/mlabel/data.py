@@ -39,6 +39,10 @@ BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/F
 SHOW_NAMES = 20  # how many label names a warning lists before "and N more"
 ANNIF_URI = re.compile(r"<([^<>\s]+)>")
 LIST_SEPARATORS = ("|", ";", ",", "/", "\t")  # where label lists are commonly split
+DEFAULT_COLUMNS_HINT = (
+    "; columns other than id and text are read as 0/1 labels: name a list column with "
+    "--labels-col or choose columns with --label-cols"
+)
 
 
 @dataclass
@@ -180,8 +184,11 @@ def _check_unique_ids(ids: list[str], id_col: str, source: str) -> None:
     )
 
 
-def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
-    """0/1 label columns -> float32 matrix; any other value (or an empty cell) is an error."""
+def label_matrix_from_columns(
+    df: pd.DataFrame, cols: list[str], source: str, hint: bool = False
+) -> np.ndarray:
+    """0/1 label columns -> float32 matrix; any other value (or an empty cell) is an error,
+    which with `hint` (columns read as labels by default) says how to name the labels."""
     require_columns(df, cols, source)
     y = np.zeros((len(df), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
@@ -192,7 +199,7 @@ def label_matrix_from_columns(df: pd.DataFrame, cols: list[str], source: str) ->
             more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
             raise DataError(
                 f"{source} row {bad[0] + 1}: label {quoted(col)} is {_show(raw.iloc[bad[0]])}, "
-                f"expected 0 or 1{more}"
+                f"expected 0 or 1{more}{DEFAULT_COLUMNS_HINT if hint else ''}"
             )
         y[:, j] = values
     return y
@@ -349,12 +356,13 @@ def load_examples(
     texts = join_texts(df, text_cols, source)
     if not require_labels:
         return Examples(ids, texts, list(labels or []), None, source)
-    labels_col = list_column(df, label_cols, labels_col, labels)
+    rest = default_label_columns(df, id_col, text_cols)
+    labels_col = list_column(df, label_cols, labels_col, labels, rest, label_sep)
     if labels_col is not None:
         names, y = labels_from_list_column(df, labels_col, label_sep, labels, source)
     else:
         names = _label_column_names(df, id_col, text_cols, label_cols, labels, source)
-        y = label_matrix_from_columns(df, names, source)
+        y = label_matrix_from_columns(df, names, source, hint=label_cols is None and labels is None)
     _warn_labels_without_positives(y, names, source)
     return Examples(ids, texts, names, y, source)
 
@@ -364,11 +372,14 @@ def list_column(
     label_cols: Sequence[str] | None,
     labels_col: str | None,
     labels: Sequence[str] | None = None,
+    rest: Sequence[str] = (),
+    sep: str = "|",
 ) -> str | None:
     """The list column that holds the labels: `labels_col`, else the `subject_uris` column of a
-    corpus in Annif's form (or the `subjects` of its JSON Lines form), unless 0/1 columns are
-    named (`label_cols`, or a model's `labels` that are all columns of the table); None: 0/1
-    columns."""
+    corpus in Annif's form (or the `subjects` of its JSON Lines form), else the one column
+    `rest` leaves for labels (neither id nor text) when it holds names or lists rather than
+    0/1 (`label: sports`; lists split at `sep`), unless 0/1 columns are named (`label_cols`, or a model's `labels`
+    that are all columns of the table); None: 0/1 columns."""
     named = label_cols is not None or (labels is not None and set(labels) <= set(df.columns))
     if labels_col is not None or named:
         return labels_col
@@ -376,7 +387,30 @@ def list_column(
         return ANNIF_COLUMNS[1]
     if JSON_SUBJECTS in df.columns and holds_subjects(df[JSON_SUBJECTS]):
         return JSON_SUBJECTS
+    if len(rest) == 1 and _holds_names(df[rest[0]], sep):
+        return rest[0]
     return None
+
+
+def _holds_names(cells: pd.Series, sep: str) -> bool:
+    """Whether a column holds label names or lists rather than 0/1 or text: every cell parses
+    as names, names repeat (each is given twice on average: a leftover text column's titles do
+    not), and no cell is a number or true/false, or some cell is a list ("3|5", "[3, 5]"). A 0/1
+    column with a stray value ("yes") stays one, and its error names the value."""
+    present = cells[cells.notna()]
+    lists = [_label_list(cell, sep) for cell in present]
+    if not lists or None in lists:
+        return False
+    given = [name for names in lists for name in names]
+    if 2 * len(set(given)) > len(given):
+        return False
+    return bool(np.isnan(_label_numbers(present)).all()) or any(map(_is_list, present))
+
+
+def _is_list(cell: object) -> bool:
+    if isinstance(cell, str):
+        return any(sep in cell for sep in LIST_SEPARATORS) or cell.strip().startswith("[")
+    return isinstance(cell, list | tuple | np.ndarray)
 
 
 def labels_from_list_column(

@@ -142,21 +142,19 @@ def _read_labels(
 ) -> tuple[list[str], np.ndarray | None]:
     """Labels from a list column or 0/1 columns, read by `mlabel.data` as for training;
     ([], None) when no column is left for them."""
-    labels_col = list_column(df, label_cols, labels_col)
+    rest = default_label_columns(df, id_col, text_cols)
+    labels_col = list_column(df, label_cols, labels_col, rest=rest, sep=label_sep)
     if labels_col is not None:
         return labels_from_list_column(df, labels_col, label_sep, None, source)
-    names = list(label_cols or default_label_columns(df, id_col, text_cols))
+    names = list(label_cols or rest)
     if not names:
         return [], None
     try:
-        return names, label_matrix_from_columns(df, names, source)
+        return names, label_matrix_from_columns(df, names, source, hint=label_cols is None)
     except DataError as err:
         if label_cols is not None:
             raise
-        raise DataError(
-            f"{err}; columns other than id and text are read as 0/1 labels: name a list column "
-            "with --labels-col, choose columns with --label-cols, or pass --no-labels"
-        ) from None
+        raise DataError(f"{err}, or pass --no-labels") from None
 
 
 def _load_tokenizer(model: str):
