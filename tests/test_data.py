@@ -346,6 +346,7 @@ def test_missing_column_suggests_closest(tmp_path):
     msg = str(err.value)
     assert "train.csv: column 'TITEL' not found" in msg
     assert "ID, TITLE, ABSTRACT, Physics, Math" in msg and "did you mean 'TITLE'" in msg
+    assert msg.endswith("(--text-cols names them)")
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def read_texts(path: str | Path, text_cols: list[str]) -> list[str]:
         texts, where = _read_lines(path), "any line"
     else:
         df, source = read_rows(path, text_cols, id_col="ID")
-        require_columns(df, text_cols, source)
+        require_columns(df, text_cols, source, "--text-cols")
         parts = [text_cells(df, c).tolist() for c in text_cols]
         texts, where = (
             [join_text_parts(row) for row in zip(*parts)],

@@ -88,8 +88,11 @@ def _show(value: object) -> str:
     return clean(value)
 
 
-def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
-    """Raise DataError for the first of `cols` that `df` lacks, listing columns and a suggestion."""
+def require_columns(
+    df: pd.DataFrame, cols: Iterable[str], source: str, option: str | None = None
+) -> None:
+    """Raise DataError for the first of `cols` that `df` lacks, listing columns, a suggestion
+    and the command-line `option` that names such columns ("--text-cols")."""
     present = [str(c) for c in df.columns]
     for col in cols:
         if col in df.columns:
@@ -97,6 +100,7 @@ def require_columns(df: pd.DataFrame, cols: Iterable[str], source: str) -> None:
         close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
         lower = [c for c in present if c.lower() == col.lower()]
         hint = f"; did you mean {quoted((lower or close)[0])}?" if lower or close else ""
+        hint += f" ({option} names them)" if option else ""
         raise DataError(
             f"{source}: column {quoted(col)} not found; columns are: {_names(present)}{hint}"
         )
@@ -129,7 +133,7 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[
     """
     if not text_cols:
         raise DataError(f"{source}: no text columns given")
-    require_columns(df, text_cols, source)
+    require_columns(df, text_cols, source, "--text-cols")
     parts = [text_cells(df, c) for c in text_cols]
     texts = [join_text_parts(row) for row in zip(*(p.tolist() for p in parts))]
     first = df.index.start if isinstance(df.index, pd.RangeIndex) and df.index.step == 1 else 0
@@ -189,7 +193,7 @@ def label_matrix_from_columns(
 ) -> np.ndarray:
     """0/1 label columns -> float32 matrix; any other value (or an empty cell) is an error,
     which with `hint` (columns read as labels by default) says how to name the labels."""
-    require_columns(df, cols, source)
+    require_columns(df, cols, source, "--label-cols")
     y = np.zeros((len(df), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         raw = df[col]
@@ -420,7 +424,7 @@ def labels_from_list_column(
 
     Without `labels`, the names are every label the column holds, sorted.
     """
-    require_columns(df, [column], source)
+    require_columns(df, [column], source, "--labels-col")
     lists = _parse_label_lists(df[column], sep, column, source)
     names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
     if not names:

@@ -90,7 +90,7 @@ def profile_table(
     text_cols = [text_cols] if isinstance(text_cols, str) else list(text_cols)
     df, source = read_rows(data, text_cols, id_col, labels_col if with_labels else None)
     id_col = resolve_id_col(df.columns, id_col)
-    require_columns(df, text_cols, source)
+    require_columns(df, text_cols, source, "--text-cols")
     empty = _empty_text_rows(df, text_cols)
     texts = _row_texts(df, text_cols, empty, source)
     labels, y = [], None
