@@ -164,6 +164,20 @@ def test_predict_data_errors(run, rows, tmp_path, capsys, make, phrases):
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate", "explain", "inspect", "train", "tune"])
+def test_an_id_column_the_table_lacks_is_an_error(run, rows, tmp_path, capsys, command):
+    """Its ids would otherwise be row numbers, silently; the default ID may be absent."""
+    data = ["inspect", "train", "tune"]
+    head = [command, rows[0]] if command in data else [command, run[0] / "model", rows[0]]
+    out = ["--out", tmp_path / "o"] if command in data else ["-o", tmp_path / "o.csv"]
+    args = [*head, "--text-cols", "TITLE", "ABSTRACT", *out[: 2 if command != "evaluate" else 0]]
+    code, _, err = cli(capsys, *args, "--id-col", "doi")
+    assert_user_error(code, err, "rows.csv: column 'doi' not found", "(--id-col names them)")
+    assert not list(tmp_path.iterdir())
+    if command in ("predict", "evaluate"):  # an id column it has (in any case) is read
+        assert cli(capsys, *args, "--id-col", "id")[0] == 0
+
+
 def test_bad_label_value(run, rows, tmp_path, capsys, tiny_encoder):
     table = rows[1].copy()
     table.iloc[3, table.columns.get_loc("Physics")] = 2

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import types
 import typing
+from pathlib import Path
 
 from mlabel.config import TrainConfig
 
@@ -153,6 +154,19 @@ def table_columns(predictor: Predictor, args: argparse.Namespace) -> str:
     """Point `predictor` at the table's text columns where --text-cols names them; the id column."""
     predictor.text_cols = args.text_cols or predictor.text_cols
     return args.id_col or predictor.id_col
+
+
+def require_id_col(data: str | None, id_col: str | None) -> None:
+    """An --id-col that the table lacks stops the command (its ids would silently be row
+    numbers); read from the table's first row alone."""
+    if data is None or id_col is None:
+        return
+    from mlabel.data import id_spellings, require_columns, resolve_id_col
+    from mlabel.tables import iter_table
+
+    head = next(iter_table(data, chunk_rows=1, str_cols=id_spellings(id_col)), None)
+    if head is not None:
+        require_columns(head, [resolve_id_col(head.columns, id_col)], Path(data).name, "--id-col")
 
 
 def one_text(value: str) -> str:

@@ -10,6 +10,7 @@ from mlabel.cli.common import (
     add_rule_options,
     add_table_options,
     probability,
+    require_id_col,
     whole,
 )
 
@@ -39,6 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from mlabel.evaluation import evaluate_model, format_evaluation
 
+    require_id_col(args.data, args.id_col)
     result = evaluate_model(
         args.model_dir,
         args.data,

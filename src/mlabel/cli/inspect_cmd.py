@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlabel.cli.common import HELP
+from mlabel.cli.common import HELP, require_id_col
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--text-cols", nargs="+", default=["text"], help=f"{HELP['text_cols']} (default: text)"
     )
-    p.add_argument("--id-col", default="ID", help=HELP["id_col"])
+    p.add_argument("--id-col", help=HELP["id_col"])
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--label-cols", nargs="+", help=HELP["label_cols"])
     labels.add_argument("--labels-col", help=HELP["labels_col"])
@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
         write_inspect_report,
     )
 
+    require_id_col(args.data, args.id_col)
     profile = profile_table(
         args.data,
         args.text_cols,
-        id_col=args.id_col,
+        id_col=args.id_col or "ID",
         label_cols=args.label_cols,
         labels_col=args.labels_col,
         label_sep=args.label_sep,

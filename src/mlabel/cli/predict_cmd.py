@@ -13,6 +13,7 @@ from mlabel.cli.common import (
     non_negative,
     one_text,
     probability,
+    require_id_col,
     table_columns,
     whole,
 )
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 "are not supported yet (the model's stored rule applies)"
             )
         return _predict_ray(args)
+    require_id_col(args.data, args.id_col)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
     id_col = table_columns(predictor, args)
     rule = predictor.decision_rule(args.top_k, args.min_labels)

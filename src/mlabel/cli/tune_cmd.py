@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from mlabel import extras
-from mlabel.cli.common import add_config_options, config_values, non_negative, whole
+from mlabel.cli.common import (
+    add_config_options,
+    config_values,
+    non_negative,
+    require_id_col,
+    whole,
+)
 from mlabel.config import from_dict
 
 
@@ -40,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from mlabel.tune import SearchSpace, completed, fixed_names, max_len_choices, trials_table, tune
 
     given = config_values(args)
+    require_id_col(args.data, given.get("id_col"))
     base = from_dict(given, source="options")
     space = SearchSpace(
         lr=(args.lr_min, args.lr_max),
