@@ -96,6 +96,19 @@ def test_classification_report_names_labels():
         assert name in text
 
 
+def test_the_report_samples_average_agrees_with_samples_f1():
+    """A row rightly given no label scores 1 in both (sklearn's report alone would give it 0);
+    the label lines keep zero_division 0: a label never predicted has precision 0."""
+    y_true = np.array([[1, 0], [0, 0], [0, 0], [1, 1]])
+    y_pred = np.array([[1, 0], [0, 0], [0, 0], [1, 0]])
+    report = classification_report_text(y_true, y_pred, ["a", "b"])
+    samples = report.splitlines()[-1].split()
+    m = multilabel_metrics(y_true, y_pred, ["a", "b"])
+    assert samples[:2] == ["samples", "avg"] and float(samples[4]) == round(m["samples_f1"], 3)
+    assert m["samples_f1"] == pytest.approx((1 + 1 + 1 + 2 / 3) / 4)
+    assert report.splitlines()[3].split()[:2] == ["b", "0.000"]
+
+
 def test_confusion_matrices_are_tn_fp_fn_tp_per_label():
     cm = confusion_matrices(Y_TRUE, Y_PRED)
     assert cm.shape == (3, 2, 2)

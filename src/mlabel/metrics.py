@@ -152,15 +152,17 @@ def classification_report_text(
     y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], shown: np.ndarray | None = None
 ) -> str:
     """sklearn's text classification report with label names; with `shown` (label indices),
-    only those labels' lines, while the averages stay over every label."""
+    only those labels' lines, while the averages stay over every label. Its samples average
+    scores a row rightly given no label 1, as `samples_f1` does (sklearn's report, with one
+    zero_division for every line, would give it 0 and disagree with the figure above it)."""
     y_true, y_pred, cols = _multilabel(*_check_pair(y_true, y_pred, labels))
-    text = classification_report(
-        y_true, y_pred, labels=cols, target_names=labels, digits=3, zero_division=0
-    )
-    if shown is None:
-        return text
-    lines = text.split("\n")  # header, blank, one line per label, blank, averages
-    return "\n".join(lines[:2] + [lines[2 + j] for j in shown] + lines[2 + len(labels) :])
+    args = dict(labels=cols, target_names=labels, digits=3)
+    lines = classification_report(y_true, y_pred, **args, zero_division=0).split("\n")
+    # header, blank, one line per label, blank, averages (samples last), ""
+    lines[-2] = classification_report(y_true, y_pred, **args, zero_division=1).split("\n")[-2]
+    if shown is not None:
+        lines = lines[:2] + [lines[2 + j] for j in shown] + lines[2 + len(labels) :]
+    return "\n".join(lines)
 
 
 def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
