@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel  # noqa: E402
 
 from mlabel.model import resolve_encoder  # noqa: E402
 
@@ -64,6 +64,30 @@ def tiny_encoder(tmp_path_factory) -> str:
         max_position_embeddings=512,
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    AutoTokenizer.from_pretrained(resolve_encoder("default")).save_pretrained(path)
+    return str(path)
+
+
+# Tiny encoders of other architectures than BERT, with the default model's tokenizer.
+TINY = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=37, max_position_embeddings=514, pad_token_id=0)  # fmt: skip
+ARCHITECTURES = {
+    "electra": dict(embedding_size=32),  # its model takes no add_pooling_layer argument
+    "deberta": {},  # fills bf16 scores with float32's minimum under CPU autocast
+    "deberta-v2": {},
+    "roberta": {},
+    "distilbert": dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37),
+    "albert": dict(embedding_size=16),
+    "mpnet": {},
+    "modernbert": dict(global_attn_every_n_layers=1, local_attention=16),
+}
+
+
+def tiny_encoder_of(kind: str, path: Path) -> str:
+    """A tiny randomly initialised encoder of another architecture (`ARCHITECTURES`)."""
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(kind, **{**TINY, **ARCHITECTURES[kind]})
+    AutoModel.from_config(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(resolve_encoder("default")).save_pretrained(path)
     return str(path)
 

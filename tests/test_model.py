@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import ARCHITECTURES, tiny_encoder_of
 from safetensors.torch import load_file
 from transformers import AutoModel, PretrainedConfig
 
@@ -41,6 +42,21 @@ def test_save_load_round_trip(tiny_encoder, batch, tmp_path, pooling):
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch), before, atol=1e-6, rtol=0)
     assert not loaded.training
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_encoders_of_other_architectures_round_trip(kind, batch, tmp_path):
+    """The bare encoder (without a pooler layer where its model has an optional one), saved
+    and loaded with the same outputs."""
+    model = EncoderClassifier.from_encoder(tiny_encoder_of(kind, tmp_path / "enc"), 3).eval()
+    assert getattr(model.encoder, "pooler", None) is None
+    with torch.no_grad():
+        before = model(**batch)
+    model.save(tmp_path / "model")
+    loaded = EncoderClassifier.load(tmp_path / "model", "mean", 3)
+    assert loaded.encoder.config.model_type == kind
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch), before, atol=1e-6, rtol=0)
 
 
 def test_folder_opens_with_transformers(tiny_encoder, tmp_path):

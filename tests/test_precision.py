@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_encoder_of
 from test_training import (  # the fp32 tests' settings, split and comparisons
     Interrupt,
     StopAfterEpoch,
@@ -22,6 +23,7 @@ import mlabel.engines as engines_mod
 import mlabel.runtime as runtime_mod
 from mlabel import training
 from mlabel.config import TrainConfig
+from mlabel.errors import ConfigError
 from mlabel.runtime import Runtime, attention_kernels, autocast_dtype
 
 # The CPU's bf16 path, also on a machine with a GPU.
@@ -47,6 +49,32 @@ def test_auto_precision_is_bf16_on_cpus_with_fast_bf16(monkeypatch):
 def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
     monkeypatch.setattr(runtime_mod, "cpu_flags", lambda: frozenset(flags))
     assert autocast_dtype("auto", torch.device("cpu")) == expected
+
+
+def test_an_encoder_failing_under_bf16_autocast_trains_in_fp32_under_auto(
+    monkeypatch,
+    split,  # noqa: F811 (a fixture)
+    tmp_path,
+    capsys,
+    tiny_encoder,
+):
+    """DeBERTa v1 fills bf16 attention scores with float32's minimum: `auto` falls back to
+    fp32 in one line (the run is fp32's, step for step); an explicit bf16 is an error."""
+    monkeypatch.setattr(runtime_mod, "cpu_has_fast_bf16", lambda: True)
+    deberta = tiny_encoder_of("deberta", tmp_path / "deberta")
+    runs = {}
+    for precision in ("auto", "fp32"):
+        out = tmp_path / precision
+        training.train(_config(deberta, precision=precision), *split, out, runtime=CPU)
+        runs[precision] = _history(out)
+    said = capsys.readouterr().err
+    assert "precision auto: the encoder fails under bfloat16 autocast (value cannot" in said
+    assert [r["train_loss"] for r in runs["auto"]] == [r["train_loss"] for r in runs["fp32"]]
+    with pytest.raises(ConfigError, match=r"^precision bf16: the encoder fails under bfloat16"):
+        training.train(_config(deberta, precision="bf16"), *split, tmp_path / "b", runtime=CPU)
+    # an encoder that runs under bf16 keeps it, without a word
+    training.train(_config(tiny_encoder, precision="auto"), *split, tmp_path / "bert", runtime=CPU)
+    assert "precision auto" not in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import MODEL_MAPPING, AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from transformers.utils import logging as hf_logging
 
@@ -127,8 +128,9 @@ def _encoder_config(path: str | Path) -> PretrainedConfig:
 
 
 def _load_encoder(path: str | Path, config: PretrainedConfig, **kwargs) -> Any:
-    """The bare encoder; BERT-like models skip their unused pooler layer."""
-    if config.model_type in {"bert", "roberta", "xlm-roberta", "electra", "camembert"}:
+    """The bare encoder; models with an optional pooler layer (BERT-like) skip it: unused."""
+    model_class = MODEL_MAPPING[type(config)]
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = False
     return AutoModel.from_pretrained(
         path, config=config, use_safetensors=True, trust_remote_code=False, **kwargs

@@ -62,7 +62,8 @@ from mlabel.subjects import training_subjects
 
 __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "train", "train_tfidf"]
 
-console = Console(stderr=True, markup=False)  # paths and labels may hold [brackets]
+# messages, one line each however long (a log is read with grep); paths may hold [brackets]
+console = Console(stderr=True, markup=False, soft_wrap=True)
 
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
@@ -179,9 +180,32 @@ class _Run:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch * cfg.epochs)
         self.loss_fn = loss_function(cfg, self.train.y, rt.device)
-        self.dtype = autocast_dtype(cfg.precision, rt.device)  # None: fp32
+        self.dtype = self._usable_autocast(autocast_dtype(cfg.precision, rt.device))  # None: fp32
         # fp16 needs loss scaling; disabled, the scaler passes everything through unchanged
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+
+    def _usable_autocast(self, dtype: torch.dtype | None) -> torch.dtype | None:
+        """`dtype`, or None (fp32) where the encoder's code fails under that autocast (DeBERTa
+        v1 fills bf16 scores with float32's minimum): `auto` falls back saying so in one line;
+        an explicit precision is an error. Checked on two rows in eval mode (no random draws)."""
+        if dtype is None:
+            return None
+        inputs = collate(self.train.encoded, np.arange(min(2, len(self.train.y))))
+        self.model.eval()
+        try:
+            with torch.no_grad(), torch.autocast(self.rt.device.type, dtype=dtype):
+                self.model(**{k: v.to(self.rt.device) for k, v in inputs.items()})
+        except RuntimeError as exc:
+            name, reason = str(dtype).removeprefix("torch."), str(exc).splitlines()[0]
+            failure = f"the encoder fails under {name} autocast ({reason})"
+            if self.cfg.precision != "auto":
+                raise ConfigError(f"precision {self.cfg.precision}: {failure}; use fp32") from None
+            if self.rt.is_main:
+                self._say(f"precision auto: {failure}; training in fp32")
+            return None
+        finally:
+            self.model.train()
+        return dtype
 
     def start(self, resume: bool) -> None:
         """Report truncated texts, restore the newest checkpoint, write the run folder's start."""

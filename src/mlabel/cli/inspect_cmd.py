@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console(markup=False)  # labels and texts are data, not markup
     for table in inspect_tables(profile):
         console.print(table.rich())
-    console.print(max_len_advice(profile))
+    console.print(max_len_advice(profile), soft_wrap=True)
     if args.out:
-        console.print(f"report written to {write_inspect_report(profile, args.out)}")
+        console.print(
+            f"report written to {write_inspect_report(profile, args.out)}", soft_wrap=True
+        )
     return 0
