@@ -152,6 +152,7 @@ def test_predict_prints_a_few_rows_without_output(run, rows, capsys):
             ["column 'ABSTRACT' not found", "did you mean 'abstract'?"],
         ),
         (lambda t, d: d / "notes.txt", ["notes.txt: unsupported file type"]),
+        (lambda t, d: d / "books.xlsx", ["unsupported file type", "save a spreadsheet as CSV"]),
     ],
 )
 def test_predict_data_errors(run, rows, tmp_path, capsys, make, phrases):

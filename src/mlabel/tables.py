@@ -29,6 +29,7 @@ from mlabel.tablefile import (
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
+SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")  # not read: their export is CSV
 
 
 def table_format(path: str | Path) -> str:
@@ -39,7 +40,10 @@ def table_format(path: str | Path) -> str:
     fmt = suffixes[-1] if suffixes else ""
     if fmt not in FORMATS or (fmt == ".parquet" and Path(path).suffix.lower() != ".parquet"):
         supported = ", ".join(FORMATS) + " (all but parquet may end in " + ", ".join(COMPRESSIONS)
-        raise DataError(f"{Path(path).name}: unsupported file type; supported: {supported})")
+        advice = "; save a spreadsheet as CSV UTF-8" if fmt in SPREADSHEETS else ""
+        raise DataError(
+            f"{Path(path).name}: unsupported file type; supported: {supported}){advice}"
+        )
     return fmt
 
 
