@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mlabel import Classifier, DataError
@@ -66,6 +67,27 @@ def test_predict_a_dataframe(tiny_clf, arxiv):
     texts = (rows["TITLE"] + "\n" + rows["ABSTRACT"]).tolist()
     np.testing.assert_allclose(tiny_clf.predict_proba(rows), tiny_clf.predict_proba(texts))
     assert tiny_clf.predict(rows) == tiny_clf.predict(texts)
+
+
+class HubDataset:
+    """Stands in for a Hugging Face `datasets.Dataset`: a table that converts itself."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.df
+
+
+@pytest.mark.filterwarnings("ignore:.*no positive example")  # six rows lack some labels
+def test_tables_that_convert_themselves_read_as_their_dataframe(tiny_clf, arxiv):
+    """A pyarrow Table or a Hugging Face Dataset (`to_pandas()`), as predict's input and as a
+    table to evaluate on; list(dataset) would have given rows or columns, not texts."""
+    rows = arxiv.head(6)
+    want = tiny_clf.predict_proba(rows)
+    for table in (pa.Table.from_pandas(rows), HubDataset(rows)):
+        np.testing.assert_array_equal(tiny_clf.predict_proba(table), want)
+        assert tiny_clf.evaluate(table) == tiny_clf.evaluate(rows)
 
 
 def test_dataframe_without_text_columns(tiny_clf):

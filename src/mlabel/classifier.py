@@ -13,7 +13,7 @@ import pandas as pd
 
 from mlabel.callbacks import Callback, default_callbacks
 from mlabel.config import TrainConfig, from_dict
-from mlabel.data import Examples, join_texts, load_examples
+from mlabel.data import Examples, as_frame, join_texts, load_examples
 from mlabel.finalize import TrainResult
 from mlabel.predict import Predictor
 from mlabel.runtime import Runtime
@@ -72,7 +72,8 @@ class Classifier:
     def fit(
         self, data: Any, val: Any = None, out: str | Path | None = None, resume: bool = False
     ) -> Classifier:
-        """Train on a table (path or DataFrame); the model folder lands in `out/model`."""
+        """Train on a table (path, DataFrame, Hugging Face Dataset or pyarrow Table); the model
+        folder lands in `out/model`."""
         cfg = from_dict({"model": self.model, **self.settings})
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="mlabel-"))
         result = fit_model(cfg, data, out, val=val, resume=resume)
@@ -87,6 +88,7 @@ class Classifier:
         self.model_dir_ = predictor.model_dir
 
     def _texts(self, texts: Any) -> list[str]:
+        texts = as_frame(texts)  # a Hugging Face Dataset or pyarrow Table: its DataFrame
         if isinstance(texts, pd.DataFrame):
             return join_texts(texts, self.predictor_.text_cols, "DataFrame")
         if isinstance(texts, str):
@@ -94,7 +96,8 @@ class Classifier:
         return list(texts)
 
     def predict_proba(self, texts: Any) -> np.ndarray:
-        """(n, n_labels) probabilities; `texts` is a list of strings or a DataFrame with the text columns."""
+        """(n, n_labels) probabilities; `texts` is a list of strings or a table with the text
+        columns (a DataFrame, or a Hugging Face Dataset or pyarrow Table: see `as_frame`)."""
         return self.predictor_.predict_proba(self._texts(texts))
 
     def predict(

@@ -313,6 +313,14 @@ def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str
 # ---------------------------------------------------------------- examples
 
 
+def as_frame(data: object) -> object:
+    """A table object that converts itself (`to_pandas()`: a Hugging Face `Dataset`, a pyarrow
+    `Table`, a polars `DataFrame`) as a pandas DataFrame; anything else unchanged."""
+    if isinstance(data, str | Path | pd.DataFrame):
+        return data
+    return data.to_pandas() if callable(getattr(data, "to_pandas", None)) else data
+
+
 def read_rows(
     data: str | Path | pd.DataFrame,
     text_cols: Sequence[str],
@@ -321,8 +329,10 @@ def read_rows(
 ) -> tuple[pd.DataFrame, str]:
     """A table (path or DataFrame) that has rows, and the name error messages give it.
 
-    The id and text columns of a file are read as strings, and so is a CSV's `labels_col`.
+    The id and text columns of a file are read as strings, and so is a CSV's `labels_col`; a
+    table object with `to_pandas()` is read as its DataFrame.
     """
+    data = as_frame(data)
     if isinstance(data, pd.DataFrame):
         df, source = data.reset_index(drop=True), "DataFrame"
     else:
