@@ -392,8 +392,8 @@ def list_column(
     """The list column that holds the labels: `labels_col`, else the `subject_uris` column of a
     corpus in Annif's form (or the `subjects` of its JSON Lines form), else the one column
     `rest` leaves for labels (neither id nor text) when it holds names or lists rather than
-    0/1 (`label: sports`; lists split at `sep`), unless 0/1 columns are named (`label_cols`, or a model's `labels`
-    that are all columns of the table); None: 0/1 columns."""
+    0/1 (`label: sports`; lists split at `sep`), unless 0/1 columns are named (`label_cols`,
+    or a model's `labels` that are all columns of the table); None: 0/1 columns."""
     named = label_cols is not None or (labels is not None and set(labels) <= set(df.columns))
     if labels_col is not None or named:
         return labels_col
@@ -411,6 +411,8 @@ def _holds_names(cells: pd.Series, sep: str) -> bool:
     as names, names repeat (each is given twice on average: a leftover text column's titles do
     not), and no cell is a number or true/false, or some cell is a list ("3|5", "[3, 5]"). A 0/1
     column with a stray value ("yes") stays one, and its error names the value."""
+    if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
+        return False  # numbers alone: a 0/1 column (or one with bad values)
     present = cells[cells.notna()]
     lists = [_label_list(cell, sep) for cell in present]
     if not lists or None in lists:
