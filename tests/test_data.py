@@ -10,7 +10,7 @@ import pytest
 from mlabel.data import Examples, default_label_columns, join_texts, load_examples
 from mlabel.errors import DataError
 from mlabel.split import split_examples
-from mlabel.tables import iter_table, read_table
+from mlabel.tables import iter_table, read_table, table_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,6 +158,25 @@ def test_iter_table_chunks_parquet(tmp_path):
     assert [len(c) for c in chunks] == [10, 10, 5]
     assert chunks[1].index.tolist() == list(range(10, 20))
     assert chunks[0]["ID"].tolist()[:2] == ["0", "1"]
+
+
+def test_a_folder_of_parquet_parts_is_one_table(tmp_path):
+    """As Ray, Spark and Dask write a table (and predict --engine ray -o DIR): read in name
+    order, whole or in chunks numbered across parts, with its rows counted for progress bars."""
+    df = small_frame()
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write(df.iloc[2:], parts / "part-1.parquet")
+    write(df.iloc[:2], parts / "part-0.parquet")
+    (parts / "_SUCCESS").write_text("")  # Spark's marker file: not a part
+    whole = load_examples(write(df, tmp_path / "t.parquet"), ["TITLE", "ABSTRACT"])
+    ex = load_examples(parts, ["TITLE", "ABSTRACT"])
+    assert (ex.ids, ex.texts, ex.labels) == (whole.ids, whole.texts, whole.labels)
+    np.testing.assert_array_equal(ex.y, whole.y)
+    chunks = list(iter_table(parts, chunk_rows=1))
+    assert [c.index.tolist() for c in chunks] == [[0], [1], [2], [3]]
+    assert table_rows(parts) == 4
+    assert read_table(parts)["ID"].tolist() == ["007", "a2", "a3", "a4"]
 
 
 def test_labels_the_model_does_not_know_are_counted_and_left_out(tmp_path):

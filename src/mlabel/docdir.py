@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlabel.errors import DataError
-from mlabel.tablefile import ANNIF_COLUMNS, MAX_LINE_BYTES
+from mlabel.tablefile import ANNIF_COLUMNS, MAX_LINE_BYTES, parquet_parts
 
 ID_COLUMN = "ID"
 SUBJECT_FILES = (".tsv", ".key")  # Annif takes the first that exists
@@ -35,7 +35,7 @@ def documents(folder: Path) -> list[Path]:
         raise DataError(
             f"{folder.name}: a folder, but no .txt or .json documents in it (a document corpus "
             "is a folder of .txt files, each with a .tsv or .key file of its subjects, or of "
-            "Annif's .json documents)"
+            "Annif's .json documents), nor .parquet parts of a table"
         )
     return found
 
@@ -140,8 +140,9 @@ def _parse_subjects(content: str) -> list[str]:
 
 
 def is_document_folder(data: object) -> bool:
-    """Whether `data` names a folder (read as a document corpus), not a table or DataFrame."""
-    return isinstance(data, str | Path) and Path(data).is_dir()
+    """Whether `data` names a folder read as a document corpus: not a table, a DataFrame, or a
+    folder of Parquet parts."""
+    return isinstance(data, str | Path) and Path(data).is_dir() and not parquet_parts(Path(data))
 
 
 def holds_subjects(cells: pd.Series) -> bool:

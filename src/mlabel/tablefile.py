@@ -196,6 +196,12 @@ def where_not_utf8(path: Path) -> str:
     return "save the file as UTF-8"
 
 
+def parquet_parts(path: Path) -> list[Path]:
+    """The Parquet files of a folder that holds one table in parts (as Ray, Spark and Dask
+    write one, and `predict --engine ray -o DIR`), in name order; [] for anything else."""
+    return sorted(p for p in path.glob("*.parquet") if p.is_file()) if path.is_dir() else []
+
+
 def check_parquet_row_sizes(meta: FileMetaData, path: Path) -> None:
     """Refuse a row group whose rows average more than a CSV line may hold, uncompressed: a
     Parquet decompression bomb is one or a few rows of GiBs."""

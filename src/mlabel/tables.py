@@ -23,6 +23,7 @@ from mlabel.tablefile import (
     check_parquet_row_sizes,
     csv_options,
     open_table_bytes,
+    parquet_parts,
     where_not_utf8,
 )
 
@@ -68,18 +69,21 @@ def iter_table(
 
     Each chunk's index is the 0-based position of its rows in the whole file; column names are
     strings. In CSV/TSV the `str_cols` and `list_cols` keep text such as "NA" or "007" as it is
-    written. A folder is read as Annif's full-text document corpus (`mlabel.docdir`).
+    written. A folder of Parquet files is one table in parts, read in name order; another
+    folder is read as Annif's full-text document corpus (`mlabel.docdir`).
     """
     path = Path(path)
-    if path.is_dir():
+    if is_document_folder(path):
         yield from iter_documents(path, chunk_rows)
         return
-    fmt = table_format(path)
-    if not path.is_file():
+    fmt = ".parquet" if path.is_dir() else table_format(path)
+    if not (path.is_file() or path.is_dir()):
         raise DataError(f"{path.name}: file not found")
     str_cols = list(str_cols)
     try:
-        if fmt == ".parquet":
+        if path.is_dir():
+            yield from _iter_parquet_parts(parquet_parts(path), chunk_rows, str_cols)
+        elif fmt == ".parquet":
             yield from _iter_parquet(path, chunk_rows, str_cols)
         else:
             yield from _iter_text_table(path, fmt, chunk_rows, str_cols, list(list_cols))
@@ -99,14 +103,15 @@ def iter_table(
 
 
 def table_rows(path: str | Path) -> int | None:
-    """How many rows the table holds where its file records it (Parquet) or a document folder's
-    files tell; else None."""
+    """How many rows the table holds where its files record it (Parquet, a folder of Parquet
+    parts) or a document folder's files tell; else None."""
     if is_document_folder(path):
         return len(documents(Path(path)))
-    if Path(path).suffix.lower() != ".parquet":
+    parts = parquet_parts(Path(path)) or [Path(path)]
+    if any(p.suffix.lower() != ".parquet" for p in parts):
         return None
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
     except (OSError, pa.ArrowException):
         return None  # iter_table says what is wrong with it
 
@@ -172,13 +177,27 @@ def _keeping_fields(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield chunk.reindex(columns=fields)
 
 
+def _iter_parquet_parts(
+    parts: list[Path], chunk_rows: int | None, str_cols: list[str]
+) -> Iterator[pd.DataFrame]:
+    """The parts' rows as one table, numbered from the first part's first row; chunks do not
+    span parts (`chunk_rows` None: the whole table, one chunk)."""
+    if chunk_rows is None:
+        yield pd.concat([next(_iter_parquet(p, None, str_cols)) for p in parts], ignore_index=True)
+        return
+    start = 0
+    for part in parts:
+        for chunk in _iter_parquet(part, chunk_rows, str_cols, start):
+            start += len(chunk)
+            yield chunk
+
+
 def _iter_parquet(
-    path: Path, chunk_rows: int | None, str_cols: list[str]
+    path: Path, chunk_rows: int | None, str_cols: list[str], start: int = 0
 ) -> Iterator[pd.DataFrame]:
     file = pq.ParquetFile(path)
     check_parquet_row_sizes(file.metadata, path)
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
-    start = 0
     for batch in batches:
         batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
         chunk = _checked_chunk(batch.to_pandas(), start, path)
