@@ -76,13 +76,14 @@ def iter_table(
     if is_document_folder(path):
         yield from iter_documents(path, chunk_rows)
         return
-    fmt = ".parquet" if path.is_dir() else table_format(path)
-    if not (path.is_file() or path.is_dir()):
+    parts = parquet_parts(path)
+    fmt = ".parquet" if parts else table_format(path)
+    if not (parts or path.is_file()):
         raise DataError(f"{path.name}: file not found")
     str_cols = list(str_cols)
     try:
-        if path.is_dir():
-            yield from _iter_parquet_parts(parquet_parts(path), chunk_rows, str_cols)
+        if parts:
+            yield from _iter_parquet_parts(parts, chunk_rows, str_cols)
         elif fmt == ".parquet":
             yield from _iter_parquet(path, chunk_rows, str_cols)
         else:
