@@ -16,7 +16,7 @@ import pytest
 
 from mlabel.cli import main
 from mlabel.config import TrainConfig, from_dict, load_config
-from mlabel.errors import ConfigError
+from mlabel.errors import ConfigError, DataError
 from mlabel.reports.curves import plot_history, plot_importance
 from mlabel.tune import (
     STUDY_NAME,
@@ -185,6 +185,15 @@ def test_importance_ranks_the_parameter_that_matters(tmp_path):
 def test_tune_refuses_all_data(tmp_path):
     with pytest.raises(ConfigError, match="validation"):
         tune(TrainConfig(all_data=True), "unused.csv", tmp_path, trials=1)
+
+
+def test_a_bad_table_stops_tune_before_any_trial(tiny_encoder, tmp_path):
+    """One DataError, no study with a failed trial (nor Optuna's traceback) left behind."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,Physics\n" + "".join(f"t{i},{i % 2}\n" for i in range(9)) + "t9,2\n")
+    with pytest.raises(DataError, match="row 10: label 'Physics' is 2"):
+        tune(TrainConfig(model=tiny_encoder), bad, tmp_path / "tune", trials=1)
+    assert not (tmp_path / "tune").exists()
 
 
 def test_two_tune_processes_share_one_study(tiny_encoder, rows, tmp_path):

@@ -145,11 +145,12 @@ def tune(
     """Run `trials` more trials (or until `timeout` seconds) and write best.yaml and the plots."""
     import torch
 
-    from mlabel.classifier import fit_model
+    from mlabel.classifier import fit_model, prepare_data
     from mlabel.tracking import tracking_callbacks
 
     if base_cfg.all_data:
         raise ConfigError("tune needs a validation split; drop --all-data")
+    prepare_data(base_cfg, data)  # a bad table stops here in one line, before any trial fails
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     space = space or SearchSpace()
