@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import tiny_encoder_of
 from safetensors.torch import load_file
 from transformers import (
     AutoModel,
@@ -65,6 +66,15 @@ def test_an_encoder_without_a_head_gets_a_new_one_and_says_so(tiny_encoder, text
     with pytest.warns(UserWarning, match="no masked-LM head"):
         out = adapt_encoder(texts[:16], tiny_encoder, tmp_path / "adapted", **FAST)
     assert "cls.predictions.transform.dense.weight" in weights(out)  # saved for a next round
+
+
+def test_an_encoder_failing_under_bf16_autocast_adapts_in_fp32(texts, tmp_path, monkeypatch):
+    """As training does (test_precision): DeBERTa v1 on a CPU with bf16 units."""
+    monkeypatch.setattr("mlabel.runtime.cpu_has_fast_bf16", lambda: True)
+    deberta = tiny_encoder_of("deberta", tmp_path / "deberta")
+    with pytest.warns(UserWarning, match="precision auto: the encoder fails under bfloat16"):
+        out = adapt_encoder(texts[:16], deberta, tmp_path / "adapted", **FAST)
+    assert AutoModel.from_pretrained(out).config.model_type == "deberta"
 
 
 def test_the_masked_only_loss_equals_the_full_forward_loss(tiny_mlm, texts):

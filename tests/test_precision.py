@@ -69,6 +69,7 @@ def test_an_encoder_failing_under_bf16_autocast_trains_in_fp32_under_auto(
         runs[precision] = _history(out)
     said = capsys.readouterr().err
     assert "precision auto: the encoder fails under bfloat16 autocast (value cannot" in said
+    assert "; running in fp32" in said
     assert [r["train_loss"] for r in runs["auto"]] == [r["train_loss"] for r in runs["fp32"]]
     with pytest.raises(ConfigError, match=r"^precision bf16: the encoder fails under bfloat16"):
         training.train(_config(deberta, precision="bf16"), *split, tmp_path / "b", runtime=CPU)

@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -26,11 +27,17 @@ from transformers import (
 
 from mlabel.config import TrainConfig
 from mlabel.data import join_text_parts, read_rows, require_columns, text_cells
-from mlabel.encoding import Encoded, encode, load_tokenizer, training_batches
+from mlabel.encoding import Encoded, collate, encode, load_tokenizer, training_batches
 from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import refuse_remote_code, staged
 from mlabel.model import first_line, resolve_encoder
-from mlabel.runtime import attention_kernels, autocast_dtype, reuse_freed_memory, setup
+from mlabel.runtime import (
+    attention_kernels,
+    autocast_dtype,
+    checked_autocast,
+    reuse_freed_memory,
+    setup,
+)
 from mlabel.tablefile import open_table_bytes, where_not_utf8
 from mlabel.tables import COMPRESSIONS
 
@@ -168,6 +175,10 @@ def _train(
     device = next(mlm.parameters()).device
     dtype = autocast_dtype("auto", device)
     dtype = dtype if dtype == torch.bfloat16 else None  # fp16 would need a loss scaler
+    sample = collate(encoded, np.arange(min(2, len(encoded.lengths))))
+    dtype, note = checked_autocast(mlm, {k: v.to(device) for k, v in sample.items()}, dtype)
+    if note:
+        warnings.warn(note, stacklevel=2)
     mlm.train()
     losses = []
     for epoch in range(epochs):

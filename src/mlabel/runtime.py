@@ -164,6 +164,33 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
+def checked_autocast(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    dtype: torch.dtype | None,
+    precision: str = "auto",
+) -> tuple[torch.dtype | None, str | None]:
+    """`dtype`, or None (fp32) with the line that says why, where the model's code fails under
+    that autocast (DeBERTa v1 fills bf16 scores with float32's minimum); an explicit
+    `precision` is a ConfigError instead. Tried on `inputs` in eval mode: no random draws."""
+    if dtype is None:
+        return None, None
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(next(iter(inputs.values())).device.type, dtype=dtype):
+            model(**inputs)
+    except RuntimeError as exc:
+        name, reason = str(dtype).removeprefix("torch."), str(exc).splitlines()[0]
+        failure = f"the encoder fails under {name} autocast ({reason})"
+        if precision != "auto":
+            raise ConfigError(f"precision {precision}: {failure}; use fp32") from None
+        return None, f"precision auto: {failure}; running in fp32"
+    finally:
+        model.train(training)
+    return dtype, None
+
+
 def check_precision(precision: str, device: torch.device | None = None) -> None:
     """Refuse fp16 where it cannot run (a CPU; by default this machine), before any work."""
     on_gpu = device.type == "cuda" if device is not None else torch.cuda.is_available()

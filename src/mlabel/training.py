@@ -54,6 +54,7 @@ from mlabel.runtime import (
     Runtime,
     attention_kernels,
     autocast_dtype,
+    checked_autocast,
     reuse_freed_memory,
     setup,
 )
@@ -180,32 +181,17 @@ class _Run:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch * cfg.epochs)
         self.loss_fn = loss_function(cfg, self.train.y, rt.device)
-        self.dtype = self._usable_autocast(autocast_dtype(cfg.precision, rt.device))  # None: fp32
+        sample = collate(self.train.encoded, np.arange(min(2, len(self.train.y))))
+        self.dtype, note = checked_autocast(  # None: fp32
+            self.model,
+            {k: v.to(rt.device) for k, v in sample.items()},
+            autocast_dtype(cfg.precision, rt.device),
+            cfg.precision,
+        )
+        if note and rt.is_main:
+            self._say(note)
         # fp16 needs loss scaling; disabled, the scaler passes everything through unchanged
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-
-    def _usable_autocast(self, dtype: torch.dtype | None) -> torch.dtype | None:
-        """`dtype`, or None (fp32) where the encoder's code fails under that autocast (DeBERTa
-        v1 fills bf16 scores with float32's minimum): `auto` falls back saying so in one line;
-        an explicit precision is an error. Checked on two rows in eval mode (no random draws)."""
-        if dtype is None:
-            return None
-        inputs = collate(self.train.encoded, np.arange(min(2, len(self.train.y))))
-        self.model.eval()
-        try:
-            with torch.no_grad(), torch.autocast(self.rt.device.type, dtype=dtype):
-                self.model(**{k: v.to(self.rt.device) for k, v in inputs.items()})
-        except RuntimeError as exc:
-            name, reason = str(dtype).removeprefix("torch."), str(exc).splitlines()[0]
-            failure = f"the encoder fails under {name} autocast ({reason})"
-            if self.cfg.precision != "auto":
-                raise ConfigError(f"precision {self.cfg.precision}: {failure}; use fp32") from None
-            if self.rt.is_main:
-                self._say(f"precision auto: {failure}; training in fp32")
-            return None
-        finally:
-            self.model.train()
-        return dtype
 
     def start(self, resume: bool) -> None:
         """Report truncated texts, restore the newest checkpoint, write the run folder's start."""
