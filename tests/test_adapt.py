@@ -68,6 +68,7 @@ def test_an_encoder_without_a_head_gets_a_new_one_and_says_so(tiny_encoder, text
     assert "cls.predictions.transform.dense.weight" in weights(out)  # saved for a next round
 
 
+@pytest.mark.filterwarnings("ignore:.*no masked-LM head")  # a bare encoder: said elsewhere
 def test_an_encoder_failing_under_bf16_autocast_adapts_in_fp32(texts, tmp_path, monkeypatch):
     """As training does (test_precision): DeBERTa v1 on a CPU with bf16 units."""
     monkeypatch.setattr("mlabel.runtime.cpu_has_fast_bf16", lambda: True)
