@@ -369,6 +369,22 @@ def test_missing_column_suggests_closest(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("columns", "meant"),
+    [
+        (["id", "comment_text", "toxic", "threat"], "comment_text"),  # not the label 'threat'
+        (["ID", "Tweet", "anger", "joy"], "Tweet"),  # the column of the longest texts
+    ],
+)
+def test_a_missing_default_text_column_suggests_a_column_of_text(tmp_path, columns, meant):
+    frame = pd.DataFrame(
+        {columns[0]: ["a1", "a2"], columns[1]: ["a long text here", "another long text"]}
+        | {label: [0, 1] for label in columns[2:]}
+    )
+    with pytest.raises(DataError, match=f"did you mean '{meant}'\\? \\(--text-cols names them\\)"):
+        load_examples(write(frame, tmp_path / "train.csv"), ["text"])
+
+
+@pytest.mark.parametrize(
     ("value", "shown"), [("2", "2"), ("yes", "'yes'"), ("", "empty"), ("0.5", "0.5")]
 )
 def test_bad_label_value_names_file_row_column_value(tmp_path, value, shown):

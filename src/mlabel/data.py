@@ -97,13 +97,29 @@ def require_columns(
     for col in cols:
         if col in df.columns:
             continue
-        close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
-        lower = [c for c in present if c.lower() == col.lower()]
-        hint = f"; did you mean {quoted((lower or close)[0])}?" if lower or close else ""
+        guess = _guess_column(df, col, text=option == "--text-cols")
+        hint = f"; did you mean {quoted(guess)}?" if guess else ""
         hint += f" ({option} names them)" if option else ""
         raise DataError(
             f"{source}: column {quoted(col)} not found; columns are: {_names(present)}{hint}"
         )
+
+
+def _guess_column(df: pd.DataFrame, col: str, text: bool) -> str | None:
+    """The column the user likely meant by `col`: one spelt the same but for case, one whose name
+    contains it ("comment_text" for "text"), a close spelling, or for text the column holding the
+    longest texts; text is never looked for in a column of numbers."""
+    names = [str(c) for c in df.columns if not text or not pd.api.types.is_numeric_dtype(df[c])]
+    wanted = col.lower()
+    for guesses in (
+        [c for c in names if c.lower() == wanted],
+        [c for c in names if wanted in c.lower()],
+        difflib.get_close_matches(col, names, n=1, cutoff=0.5),
+    ):
+        if guesses:
+            return guesses[0]
+    lengths = {c: df[c].astype("str").str.len().mean() for c in names if text and len(df)}
+    return max(lengths, key=lengths.__getitem__) if lengths else None
 
 
 def _names(names: Iterable[object]) -> str:
