@@ -228,6 +228,17 @@ def test_python_m_mlabel_help():
     assert all(cmd in done.stdout for cmd in ("train", "evaluate", "predict"))
 
 
+def test_every_training_option_is_explained():
+    from mlabel.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    bare = [o.option_strings[0] for o in train._actions if (o.help or "(default").startswith("(")]
+    assert bare == []
+    helps = {a.dest: a.help for a in train._actions}
+    assert helps["pooling"].startswith("mean or cls") and "(default: mean)" in helps["pooling"]
+    assert "None" not in helps["head_lr"] + helps["stride"] + helps["attention_dropout"]
+
+
 @pytest.fixture(scope="module")
 def ruled(small_csv, tmp_path_factory):
     """A TF-IDF model folder trained with a stored rule: at most 2 labels, at least 1."""

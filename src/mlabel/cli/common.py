@@ -20,6 +20,7 @@ HELP = {
     "id_col": "id column (default ID, in any case; else the row number)",
     "label_cols": "0/1 label columns (default: every column that is not id or text)",
     "labels_col": "one column holding label lists, e.g. 'cs.AI|math.CO'",
+    "label_sep": "separator of the labels in a --labels-col cell",
     "val_frac": "validation share, split by iterative multi-label stratification",
     "val": "validation file instead of a split",
     "unlabeled": "table or .txt file (one text per line) of unlabelled texts: first adapt the "
@@ -32,12 +33,33 @@ HELP = {
     "top_k": "at most this many labels per text, the best ones over their thresholds",
     "min_labels": "at least this many labels per text, the best ones even under their thresholds",
     "ensemble": "`tfidf` (default): average with a TF-IDF model trained alongside; `none`: encoder alone",
-    "long": "truncate, or chunk long texts into overlapping windows",
-    "stride": "tokens neighbouring windows share with --long chunk; unset (None): 64, or a "
-    "quarter of max_len where 64 is not under half of it (32 at max_len 128)",
+    "long": "truncate, or chunk: read long texts whole as overlapping windows",
+    "stride": "tokens neighbouring windows share with --long chunk (default: 64, or a "
+    "quarter of max_len where 64 is not under half of it: 32 at max_len 128)",
+    "max_len": "tokens read per text (or per window with --long chunk); `mlabel inspect` "
+    "suggests one",
+    "pooling": "mean or cls: how the token vectors become one text vector",
+    "dropout": "dropout before the classification layer",
+    "epochs": "epochs at most (early stopping may end sooner)",
+    "batch_size": "texts per step",
+    "grad_accum": "steps whose gradients add up to one update (batch size x this per update)",
+    "lr": "peak learning rate (linear warmup, then linear decay to zero)",
+    "head_lr": "learning rate of the classification layer (default: --lr)",
+    "weight_decay": "AdamW weight decay",
+    "warmup": "share of the steps spent warming the learning rate up",
+    "max_grad_norm": "clip the gradient to this norm (0: off)",
+    "optimizer": "adamw or adam",
+    "loss": "bce (binary cross-entropy) or focal",
+    "focal_gamma": "gamma of --loss focal",
+    "patience": "stop after this many epochs without a better validation micro-F1 (0: off)",
+    "long_pool": "max or mean: how a long text's window probabilities combine (--long chunk)",
+    "seed": "seed of the split, the head's initialisation, shuffling and dropout",
+    "threads": "CPU threads (default: torch's choice, one per core)",
+    "save_steps": "also checkpoint every this many steps within an epoch (resumable mid-epoch)",
+    "keep": "newest checkpoints kept (the best epoch's is kept too)",
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
-    "attention_dropout": "dropout on the attention probabilities while training; unset (None): "
-    "the encoder's own, 0.1 for BERT-style encoders; 0 trains faster on long texts",
+    "attention_dropout": "dropout on the attention probabilities while training (default: "
+    "the encoder's own, 0.1 for BERT-style encoders); 0 trains faster on long texts",
     "spell_symbols": "read symbols the encoder's vocabulary lacks (emoji) as their Unicode names, "
     "e.g. 'face with tears of joy', instead of one unknown token",
     "max_minutes": "time budget: start no epoch that would end past this many minutes of "
@@ -79,9 +101,16 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
                 type=kind,
                 nargs="+" if many else None,
                 default=argparse.SUPPRESS,
-                help=f"{help_text} (default: {_default(field)})".strip(),
+                help=_with_default(help_text, _default(field)),
                 metavar=field.name.upper(),
             )
+
+
+def _with_default(help_text: str, default: typing.Any) -> str:
+    """`help_text` ending in its default, unless it says the default itself or there is none."""
+    if default is None or "default" in help_text:
+        return help_text
+    return f"{help_text} (default: {default})"
 
 
 def _default(field: dataclasses.Field) -> typing.Any:
