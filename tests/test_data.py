@@ -255,9 +255,10 @@ def test_label_list_with_27_labels_and_custom_separator(tmp_path):
 
 
 def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
-    """ "Physics; Math" read with the default '|' is one label of its own: say which separator
-    would split it. A name whose parts are not labels (a comma inside a name) is left alone."""
-    rows = 'TITLE,tags\na,Physics\nb,Math\nc,Physics; Math\nd,"Physics, applied"\n'
+    """ "Physics; Math" read with the default '|', which another cell holds, is one label of its
+    own: say which separator would split it. A name whose parts are not labels (a comma inside a
+    name) is left alone."""
+    rows = 'TITLE,tags\na,Physics\nb,Math\nc,Physics; Math\nd,"Physics, applied"\ne,Math|Physics\n'
     path = write_text(tmp_path / "t.csv", rows)
     with pytest.warns(
         UserWarning,
@@ -266,10 +267,27 @@ def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
     ):
         ex = load_examples(path, ["TITLE"], labels_col="tags")
     assert "Physics; Math" in ex.labels
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match=r"joined by '\|' \(e.g. 'Math\|Physics'"):
         ex = load_examples(path, ["TITLE"], labels_col="tags", label_sep=";")
-    assert ex.labels == ["Math", "Physics", "Physics, applied"]
+    assert ex.labels == ["Math", "Math|Physics", "Physics", "Physics, applied"]
+
+
+def test_lists_joined_by_another_separator_than_any_cell_holds_are_split_there(tmp_path):
+    """No cell holds the default '|' and ', ' joins labels that stand alone elsewhere: split
+    there, with a warning, in training and with a model's labels; names with a comma whose
+    parts are not labels ("Smith, John") stay whole."""
+    path = write_text(
+        tmp_path / "t.csv", 'T,tags\na,news\nb,"sports, news"\nc,sports\nd,"politics, news"\n'
+    )
+    with pytest.warns(UserWarning, match=r"t.csv: labels of column 'tags' split at ','"):
+        ex = load_examples(path, ["T"], labels_col="tags")
+    assert ex.labels == ["news", "politics", "sports"]
+    assert ex.y.tolist() == [[1, 0, 0], [1, 0, 1], [0, 0, 1], [1, 1, 0]]
+    with pytest.warns(UserWarning, match="split at ','"):
+        known = load_examples(path, ["T"], labels_col="tags", labels=["sports", "news", "politics"])
+    assert known.y.tolist() == [[0, 1, 0], [1, 1, 0], [1, 0, 0], [0, 1, 1]]
+    names = write_text(tmp_path / "n.csv", 'T,tags\na,"Smith, John"\nb,"Doe, Jane"\n')
+    assert load_examples(names, ["T"], labels_col="tags").labels == ["Doe, Jane", "Smith, John"]
 
 
 def test_annif_corpora_read_as_they_are(tmp_path):

@@ -453,6 +453,7 @@ def labels_from_list_column(
     Without `labels`, the names are every label the column holds, sorted.
     """
     require_columns(df, [column], source, "--labels-col")
+    sep = _list_separator(df[column], sep, labels, column, source)
     lists = _parse_label_lists(df[column], sep, column, source)
     names = list(labels) if labels is not None else sorted({n for row in lists for n in row})
     if not names:
@@ -460,6 +461,29 @@ def labels_from_list_column(
     if labels is None:
         _warn_joined_names(names, sep, column, source)
     return names, _label_matrix_from_lists(lists, names, column, source)
+
+
+def _list_separator(
+    cells: pd.Series, sep: str, labels: Sequence[str] | None, column: str, source: str
+) -> str:
+    """`sep`, unless no cell holds it and another separator joins labels in most cells that hold
+    it ("sports, news" where "sports" and "news" are labels of their own: whole cells, or the
+    model's `labels`); that one is said in a warning."""
+    text = [c.strip() for c in cells if isinstance(c, str) and c.strip()]
+    text = [c for c in text if not c.startswith("[") and not ANNIF_URIS.fullmatch(c)]
+    if any(sep in c for c in text):
+        return sep
+    known = set(labels) if labels is not None else set(text)
+    for other in (s for s in LIST_SEPARATORS if s != sep):
+        joined = [c for c in text if other in c]
+        if joined and 2 * sum(set(_parts(c, other)) <= known for c in joined) >= len(joined):
+            warnings.warn(
+                f"{source}: labels of column {quoted(column)} split at {other!r}, which joins "
+                f"them (e.g. {quoted(joined[0])}); no cell holds {sep!r} (--label-sep sets it)",
+                stacklevel=4,
+            )
+            return other
+    return sep
 
 
 def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> None:
