@@ -451,7 +451,7 @@ def test_the_one_column_left_holding_names_is_the_list_column(cells, lists):
     [
         ["first title", "second", "third", "fourth", "fifth", "sixth"],  # a text left over
         [0, 1, "yes", 1, 0, 1],  # a 0/1 column with a stray value
-        [0, 2, 1, 1, 0, 2],  # class numbers: not guessed
+        [0, 2, 1, 1, 0, None],  # a 0/1 column with a stray value and an empty cell
     ],
 )
 def test_a_column_left_that_is_text_or_numbers_is_not_taken_for_names(cells):
@@ -459,6 +459,19 @@ def test_a_column_left_that_is_text_or_numbers_is_not_taken_for_names(cells):
     with pytest.raises(
         DataError, match=r"label .other. is .*, expected 0 or 1.*; columns .*--labels-col"
     ):
+        load_examples(df, ["TITLE"])
+
+
+def test_a_column_left_of_class_numbers_is_named_as_the_list_column_to_use():
+    """Class numbers are not guessed to be names, but the error says which option reads them;
+    among several 0/1 columns (-1 for unscored rows) it gives the general advice."""
+    df = pd.DataFrame({"TITLE": list("abcdefgh"), "Class Index": [1, 2, 3, 4, 4, 3, 2, 1]})
+    with pytest.raises(DataError, match=r"is 2, expected 0 or 1 \(6 bad values in this column\); "
+                       r"it holds class numbers \(1, 2, 3, 4\): --labels-col 'Class Index' reads"):  # fmt: skip
+        load_examples(df, ["TITLE"])
+    assert load_examples(df, ["TITLE"], labels_col="Class Index").labels == ["1", "2", "3", "4"]
+    df = pd.DataFrame({"TITLE": list("abc"), "toxic": [-1, 0, 1], "threat": [-1, 0, 0]})
+    with pytest.raises(DataError, match=r"is -1, expected 0 or 1; columns other than id and text"):
         load_examples(df, ["TITLE"])
 
 

@@ -219,10 +219,27 @@ def label_matrix_from_columns(
             more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
             raise DataError(
                 f"{source} row {bad[0] + 1}: label {quoted(col)} is {_show(raw.iloc[bad[0]])}, "
-                f"expected 0 or 1{more}{DEFAULT_COLUMNS_HINT if hint else ''}"
+                f"expected 0 or 1{more}{_advice(col, values, len(cols)) if hint else ''}"
             )
         y[:, j] = values
     return y
+
+
+def _advice(col: str, values: np.ndarray, columns: int) -> str:
+    """How to name the labels of a default 0/1 column with other values: the one label column,
+    holding whole numbers beyond 0 and 1 that each repeat (class numbers 1, 2, 3, 4; a stray 2
+    in a 0/1 column does not repeat), is the list column to use."""
+    numbers = values[~np.isnan(values)]
+    classes, counts = np.unique(numbers, return_counts=True)
+    whole = len(numbers) == len(values) and (classes == classes.round()).all()
+    if columns == 1 and len(classes) > 2 and whole and counts.min() > 1:
+        shown = ", ".join(f"{c:g}" for c in classes[:SHOW_ROWS]) + (
+            ", ..." if len(classes) > SHOW_ROWS else ""
+        )
+        return (
+            f"; it holds class numbers ({shown}): --labels-col {quoted(col)} reads them as labels"
+        )
+    return DEFAULT_COLUMNS_HINT
 
 
 def _label_numbers(raw: pd.Series) -> np.ndarray:
