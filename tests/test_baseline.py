@@ -130,3 +130,18 @@ def test_fitting_shows_the_labels_done_once_it_takes_a_while(corpus, monkeypatch
     ((items, kwargs),) = made
     assert list(items) == list(range(y.shape[1])) and kwargs["unit"] == "label"
     assert kwargs["delay"] == 2 and kwargs["leave"] is False
+
+
+def test_thousands_of_labels_keep_the_weights_within_a_budget(corpus, monkeypatch, tmp_path):
+    """Labels x terms weights stay within MAX_WEIGHTS: many labels keep fewer, frequent terms."""
+    texts, y = corpus
+    full = TfidfModel().fit(texts, y)
+    monkeypatch.setattr("mlabel.baseline.MAX_WEIGHTS", 3 * 20)  # 3 labels: 20 terms
+    small = TfidfModel().fit(texts, y)
+    assert len(full.vectorizer_.vocabulary_) > 20 == len(small.vectorizer_.vocabulary_)
+    assert small.coef_.size == 60
+    small.save(tmp_path)
+    assert TfidfModel.load(tmp_path).coef_.shape == (3, 20)
+    vocabulary, idf = full.vectorizer_.vocabulary_, full.vectorizer_.idf_
+    frequent = min(vocabulary, key=lambda term: idf[vocabulary[term]])  # in the most texts
+    assert frequent in small.vectorizer_.vocabulary_  # the most frequent term is kept

@@ -25,6 +25,9 @@ WEIGHTS_FILE = "weights.safetensors"
 CONSTANT_LOGIT = 30.0
 # Below this many training texts a term seen once is kept; above it, terms must occur twice.
 MIN_DF_ROWS = 100
+# The weights (labels x terms, float32) stay within this many numbers (1 GiB): with thousands of
+# labels the vocabulary keeps fewer of the most frequent terms (53,687 terms at 5,000 labels).
+MAX_WEIGHTS = 2**28
 
 # Tokenization settings shared by fit and load, so a loaded model transforms text identically.
 VECTORIZER_SETTINGS = {
@@ -46,7 +49,7 @@ class TfidfModel:
         """Fit on texts and a 0/1 label matrix y of shape (n_texts, n_labels)."""
         y = _check_targets(texts, y)
         min_df = 2 if len(texts) >= MIN_DF_ROWS else 1
-        self.vectorizer_ = _make_vectorizer(min_df=min_df, max_features=self.max_features)
+        self.vectorizer_ = _make_vectorizer(min_df=min_df, max_features=self._terms(y.shape[1]))
         features = self.vectorizer_.fit_transform(texts)
         coef = np.zeros((y.shape[1], features.shape[1]), dtype=np.float32)
         intercept = np.zeros(y.shape[1], dtype=np.float32)
@@ -55,6 +58,11 @@ class TfidfModel:
             coef[k], intercept[k] = self._fit_label(features, y[:, k])
         self.coef_, self.intercept_ = coef, intercept
         return self
+
+    def _terms(self, n_labels: int) -> int:
+        """The most terms the vocabulary keeps: `max_features`, fewer for thousands of labels."""
+        within = MAX_WEIGHTS // max(n_labels, 1)
+        return within if self.max_features is None else min(self.max_features, within)
 
     def _fit_label(self, features, target: np.ndarray) -> tuple[np.ndarray, float]:
         """Return (coef, intercept) for one label; a constant label gets a fixed logit."""
