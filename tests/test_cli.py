@@ -220,6 +220,21 @@ def test_resume_with_other_settings_is_a_user_error(run, small_csv, tiny_encoder
     assert "epochs" not in err  # training longer is allowed
 
 
+def test_a_max_len_past_the_encoders_limit_is_a_user_error(
+    small_csv, tiny_encoder, tmp_path, capsys
+):
+    """Past 512 positions the encoder failed in its first step with a traceback."""
+    argv = ["train", small_csv, "--text-cols", "TITLE", "ABSTRACT", "--model", tiny_encoder]
+    code, _, err = cli(capsys, *argv, "--max-len", "600", "--out", tmp_path / "run")
+    assert_user_error(code, err, "max_len 600 is over the encoder's limit of 512 tokens")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one text\nanother text\n")
+    code, _, err = cli(
+        capsys, "adapt", texts, "--model", tiny_encoder, "--max-len", "513", "--out", tmp_path / "a"
+    )
+    assert_user_error(code, err, "max_len 513 is over the encoder's limit of 512 tokens")
+
+
 def test_python_m_mlabel_help():
     done = subprocess.run(
         [sys.executable, "-m", "mlabel", "--help"], capture_output=True, text=True, timeout=120

@@ -29,6 +29,7 @@ class CountingTokenizer:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        self.model_max_length = tokenizer.model_max_length
         self.calls = 0
 
     def __call__(self, *args, **kwargs):

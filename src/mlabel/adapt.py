@@ -117,8 +117,8 @@ def adapt_encoder(
     torch.manual_seed(seed)  # the new head's initialisation and dropout
     path = resolve_encoder(str(model))
     tokenizer = load_tokenizer(path)
+    encoded = encode(tokenizer, texts, max_len)  # first: a max_len past the limit stops here
     mlm = _load_masked_lm(path, str(model)).to(rt.device)
-    encoded = encode(tokenizer, texts, max_len)
     with attention_kernels(rt.device), reuse_freed_memory(rt.device):
         losses = _train(mlm, tokenizer, encoded, epochs, batch_size, lr, seed)
     record = {"model": str(model), "texts": len(texts), "epochs": epochs, "max_len": max_len}

@@ -14,6 +14,8 @@ import torch
 from tokenizers import normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from mlabel.errors import ConfigError
+
 NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
@@ -95,6 +97,7 @@ def encode(
     stride: int = 64,
 ) -> Encoded:
     """Tokenize in one batched call; with `chunk`, long texts become overlapping windows."""
+    check_max_len(tokenizer, max_len)
     out = tokenizer(
         texts,
         truncation=True,
@@ -114,6 +117,17 @@ def encode(
     if not chunk:
         ids, lengths, owner = ids[first], lengths[first], owner[first]
     return Encoded(ids, lengths, owner, n_texts=len(texts), n_truncated=n_truncated)
+
+
+def check_max_len(tokenizer: PreTrainedTokenizerBase, max_len: int) -> None:
+    """ConfigError for a `max_len` past the encoder's limit (its tokenizer's model_max_length,
+    where it names one): position embeddings end there, and the encoder would fail mid-run."""
+    limit = tokenizer.model_max_length
+    if limit < 10**9 and max_len > limit:
+        raise ConfigError(
+            f"max_len {max_len} is over the encoder's limit of {limit} tokens: lower --max-len "
+            "(texts longer than it are read whole with --long chunk)"
+        )
 
 
 def training_batches(
