@@ -24,6 +24,8 @@ LAYERS = [
         "docdir",
         "subjects",
         "tables",
+        "cells",
+        "labellists",
     },
     {"runtime", "folder", "runlock"},
     {"data", "metrics", "encoding", "dropout", "output"},

@@ -25,8 +25,9 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from mlabel.cells import require_columns
 from mlabel.config import TrainConfig
-from mlabel.data import join_text_parts, read_rows, require_columns, text_cells
+from mlabel.data import join_text_parts, read_rows, text_cells
 from mlabel.encoding import Encoded, collate, encode, load_tokenizer, training_batches
 from mlabel.errors import ConfigError, DataError, ModelError
 from mlabel.folder import refuse_remote_code, staged

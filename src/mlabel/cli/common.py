@@ -190,7 +190,8 @@ def require_id_col(data: str | None, id_col: str | None) -> None:
     numbers); read from the table's first row alone."""
     if data is None or id_col is None:
         return
-    from mlabel.data import id_spellings, require_columns, resolve_id_col
+    from mlabel.cells import require_columns
+    from mlabel.data import id_spellings, resolve_id_col
     from mlabel.tables import iter_table
 
     head = next(iter_table(data, chunk_rows=1, str_cols=id_spellings(id_col)), None)

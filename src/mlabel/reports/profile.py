@@ -12,19 +12,18 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from mlabel.cells import require_columns
 from mlabel.data import (
     default_label_columns,
     join_texts,
     label_matrix_from_columns,
-    labels_from_list_column,
-    list_column,
     read_rows,
-    require_columns,
     resolve_id_col,
     text_cells,
 )
 from mlabel.docdir import is_document_folder, lacks_subjects
 from mlabel.errors import DataError, ModelError
+from mlabel.labellists import labels_from_list_column, list_column
 from mlabel.reports.data_plots import (
     plot_cooccurrence,
     plot_label_frequencies,
