@@ -138,9 +138,15 @@ def test_predict_reads_one_text_from_standard_input(run, capsys, monkeypatch):
     assert code == 0 and piped == direct and "text: Quantum spin chains" in piped
 
 
-def test_predict_prints_a_few_rows_without_output(run, rows, capsys):
+def test_predict_prints_a_few_rows_without_output(run, rows, capsys, tmp_path):
     code, out, _ = cli(capsys, "predict", run[0] / "model", rows[0], "--limit", "2")
     assert code == 0 and out.count("tags:") == 2
+    table = pd.read_csv(rows[0], dtype={"ID": str}).head(3)
+    table.loc[1, ["TITLE", "ABSTRACT"]] = None  # a row without text is shown, not scored
+    table.to_csv(tmp_path / "gap.csv", index=False)
+    code, out, _ = cli(capsys, "predict", run[0] / "model", tmp_path / "gap.csv", "--limit", "3")
+    assert code == 0 and out.count("tags:") == 3
+    assert f"{table['ID'][1]}: (no text)\n  tags: (none: not scored)\n{table['ID'][2]}: " in out
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import torch
 from conftest import RecordingBar, tiny_train_settings
 
 import mlabel.engines as engines_mod
+from mlabel.decision import DecisionRule
 from mlabel.engines import inference_device, pick_engine
 from mlabel.errors import ConfigError, ModelError
 from mlabel.folder import EngineChoice, ModelInfo
@@ -128,6 +129,34 @@ def test_predict_file_chunked_equals_unchunked(trained_tiny, small_csv, tmp_path
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     assert n_small == n_whole == 40 == len(a)
     pd.testing.assert_frame_equal(a, b, atol=1e-5)
+
+
+def test_rows_without_text_get_no_label_and_a_warning(trained_tiny, small_csv, tmp_path, capsys):
+    """A catalogue's records without an abstract no longer stop the whole run (and lose the
+    rows done): they get no label, empty probability cells, no long rows, and one warning that
+    counts them, rows numbered across chunks."""
+    src = tmp_path / "in.csv"
+    rows = pd.read_csv(small_csv, dtype={"ID": str}).head(12)
+    rows.loc[[1, 9], ["TITLE", "ABSTRACT"]] = None
+    rows.to_csv(src, index=False)
+    predictor = Predictor(trained_tiny, "torch")
+    rule = DecisionRule(None, 1)  # at least one label: not for a row without text
+    with pytest.warns(UserWarning, match=r"in.csv: 2 row\(s\) with empty or missing text in "
+                      r"TITLE, ABSTRACT got no labels \(row 2, 10\)"):  # fmt: skip
+        predict_file(predictor, src, tmp_path / "p.csv", chunk_rows=5, rule=rule)
+    hits = pd.read_csv(tmp_path / "p.csv", dtype={"ID": str})
+    assert hits["ID"].tolist() == rows["ID"].tolist()
+    sums = hits[predictor.labels].sum(axis=1)
+    assert (sums.iloc[[1, 9]] == 0).all() and (sums.drop([1, 9]) >= 1).all()
+    with pytest.warns(UserWarning):
+        predict_file(predictor, src, tmp_path / "q.csv", proba=True, chunk_rows=5)
+    probs = pd.read_csv(tmp_path / "q.csv", dtype={"ID": str})[predictor.labels]
+    assert probs.iloc[[1, 9]].isna().all().all() and probs.drop([1, 9]).notna().all().all()
+    with pytest.warns(UserWarning):
+        predict_file(predictor, src, tmp_path / "l.csv", layout="long", rule=rule)
+    assert set(pd.read_csv(tmp_path / "l.csv", dtype={"ID": str})["ID"]) == set(
+        rows["ID"].drop([1, 9])
+    )
 
 
 @pytest.mark.parametrize("suffix, total", [(".parquet", 40), (".csv", None)])

@@ -155,3 +155,16 @@ def test_missing_ray_is_a_clear_error(trained_tiny, table, tmp_path, monkeypatch
     argv = ["predict", str(trained_tiny), str(table), "-o", str(tmp_path / "x.csv")]
     assert main([*argv, "--engine", "ray"]) == 2
     assert "pip install 'mlabel[ray]'" in capsys.readouterr().err
+
+
+def test_an_actor_gives_a_row_without_text_no_label(trained_tiny, table):
+    """As predict_file does: the batch is not refused, the row is not scored."""
+    from mlabel import ray_predict
+
+    batch = pd.read_csv(table, dtype={"ID": str}).iloc[:6]
+    batch.loc[2, ["TITLE", "ABSTRACT"]] = None
+    args = ("torch", "ID", ["TITLE", "ABSTRACT"])
+    probs = ray_predict.PredictActor(str(trained_tiny), *args, True, None, 1, "t.csv", "cpu")(batch)
+    assert probs.iloc[2, 1:].isna().all() and probs.drop(2).iloc[:, 1:].notna().all().all()
+    hits = ray_predict.PredictActor(str(trained_tiny), *args, False, 0.0, 1, "t.csv", "cpu")(batch)
+    assert hits.iloc[2, 1:].sum() == 0 and (hits.drop(2).iloc[:, 1:].sum(axis=1) > 0).all()

@@ -79,8 +79,11 @@ def join_text_parts(parts: Iterable[str]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[str]:
-    """Join the text columns of each row with "\\n", in order; a row with no text is an error.
+def join_texts(
+    df: pd.DataFrame, text_cols: Sequence[str], source: str, empty_ok: bool = False
+) -> list[str]:
+    """Join the text columns of each row with "\\n", in order; a row with no text is an error
+    unless `empty_ok` (its text is then "").
 
     Empty or missing cells are skipped inside a row; a row whose text columns are all empty
     raises DataError naming how many rows and which (a chunk from `iter_table`, whose index
@@ -91,6 +94,8 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[str], source: str) -> list[
     require_columns(df, text_cols, source, "--text-cols")
     parts = [text_cells(df, c) for c in text_cols]
     texts = [join_text_parts(row) for row in zip(*(p.tolist() for p in parts))]
+    if empty_ok:
+        return texts
     first = df.index.start if isinstance(df.index, pd.RangeIndex) and df.index.step == 1 else 0
     empty = [first + i for i, t in enumerate(texts) if not t]
     if empty:

@@ -3,6 +3,7 @@ and rule, and one output form shared by files, Ray actors and the server."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ class Predictions:
     def values(self, proba: bool) -> np.ndarray:
         """The table cells: probabilities, or 0/1 decisions."""
         return self.probs if proba else self.hits
+
+    def unscored(self, rows: list[int]) -> Predictions:
+        """These `rows` (texts without text) marked as not scored: no label, no probability."""
+        if rows:
+            self.hits[rows] = 0
+            self.probs = self.probs.astype(np.float32, copy=True)
+            self.probs[rows] = np.nan
+        return self
 
     def label_lists(self) -> list[list[str]]:
         return label_lists(self.labels, self.hits)
@@ -155,8 +164,9 @@ def predict_file(
 
     `layout` "wide": one column per label (0/1, or probabilities with `proba`); "long": one
     row per (id, label, score) for the labels that are on. `id_col` defaults to the model's
-    (`predictor.id_col`). A progress bar counts the rows done, chunk by chunk."""
-    from mlabel.data import id_spellings, join_texts, resolve_id_col
+    (`predictor.id_col`). A progress bar counts the rows done, chunk by chunk. A row without
+    text gets no label (and empty probability cells), counted in a warning at the end."""
+    from mlabel.data import id_spellings
     from mlabel.output import LAYOUTS, RowsProgress, TableWriter
     from mlabel.tables import iter_table
 
@@ -166,19 +176,45 @@ def predict_file(
         raise UsageError("--proba does not apply to --format long: its rows carry the scores")
 
     id_col = id_col or predictor.id_col
-    n = 0
+    n, empty = 0, []
     with TableWriter(dst) as writer, RowsProgress(src, "predict") as bar:
         for chunk in iter_table(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *predictor.text_cols]
         ):
-            texts = join_texts(chunk, predictor.text_cols, Path(src).name)
-            preds = predictor.run(texts, threshold, rule)
-            col = resolve_id_col(chunk.columns, id_col)
-            ids = chunk[col].astype(str).tolist() if col in chunk else [str(i) for i in chunk.index]
+            col, ids, texts = table_rows(chunk, predictor.text_cols, id_col, Path(src).name)
+            blank = [i for i, text in enumerate(texts) if not text]
+            preds = predictor.run(texts, threshold, rule).unscored(blank)
+            empty += [n + i for i in blank]
             if layout == "long":
                 writer.write_long(col, *preds.long_rows(ids))
             else:
                 writer.write(ids, col, predictor.labels, preds.values(proba))
             n += len(ids)
             bar.update(len(ids))
+    _warn_unscored(empty, predictor.text_cols, Path(src).name)
     return n
+
+
+def table_rows(
+    chunk: Any, text_cols: list[str], id_col: str, source: str
+) -> tuple[str, list[str], list[str]]:
+    """A chunk of a table to predict: its id column (resolved), ids (row numbers without one)
+    and texts ("" for a row without text)."""
+    from mlabel.data import join_texts, resolve_id_col
+
+    texts = join_texts(chunk, text_cols, source, empty_ok=True)
+    col = resolve_id_col(chunk.columns, id_col)
+    ids = chunk[col].astype(str).tolist() if col in chunk else [str(i) for i in chunk.index]
+    return col, ids, texts
+
+
+def _warn_unscored(rows: list[int], text_cols: list[str], source: str) -> None:
+    """Say which rows (0-based positions) got no label for want of text."""
+    from mlabel.cells import name_list, row_numbers
+
+    if rows:
+        warnings.warn(
+            f"{source}: {len(rows)} row(s) with empty or missing text in {name_list(text_cols)} "
+            f"got no labels (row {row_numbers(rows)})",
+            stacklevel=3,
+        )

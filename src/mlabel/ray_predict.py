@@ -53,12 +53,9 @@ class PredictActor:
         self.threshold, self.id_col, self.proba, self.source = threshold, id_col, proba, source
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        try:
-            texts = join_texts(batch, self.predictor.text_cols, self.source)
-        except DataError as exc:  # its row numbers count from this batch's first row
-            first = batch[self.id_col].iloc[0]
-            raise DataError(f"{exc} (in the batch from {self.id_col} {first})") from None
-        preds = self.predictor.run(texts, self.threshold)
+        texts = join_texts(batch, self.predictor.text_cols, self.source, empty_ok=True)
+        blank = [i for i, text in enumerate(texts) if not text]  # not scored: no label
+        preds = self.predictor.run(texts, self.threshold).unscored(blank)
         frame = pd.DataFrame(preds.values(self.proba), columns=self.predictor.labels)
         frame.insert(0, self.id_col, batch[self.id_col].astype(str).to_numpy())
         return frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlabel import extras
@@ -99,14 +100,15 @@ def run(args: argparse.Namespace) -> int:
         _show(predictor, ["text"], [args.text], args.threshold, rule)
         return 0
     if not args.output:
-        from mlabel.data import id_spellings, load_examples
+        from mlabel.data import id_spellings
+        from mlabel.predict import table_rows
         from mlabel.tables import iter_table
 
         columns = [*id_spellings(id_col), *predictor.text_cols]
         # Only the first --limit rows are read: a huge table prints as fast as a small one.
         head = next(iter_table(args.data, chunk_rows=args.limit, str_cols=columns))
-        rows = load_examples(head, predictor.text_cols, id_col, require_labels=False)
-        _show(predictor, rows.ids, rows.texts, args.threshold, rule)
+        _, ids, texts = table_rows(head, predictor.text_cols, id_col, Path(args.data).name)
+        _show(predictor, ids, texts, args.threshold, rule)
         return 0
     n = predict_file(
         predictor,
@@ -160,6 +162,9 @@ def _show(
     for row_id, text, tags, probs, hits in zip(
         ids, texts, preds.label_lists(), preds.probs, preds.hits
     ):
+        if not text:
+            print(f"{row_id}: (no text)\n  tags: (none: not scored)")
+            continue
         print(f"{row_id}: {text.splitlines()[0][:90]}")
         print(f"  tags: {', '.join(tags) or '(none)'}")
         order = np.argsort(-probs, kind="stable")
