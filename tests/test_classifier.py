@@ -107,6 +107,16 @@ def test_empty_input(tiny_clf):
     assert tiny_clf.predict([]) == []
 
 
+def test_an_empty_text_gets_no_label(tiny_clf, arxiv):
+    """Even under "at least one label": it was read, not scored (a table row without text, as
+    `mlabel predict` gives it), where a DataFrame with such a row was refused."""
+    rows = arxiv.head(3).copy()
+    rows.loc[1, ["TITLE", "ABSTRACT"]] = None
+    got = tiny_clf.predict(rows, min_labels=1)
+    assert got[1] == [] and got[0] and got[2]
+    assert tiny_clf.predict(["", "  ", "Quantum spin chains"], min_labels=1)[:2] == [[], []]
+
+
 @pytest.mark.parametrize("which", ["tiny_clf", "list_clf"])
 def test_save_load_round_trip(request, which, arxiv, tmp_path):
     clf = request.getfixturevalue(which)

@@ -90,7 +90,7 @@ class Classifier:
     def _texts(self, texts: Any) -> list[str]:
         texts = as_frame(texts)  # a Hugging Face Dataset or pyarrow Table: its DataFrame
         if isinstance(texts, pd.DataFrame):
-            return join_texts(texts, self.predictor_.text_cols, "DataFrame")
+            return join_texts(texts, self.predictor_.text_cols, "DataFrame", empty_ok=True)
         if isinstance(texts, str):
             raise TypeError("expected a list of texts, got one string; wrap it in a list")
         return list(texts)
@@ -108,7 +108,7 @@ class Classifier:
         min_labels: int | None = None,
     ) -> list[list[str]]:
         """Label lists per text, by the stored thresholds and rule (`top_k`, `min_labels`) unless
-        the arguments override them; `top_k=0` lifts a stored cap."""
+        the arguments override them; `top_k=0` lifts a stored cap. An empty text gets none."""
         rule = self.predictor_.decision_rule(top_k, min_labels)
         return self.predictor_.predict(self._texts(texts), threshold, rule)
 

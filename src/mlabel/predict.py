@@ -123,7 +123,11 @@ class Predictor:
     def run(
         self, texts: list[str], threshold: float | None = None, rule: DecisionRule | None = None
     ) -> Predictions:
-        return self.decisions(self.predict_proba(texts), threshold, rule)
+        """Decisions for `texts`; an empty text (a table row without text) is not scored: it
+        gets no label and NaN probabilities."""
+        texts = list(texts)
+        preds = self.decisions(self.predict_proba(texts), threshold, rule)
+        return preds.unscored([i for i, text in enumerate(texts) if not text.strip()])
 
     def predict(
         self, texts: list[str], threshold: float | None = None, rule: DecisionRule | None = None
@@ -182,9 +186,8 @@ def predict_file(
             src, chunk_rows=chunk_rows, str_cols=[*id_spellings(id_col), *predictor.text_cols]
         ):
             col, ids, texts = table_rows(chunk, predictor.text_cols, id_col, Path(src).name)
-            blank = [i for i, text in enumerate(texts) if not text]
-            preds = predictor.run(texts, threshold, rule).unscored(blank)
-            empty += [n + i for i in blank]
+            preds = predictor.run(texts, threshold, rule)
+            empty += [n + i for i, text in enumerate(texts) if not text]
             if layout == "long":
                 writer.write_long(col, *preds.long_rows(ids))
             else:

@@ -54,8 +54,7 @@ class PredictActor:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         texts = join_texts(batch, self.predictor.text_cols, self.source, empty_ok=True)
-        blank = [i for i, text in enumerate(texts) if not text]  # not scored: no label
-        preds = self.predictor.run(texts, self.threshold).unscored(blank)
+        preds = self.predictor.run(texts, self.threshold)  # a row without text: not scored
         frame = pd.DataFrame(preds.values(self.proba), columns=self.predictor.labels)
         frame.insert(0, self.id_col, batch[self.id_col].astype(str).to_numpy())
         return frame
