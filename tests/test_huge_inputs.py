@@ -216,3 +216,25 @@ def test_parquet_rows_of_many_mib_are_refused(tmp_path, monkeypatch):
     assert path.stat().st_size < 10_000
     with pytest.raises(DataError, match=r"bomb.parquet: rows 1-1 hold 4 MiB each, uncompressed"):
         next(iter_table(path, 5000))
+
+
+def test_a_json_array_on_one_line_is_read_past_the_line_limit(tmp_path, monkeypatch):
+    """pandas' `to_json(orient="records")` writes a whole table on one line: a 3 MiB array
+    over a 1 MiB line limit is read (up to MAX_ARRAY_BYTES), a JSON Lines line that long is not."""
+    import pandas as pd
+
+    import mlabel.tablefile
+    from mlabel.data import load_examples
+    from mlabel.errors import DataError
+
+    monkeypatch.setattr(mlabel.tablefile, "MAX_LINE_BYTES", MiB)
+    rows = pd.DataFrame({"ID": [str(i) for i in range(300)], "text": ["word " * 2000] * 300})
+    rows.to_json(tmp_path / "t.json", orient="records")
+    assert (tmp_path / "t.json").read_bytes().count(b"\n") == 0
+    assert len(load_examples(tmp_path / "t.json", ["text"], require_labels=False)) == 300
+    monkeypatch.setattr(mlabel.tablefile, "MAX_ARRAY_BYTES", 2 * MiB)
+    with pytest.raises(DataError, match=r"t.json: line 1 of the file is longer than 2 MiB"):
+        load_examples(tmp_path / "t.json", ["text"], require_labels=False)
+    (tmp_path / "t.jsonl").write_text(json.dumps({"ID": "1", "text": "word " * MiB}) + "\n")
+    with pytest.raises(DataError, match=r"t.jsonl: line 1 of the file is longer than 1 MiB"):
+        load_examples(tmp_path / "t.jsonl", ["text"], require_labels=False)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pyarrow.parquet import FileMetaData
 
 MAX_LINE_BYTES = 64 * 2**20  # a longer line in a CSV/TSV/JSONL file is refused, not read
+# a JSON array is read whole, and pandas and `datasets` write it on one line: it may be this long
+MAX_ARRAY_BYTES = 2**30
 # what pandas reads as a missing value in CSV (its default `na_values`)
 _MISSING = "#N/A|#N/A N/A|#NA|-1.#IND|-1.#QNAN|-NaN|-nan|1.#IND|1.#QNAN|<NA>|N/A|NA|NULL|NaN"
 PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
@@ -51,7 +53,7 @@ class _LineGuard(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], name: str) -> None:
         super().__init__()
-        self._raw, self._name = raw, name
+        self._raw, self._name, self.limit = raw, name, MAX_LINE_BYTES
         self._line, self._run, self._at_start = 1, 0, True
 
     def readable(self) -> bool:
@@ -60,7 +62,7 @@ class _LineGuard(io.RawIOBase):
     def readinto(self, buffer) -> int:
         # a read no longer than the limit holds no whole line over it: checking the line that
         # runs on from the last read is enough
-        size = min(len(buffer), MAX_LINE_BYTES)
+        size = min(len(buffer), self.limit)
         data = self._raw.read(size)
         if self._at_start:
             self._at_start = False
@@ -73,10 +75,10 @@ class _LineGuard(io.RawIOBase):
     def _count_lines(self, data: bytes) -> None:
         first_end = data.find(b"\n")
         run = self._run + (len(data) if first_end < 0 else first_end)
-        if run > MAX_LINE_BYTES:
+        if run > self.limit:
             raise DataError(
                 f"{self._name}: line {self._line} of the file is longer than "
-                f"{MAX_LINE_BYTES / 2**20:g} MiB; refusing to read it (no text to classify is "
+                f"{self.limit / 2**20:g} MiB; refusing to read it (no text to classify is "
                 "this long: a damaged file or a decompression bomb?)"
             )
         if first_end < 0:
@@ -98,6 +100,11 @@ def open_table_bytes(path: Path) -> IO[bytes]:
     else:
         raw = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)(path, "rb")
     return io.BufferedReader(_LineGuard(raw, path.name), buffer_size=2**20)
+
+
+def allow_json_array(f: io.BufferedReader) -> None:
+    """Let `f` (from open_table_bytes) hold a JSON array on one line, up to MAX_ARRAY_BYTES."""
+    f.raw.limit = MAX_ARRAY_BYTES
 
 
 def _open_zip_member(path: Path) -> IO[bytes]:

@@ -19,6 +19,7 @@ from mlabel.docdir import documents, flatten_metadata, is_document_folder, iter_
 from mlabel.errors import DataError, clean, quoted
 from mlabel.tablefile import (
     ANNIF_OPTIONS,
+    allow_json_array,
     annif_columns,
     check_parquet_row_sizes,
     csv_options,
@@ -130,6 +131,7 @@ def _iter_text_table(
     shape = annif_columns if options is ANNIF_OPTIONS else (lambda chunk: chunk)
     with open_table_bytes(path) as f:
         if is_json and _is_json_array(f):
+            allow_json_array(f)
             yield from _array_chunks(f, chunk_rows, str_cols, path)
             return
         if is_json:
