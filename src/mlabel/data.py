@@ -161,9 +161,10 @@ def label_matrix_from_columns(
         bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
         if len(bad):
             more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
+            value = show_value(raw.iloc[bad[0]])
             raise DataError(
-                f"{source} row {bad[0] + 1}: label {quoted(col)} is {show_value(raw.iloc[bad[0]])}, "
-                f"expected 0 or 1{more}{_advice(col, values, len(cols)) if hint else ''}"
+                f"{source} row {bad[0] + 1}: label {quoted(col)} is {value}, expected 0 or 1"
+                f"{more}{_advice(col, values, len(cols)) if hint else ''}"
             )
         y[:, j] = values
     return y
