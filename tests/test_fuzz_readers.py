@@ -400,6 +400,8 @@ def fuzz_setup(tmp_path_factory, request):
     """A small line limit and a stub tokenizer while fuzzing; the example count at the end."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tablefile, "MAX_LINE_BYTES", LINE_LIMIT)
+        # a JSON array's lines too (its own, larger limit: test_huge_inputs)
+        mp.setattr(tablefile, "MAX_ARRAY_BYTES", LINE_LIMIT)
         mp.setattr(profile_module, "_load_tokenizer", lambda model: StubTokenizer())
         yield tmp_path_factory.mktemp("fuzz")
     plugins = request.config.pluginmanager
@@ -648,6 +650,18 @@ def test_zip_with_an_unknown_compression_method_is_a_data_error(tmp_path):
     path.write_bytes(bytes(data))
     message = one_line_error(path, lambda: load_examples(path, ["text"]))
     assert "damaged compressed file (That compression method is not supported)" in message
+
+
+def test_zip_of_a_version_zipfile_cannot_read_is_a_data_error(tmp_path):
+    """Found by the damaged-files property: zipfile refuses to open it at all."""
+    path = tmp_path / "t.json.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("t.json", '[{"text": "a", "x": 1}]')
+    data = bytearray(path.read_bytes())
+    data[data.index(b"PK\x01\x02") + 6] = 84  # the version needed to extract: 8.4
+    path.write_bytes(bytes(data))
+    message = one_line_error(path, lambda: load_examples(path, ["text"]))
+    assert message == "t.json.zip: damaged compressed file (zip file version 8.4)"
 
 
 def test_text_and_ids_spelled_like_missing_values_are_kept(tmp_path):

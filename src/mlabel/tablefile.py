@@ -109,7 +109,13 @@ def allow_json_array(f: io.BufferedReader) -> None:
 
 def _open_zip_member(path: Path) -> IO[bytes]:
     """The one table in a .zip (macOS metadata folders aside)."""
-    with zipfile.ZipFile(path) as archive:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (
+        NotImplementedError
+    ) as err:  # a zip version zipfile does not read ("zip file version 8.4")
+        raise DataError(f"{path.name}: damaged compressed file ({err})") from None
+    with archive:
         members = [
             m
             for m in archive.infolist()
