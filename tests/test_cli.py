@@ -185,6 +185,13 @@ def test_an_id_column_the_table_lacks_is_an_error(run, rows, tmp_path, capsys, c
         assert cli(capsys, *args, "--id-col", "id")[0] == 0
 
 
+def test_ray_prediction_checks_a_local_tables_id_column_first(run, rows, tmp_path, capsys):
+    """Before starting Ray, whose workers failed on it with pages of logs."""
+    args = ["predict", run[0] / "model", rows[0], "--engine", "ray", "-o", tmp_path / "o.csv"]
+    code, _, err = cli(capsys, *args, "--id-col", "doi")
+    assert_user_error(code, err, "rows.csv: column 'doi' not found", "(--id-col names them)")
+
+
 def test_bad_label_value(run, rows, tmp_path, capsys, tiny_encoder):
     table = rows[1].copy()
     table.iloc[3, table.columns.get_loc("Physics")] = 2

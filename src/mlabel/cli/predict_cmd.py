@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                 "predict --engine ray: --format long, --top-k and --min-labels "
                 "are not supported yet (the model's stored rule applies)"
             )
+        if args.data and Path(args.data).is_file():  # a folder or a cluster's path: Ray reads it
+            require_id_col(args.data, args.id_col)
         return _predict_ray(args)
     require_id_col(args.data, args.id_col)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
