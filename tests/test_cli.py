@@ -192,6 +192,15 @@ def test_ray_prediction_checks_a_local_tables_id_column_first(run, rows, tmp_pat
     assert_user_error(code, err, "rows.csv: column 'doi' not found", "(--id-col names them)")
 
 
+def test_a_small_validation_split_is_said_to_be_rough(tiny_csv, tiny_encoder, tmp_path, capsys):
+    argv = ["train", tiny_csv, "--text-cols", "TITLE", "ABSTRACT", "--model", tiny_encoder]
+    argv += ["--epochs", "1", "--max-len", "16", "--ensemble", "none", "--out", tmp_path / "r"]
+    code, _, err = cli(capsys, *argv)
+    assert code == 0 and "validation: 7 rows only: its F1 and the thresholds tuned on it" in err
+    code, _, err = cli(capsys, *argv[:-1], tmp_path / "all", "--all-data")
+    assert code == 0 and "rows only" not in err
+
+
 def test_bad_label_value(run, rows, tmp_path, capsys, tiny_encoder):
     table = rows[1].copy()
     table.iloc[3, table.columns.get_loc("Physics")] = 2

@@ -68,6 +68,7 @@ console = Console(stderr=True, markup=False, soft_wrap=True)
 
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
+SMALL_VALIDATION = 50  # validation rows under which its figures and the chosen rule are rough
 RESUMABLE = ("epochs", "patience", "max_minutes", "threads", "save_steps", "keep", "track")
 
 T = TypeVar("T")
@@ -194,8 +195,15 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
 
     def start(self, resume: bool) -> None:
-        """Report truncated texts, restore the newest checkpoint, write the run folder's start."""
+        """Report truncated texts and a small validation split, restore the newest checkpoint,
+        write the run folder's start."""
         self._note_truncation()
+        rows = len(self.val.examples) if self.val is not None else SMALL_VALIDATION
+        if rows < SMALL_VALIDATION:
+            self._say(
+                f"validation: {rows} rows only: its F1 and the thresholds tuned on it "
+                "are rough (a larger --val-frac or a --val table gives steadier ones)"
+            )
         if resume:
             self._resume()
         self._start_folder()
