@@ -154,6 +154,25 @@ def test_evaluate_a_dataframe_as_the_cli_does(list_clf, list_data, tmp_path, cap
     assert list_clf.evaluate(list_data, threshold=0.0)["micro_recall"] == 1.0
 
 
+def test_a_list_model_scores_tables_that_hold_its_labels_otherwise(list_clf, list_data):
+    """Trained on a `tags` list column, scored on the same labels as 0/1 columns or in a list
+    column of another name: the same figures (its `tags` column was required). A table with
+    neither names the labels it lacks."""
+    want = list_clf.evaluate(list_data)
+    wide = list_data.drop(columns="tags").assign(
+        **{
+            t: list_data["tags"].str.split("|").map(lambda names, t=t: int(t in names))
+            for t in TAGS
+        }
+    )
+    assert list_clf.evaluate(wide) == want
+    assert list_clf.evaluate(list_data.rename(columns={"tags": "subjects"})) == want
+    with pytest.raises(
+        DataError, match=rf"no column for {len(TAGS)} of the model's {len(TAGS)} labels"
+    ):
+        list_clf.evaluate(list_data.drop(columns="tags").assign(other=1, more=0))
+
+
 def test_a_single_label_trains_evaluates_and_predicts(tiny_encoder, list_data, tmp_path):
     """A table with one 0/1 label column (a binary task) goes through training, its
     validation split and evaluation; the figures are the label's own."""

@@ -335,7 +335,9 @@ def test_labels_fix_the_order(tmp_path):
 
 def test_missing_label_column_for_model_labels(tmp_path):
     path = write(small_frame(), tmp_path / "test.csv")
-    with pytest.raises(DataError, match=r"test.csv: column 'Biology' not found.*Physics"):
+    with pytest.raises(
+        DataError, match=r"test.csv: no column for 1 of the model's 2 labels: Biology; .*Physics"
+    ):
         load_examples(path, ["TITLE"], labels=["Physics", "Biology"])
 
 

@@ -259,6 +259,8 @@ def load_examples(
     if not require_labels:
         return Examples(ids, texts, list(labels or []), None, source)
     rest = default_label_columns(df, id_col, text_cols)
+    if labels is not None and labels_col not in df.columns:
+        labels_col = None  # the model's list column is not here: its labels in 0/1 columns?
     labels_col = list_column(df, label_cols, labels_col, labels, rest, label_sep)
     if labels_col is not None:
         names, y = labels_from_list_column(df, labels_col, label_sep, labels, source)
@@ -290,6 +292,7 @@ def _label_column_names(
     """Which 0/1 columns hold labels: `labels` (model order), `label_cols`, or all the rest."""
     if labels is not None:
         if label_cols is None:  # named columns leave the others out on purpose
+            _require_model_labels(df, labels, source)
             _warn_unknown_label_columns(df, id_col, text_cols, labels, source)
         return list(labels)
     if label_cols is not None:
@@ -301,6 +304,20 @@ def _label_column_names(
             "add 0/1 label columns or name a list column with labels_col"
         )
     return names
+
+
+def _require_model_labels(df: pd.DataFrame, labels: Sequence[str], source: str) -> None:
+    """A table scored against a model's `labels` holds each as a 0/1 column (or all of them in
+    one list column, found before): name those it lacks."""
+    missing = [n for n in labels if n not in df.columns]
+    if missing:
+        more = f" and {len(missing) - SHOW_NAMES} more" if len(missing) > SHOW_NAMES else ""
+        raise DataError(
+            f"{source}: no column for {len(missing)} of the model's {len(labels)} labels: "
+            f"{name_list(missing[:SHOW_NAMES])}{more}; a table to score holds the labels the "
+            f"model was trained on as 0/1 columns of those names, or in one list column "
+            f"(columns are: {name_list(df.columns)})"
+        )
 
 
 def _warn_unknown_label_columns(
