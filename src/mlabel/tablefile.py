@@ -111,9 +111,7 @@ def _open_zip_member(path: Path) -> IO[bytes]:
     """The one table in a .zip (macOS metadata folders aside)."""
     try:
         archive = zipfile.ZipFile(path)
-    except (
-        NotImplementedError
-    ) as err:  # a zip version zipfile does not read ("zip file version 8.4")
+    except NotImplementedError as err:  # a version zipfile does not read: "zip file version 8.4"
         raise DataError(f"{path.name}: damaged compressed file ({err})") from None
     with archive:
         members = [

@@ -66,9 +66,9 @@ __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "tra
 # messages, one line each however long (a log is read with grep); paths may hold [brackets]
 console = Console(stderr=True, markup=False, soft_wrap=True)
 
+SMALL_VALIDATION = 50  # validation rows under which its figures and the chosen rule are rough
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
-SMALL_VALIDATION = 50  # validation rows under which its figures and the chosen rule are rough
 RESUMABLE = ("epochs", "patience", "max_minutes", "threads", "save_steps", "keep", "track")
 
 T = TypeVar("T")
