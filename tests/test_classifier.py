@@ -173,6 +173,24 @@ def test_a_list_model_scores_tables_that_hold_its_labels_otherwise(list_clf, lis
         list_clf.evaluate(list_data.drop(columns="tags").assign(other=1, more=0))
 
 
+def test_evaluate_reads_the_list_column_it_is_given(list_clf, list_data, tmp_path, capsys):
+    """With other columns beside it, a list column of another name is not found alone."""
+    table = list_data.rename(columns={"tags": "subjects"}).assign(year=2020, pages=3)
+    table["subjects"] = table["subjects"].str.replace("|", ";")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    model, data = str(list_clf.model_dir_), str(tmp_path / "t.csv")
+    assert main(["evaluate", model, data, "--json"]) == 2
+    assert "no column for 28 of the model's 28 labels" in capsys.readouterr().err
+    options = ["--labels-col", "subjects", "--label-sep", ";", "--json"]
+    assert main(["evaluate", model, data, *options]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(
+        json.dumps(list_clf.evaluate(list_data))
+    )
+    assert main(["evaluate", model, data, "--labels-col", "subject"]) == 2
+    err = capsys.readouterr().err
+    assert "t.csv: column 'subject' not found" in err and "(--labels-col names them)" in err
+
+
 def test_a_single_label_trains_evaluates_and_predicts(tiny_encoder, list_data, tmp_path):
     """A table with one 0/1 label column (a binary task) goes through training, its
     validation split and evaluation; the figures are the label's own."""

@@ -53,12 +53,14 @@ def evaluate_model(
     top_k: int | None = None,
     min_labels: int | None = None,
     text_cols: list[str] | None = None,
+    label_form: dict[str, str] | None = None,
 ) -> Evaluation:
     """Load a model folder and score it on a labelled table (`evaluate`), reading the table's
-    text columns as the model was trained unless `text_cols` names them."""
+    text columns as the model was trained unless `text_cols` names them, and its labels as
+    `label_form` says (`{"labels_col": ..., "label_sep": ...}`) or as the model was trained."""
     predictor = load_predictor(model_dir, engine, device)
     predictor.text_cols = text_cols or predictor.text_cols
-    return evaluate(predictor, data, threshold, id_col, top_k, min_labels)
+    return evaluate(predictor, data, threshold, id_col, top_k, min_labels, label_form)
 
 
 def evaluate(
@@ -68,6 +70,7 @@ def evaluate(
     id_col: str | None = None,
     top_k: int | None = None,
     min_labels: int | None = None,
+    label_form: dict[str, str] | None = None,
 ) -> Evaluation:
     """Predict a labelled table (path or DataFrame) with the predictor's labels, text columns
     and id column (unless `id_col` names the table's), and score it: the decisions (by the
@@ -78,7 +81,7 @@ def evaluate(
         predictor.text_cols,
         id_col=id_col or predictor.id_col,
         labels=predictor.labels,
-        **predictor.info.label_form(),
+        **(label_form or predictor.info.label_form()),
     )
     rule = predictor.decision_rule(top_k, min_labels)
     probs = proba_in_chunks(predictor, examples.texts, examples.source)

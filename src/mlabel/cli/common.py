@@ -185,18 +185,23 @@ def table_columns(predictor: Predictor, args: argparse.Namespace) -> str:
     return args.id_col or predictor.id_col
 
 
-def require_id_col(data: str | None, id_col: str | None) -> None:
-    """An --id-col that the table lacks stops the command (its ids would silently be row
-    numbers); read from the table's first row alone."""
-    if data is None or id_col is None:
+def require_named_columns(
+    data: str | None, id_col: str | None, labels_col: str | None = None
+) -> None:
+    """An --id-col or --labels-col the table lacks stops the command: its ids would silently be
+    row numbers, its labels looked for in other columns. Read from the table's first row alone."""
+    if data is None or (id_col is None and labels_col is None):
         return
     from mlabel.cells import require_columns
     from mlabel.data import id_spellings, resolve_id_col
     from mlabel.tables import iter_table
 
-    head = next(iter_table(data, chunk_rows=1, str_cols=id_spellings(id_col)), None)
-    if head is not None:
+    spellings = id_spellings(id_col) if id_col else []
+    head = next(iter_table(data, chunk_rows=1, str_cols=spellings), None)
+    if head is not None and id_col is not None:
         require_columns(head, [resolve_id_col(head.columns, id_col)], Path(data).name, "--id-col")
+    if head is not None and labels_col is not None:
+        require_columns(head, [labels_col], Path(data).name, "--labels-col")
 
 
 def one_text(value: str) -> str:

@@ -6,11 +6,12 @@ import argparse
 import json
 
 from mlabel.cli.common import (
+    HELP,
     add_engine_option,
     add_rule_options,
     add_table_options,
     probability,
-    require_id_col,
+    require_named_columns,
     whole,
 )
 
@@ -28,6 +29,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_rule_options(p)
     add_table_options(p)
     p.add_argument(
+        "--labels-col",
+        help=f"{HELP['labels_col']} (default: the model's form: its list column, else 0/1 columns)",
+    )
+    p.add_argument("--label-sep", default="|", help=f"{HELP['label_sep']} (default: |)")
+    p.add_argument(
         "--report", metavar="DIR", help="write PNG plots, report.md and report.html to DIR"
     )
     p.add_argument(
@@ -40,7 +46,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from mlabel.evaluation import evaluate_model, format_evaluation
 
-    require_id_col(args.data, args.id_col)
+    require_named_columns(args.data, args.id_col, args.labels_col)
     result = evaluate_model(
         args.model_dir,
         args.data,
@@ -51,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         min_labels=args.min_labels,
         id_col=args.id_col,
         text_cols=args.text_cols,
+        label_form={"labels_col": args.labels_col, "label_sep": args.label_sep}
+        if args.labels_col
+        else None,
     )
     if args.json:
         print(json.dumps(result.metrics, indent=2))

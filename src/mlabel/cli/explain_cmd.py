@@ -9,7 +9,7 @@ from mlabel.cli.common import (
     add_table_options,
     one_text,
     probability,
-    require_id_col,
+    require_named_columns,
     table_columns,
     whole,
 )
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("explain: give DATA or --text (one of them)")
     if args.output and args.data is None:
         raise UsageError("explain: -o writes the words of a table; give DATA")
-    require_id_col(args.data, args.id_col)
+    require_named_columns(args.data, args.id_col)
     explainer = Explainer(args.model_dir, n_steps=args.steps)
     id_col = table_columns(explainer.predictor, args)
     if args.text is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlabel.cli.common import HELP, require_id_col
+from mlabel.cli.common import HELP, require_named_columns
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         write_inspect_report,
     )
 
-    require_id_col(args.data, args.id_col)
+    require_named_columns(args.data, args.id_col)
     profile = profile_table(
         args.data,
         args.text_cols,

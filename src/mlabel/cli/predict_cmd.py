@@ -14,7 +14,7 @@ from mlabel.cli.common import (
     non_negative,
     one_text,
     probability,
-    require_id_col,
+    require_named_columns,
     table_columns,
     whole,
 )
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
                 "are not supported yet (the model's stored rule applies)"
             )
         if args.data and Path(args.data).is_file():  # a folder or a cluster's path: Ray reads it
-            require_id_col(args.data, args.id_col)
+            require_named_columns(args.data, args.id_col)
         return _predict_ray(args)
-    require_id_col(args.data, args.id_col)
+    require_named_columns(args.data, args.id_col)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
     id_col = table_columns(predictor, args)
     rule = predictor.decision_rule(args.top_k, args.min_labels)

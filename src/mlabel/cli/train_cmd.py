@@ -6,7 +6,7 @@ import argparse
 import warnings
 from typing import TYPE_CHECKING
 
-from mlabel.cli.common import add_config_options, config_values, require_id_col
+from mlabel.cli.common import add_config_options, config_values, require_named_columns
 from mlabel.config import from_dict, load_config
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     values = load_config(args.config) if args.config else {}  # checked on its own, by file name
     cfg = from_dict({**values, **config_values(args)}, source="options")
-    require_id_col(args.data, getattr(args, "id_col", None))
+    require_named_columns(args.data, getattr(args, "id_col", None))
     check_precision(cfg.precision)  # fp16 on a machine without a GPU: before loading anything
     require_tracker(cfg.track)  # on every rank, before joining a process group
     rt = setup(cfg.threads)  # once per process; under torchrun, joins the process group

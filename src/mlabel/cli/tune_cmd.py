@@ -9,7 +9,7 @@ from mlabel.cli.common import (
     add_config_options,
     config_values,
     non_negative,
-    require_id_col,
+    require_named_columns,
     whole,
 )
 from mlabel.config import from_dict
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from mlabel.tune import SearchSpace, completed, fixed_names, max_len_choices, trials_table, tune
 
     given = config_values(args)
-    require_id_col(args.data, given.get("id_col"))
+    require_named_columns(args.data, given.get("id_col"))
     base = from_dict(given, source="options")
     space = SearchSpace(
         lr=(args.lr_min, args.lr_max),
