@@ -185,11 +185,15 @@ def test_an_id_column_the_table_lacks_is_an_error(run, rows, tmp_path, capsys, c
         assert cli(capsys, *args, "--id-col", "id")[0] == 0
 
 
-def test_ray_prediction_checks_a_local_tables_id_column_first(run, rows, tmp_path, capsys):
-    """Before starting Ray, whose workers failed on it with pages of logs."""
+def test_ray_prediction_checks_a_local_tables_columns_first(run, rows, tmp_path, capsys):
+    """Before starting Ray, whose workers failed on them with pages of logs."""
+    pytest.importorskip("ray")
     args = ["predict", run[0] / "model", rows[0], "--engine", "ray", "-o", tmp_path / "o.csv"]
     code, _, err = cli(capsys, *args, "--id-col", "doi")
     assert_user_error(code, err, "rows.csv: column 'doi' not found", "(--id-col names them)")
+    code, _, err = cli(capsys, *args, "--text-cols", "TITLE", "summary")
+    assert_user_error(code, err, "rows.csv: column 'summary' not found", "(--text-cols names them)")
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_small_validation_split_is_said_to_be_rough(tiny_csv, tiny_encoder, tmp_path, capsys):

@@ -63,6 +63,7 @@ def test_actors_read_the_columns_they_are_given(trained_tiny, table, tmp_path, m
     )
     seen = {}
     monkeypatch.setattr(ray_predict, "_start", lambda *args: None)
+    monkeypatch.setattr(ray_predict, "_check_local_columns", lambda *args: None)  # doc, body
     monkeypatch.setattr(ray_predict, "_write", lambda *args: 0)
     monkeypatch.setattr(
         ray_predict,

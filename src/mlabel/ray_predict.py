@@ -14,8 +14,10 @@ from typing import Any
 import pandas as pd
 
 from mlabel import extras, folder
+from mlabel.cells import require_columns
 from mlabel.data import join_texts
 from mlabel.errors import ConfigError, DataError, ModelError
+from mlabel.tables import iter_table
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -140,6 +142,7 @@ def predict_ray(
         raise ConfigError(f"engine {engine!r} runs on the CPU; GPU actors run torch or bf16")
     info = folder.read(model_dir)  # fail here, before starting Ray, if it is not a model folder
     id_col, text_cols = id_col or info.id_col(), text_cols or info.text_cols
+    _check_local_columns(src, id_col, text_cols)
     started = not ray.is_initialized()
     if started:
         _start(ray, address, num_actors * threads_per_actor)
@@ -173,6 +176,17 @@ def predict_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_local_columns(src: str, id_col: str, text_cols: list[str]) -> None:
+    """A local table file's id and text columns, checked before Ray starts: its workers would
+    fail on a missing one after pages of logs. A folder or a remote path is left to Ray."""
+    if not Path(src).is_file():
+        return
+    head = next(iter_table(src, chunk_rows=1, str_cols=[id_col, *text_cols]), None)
+    if head is not None:
+        require_columns(head, [id_col], Path(src).name, "--id-col")
+        require_columns(head, text_cols, Path(src).name, "--text-cols")
 
 
 def _start(ray, address: str | None, actor_cpus: int) -> None:

@@ -91,9 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 "predict --engine ray: --format long, --top-k and --min-labels "
                 "are not supported yet (the model's stored rule applies)"
             )
-        if args.data and Path(args.data).is_file():  # a folder or a cluster's path: Ray reads it
-            require_named_columns(args.data, args.id_col)
-        return _predict_ray(args)
+        return _predict_ray(args)  # which checks a local table's columns before starting Ray
     require_named_columns(args.data, args.id_col)
     predictor = load_predictor(args.model_dir, args.engine, args.device)
     id_col = table_columns(predictor, args)
