@@ -98,8 +98,9 @@ def _list_separator(
         return sep
     known = set(labels) if labels is not None else set(text)
     for other in (s for s in LIST_SEPARATORS if s != sep):
-        joined = [c for c in text if other in c]
-        if joined and 2 * sum(set(_parts(c, other)) <= known for c in joined) >= len(joined):
+        holding = [c for c in text if other in c]
+        joined = _joined(holding, other, known)
+        if joined and 2 * len(joined) >= len(holding):
             warnings.warn(
                 f"{source}: labels of column {quoted(column)} split at {other!r}, which joins "
                 f"them (e.g. {quoted(joined[0])}); no cell holds {sep!r} (--label-sep sets it)",
@@ -112,9 +113,8 @@ def _list_separator(
 def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> None:
     """Warn when label names look like lists joined by another separator than `sep`: names
     such as "Physics; Mathematics" whose parts are labels of their own too."""
-    known = set(names)
     for other in (s for s in LIST_SEPARATORS if s != sep):
-        joined = [n for n in names if other in n and set(_parts(n, other)) <= known]
+        joined = _joined(names, other, set(names))
         if joined:
             warnings.warn(
                 f"{source}: {len(joined)} label(s) of column {quoted(column)} look like lists joined "
@@ -123,6 +123,11 @@ def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> 
                 stacklevel=4,
             )
             return
+
+
+def _joined(items: list[str], sep: str, known: set[str]) -> list[str]:
+    """The `items` that `sep` splits into `known` labels only: lists joined by `sep`."""
+    return [item for item in items if sep in item and set(_parts(item, sep)) <= known]
 
 
 def _parts(name: str, sep: str) -> list[str]:

@@ -2,9 +2,9 @@
 
 A label's URI comes from, in order: a base URL or a table given when serving (`base` +
 url-quoted label), the label -> URI table stored in mlabel.json at training time (from
-`subject_uris`, a table file, or `subject_uri_base`), else a stable default: the label itself where it is a URI (a
-corpus in Annif's form), else `urn:mlabel:<project>:<url-quoted label>`. A label that is a URI
-takes its readable name, the `label` Annif answers, from such a table too.
+`subject_uris`, a table file, or `subject_uri_base`), else a stable default: the label itself
+where it is a URI (a corpus in Annif's form), else `urn:mlabel:<project>:<url-quoted label>`. A
+label that is a URI takes its readable name, the `label` Annif answers, from such a table too.
 """
 
 from __future__ import annotations

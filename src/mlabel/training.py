@@ -198,10 +198,9 @@ class _Run:
         """Report truncated texts and a small validation split, restore the newest checkpoint,
         write the run folder's start."""
         self._note_truncation()
-        rows = len(self.val.examples) if self.val is not None else SMALL_VALIDATION
-        if rows < SMALL_VALIDATION:
+        if self.val is not None and len(self.val.examples) < SMALL_VALIDATION:
             self._say(
-                f"validation: {rows} rows only: its F1 and the thresholds tuned on it "
+                f"validation: {len(self.val.examples)} rows only: its F1 and the thresholds tuned on it "
                 "are rough (a larger --val-frac or a --val table gives steadier ones)"
             )
         if resume:
