@@ -35,6 +35,7 @@ def test_require_passes_when_the_packages_asked_for_are_present(fake_extra):
 
 def test_a_submodule_that_fails_to_import_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)  # even after another test imported it
     assert extras.missing("ray") == "ray"
     monkeypatch.setitem(extras.EXTRAS, "ray", {"ray.data": "ray[data]"})
     with pytest.raises(ExtraMissing, match=r"needs the ray\[data\] package: .*'mlabel\[ray\]'"):
