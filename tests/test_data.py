@@ -404,6 +404,19 @@ def test_a_missing_default_text_column_suggests_a_column_of_text(tmp_path, colum
         load_examples(write(frame, tmp_path / "train.csv"), ["text"])
 
 
+def test_a_table_without_header_line_says_its_first_line_is_data(tmp_path):
+    # GoEmotions' own files: text TAB label numbers TAB id, no header line
+    rows = ["That game hurt and I will never watch them play again.\t3,27\teebbqej", "ok\t5\teeb"]
+    path = write_text(tmp_path / "train.tsv", "\n".join(rows) + "\n")
+    with pytest.raises(DataError) as err:
+        load_examples(path, ["text"])
+    assert str(err.value).startswith(
+        "train.tsv: column 'text' not found: the first line holds data, not column names "
+        "('That game hurt"
+    )
+    assert str(err.value).endswith("add a first line that names the columns")
+
+
 @pytest.mark.parametrize(
     ("value", "shown"), [("2", "2"), ("yes", "'yes'"), ("", "empty"), ("0.5", "0.5")]
 )

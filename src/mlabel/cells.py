@@ -16,6 +16,7 @@ import pandas as pd
 from mlabel.errors import DataError, clean, quoted
 
 SHOW_ROWS = 10  # how many row numbers an error message lists before "..."
+HEADER_WORDS = 8  # a column "name" of this many words is text: the first line is a row of data
 BOOL_WORDS = {"true": 1, "false": 0}  # read as label values like pandas' True/False
 
 
@@ -43,12 +44,23 @@ def require_columns(
     for col in cols:
         if col in df.columns:
             continue
+        if (data := _data_in_header(present)) is not None:
+            raise DataError(
+                f"{source}: column {quoted(col)} not found: the first line holds data, not column "
+                f"names ({quoted(data)}); add a first line that names the columns"
+            )
         guess = _guess_column(df, col, text=option == "--text-cols")
         hint = f"; did you mean {quoted(guess)}?" if guess else ""
         hint += f" ({option} names them)" if option else ""
         raise DataError(
             f"{source}: column {quoted(col)} not found; columns are: {name_list(present)}{hint}"
         )
+
+
+def _data_in_header(names: list[str]) -> str | None:
+    """A column name that is text rather than a name (a sentence of HEADER_WORDS words or more):
+    the header of a table whose first line is a row of data."""
+    return next((name for name in names if len(name.split()) >= HEADER_WORDS), None)
 
 
 def _guess_column(df: pd.DataFrame, col: str, text: bool) -> str | None:
