@@ -10,7 +10,7 @@ import pytest
 from mlabel.data import Examples, default_label_columns, join_texts, load_examples
 from mlabel.errors import DataError
 from mlabel.split import split_examples
-from mlabel.tables import iter_table, read_table, table_rows
+from mlabel.tables import count_rows, iter_table, read_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,8 +175,21 @@ def test_a_folder_of_parquet_parts_is_one_table(tmp_path):
     np.testing.assert_array_equal(ex.y, whole.y)
     chunks = list(iter_table(parts, chunk_rows=1))
     assert [c.index.tolist() for c in chunks] == [[0], [1], [2], [3]]
-    assert table_rows(parts) == 4
+    assert count_rows(parts) == 4
     assert read_table(parts)["ID"].tolist() == ["007", "a2", "a3", "a4"]
+
+
+def test_text_tables_rows_are_counted_for_progress_bars(tmp_path):
+    """CSV/TSV rows are counted as pandas reads them (a quoted line break is one row), JSON
+    Lines by their lines; a JSON array, or a file that cannot be read, has no count."""
+    df = pd.DataFrame({"ID": ["1", "2", "3"], "text": ["two\nlines", "b", "c"], "x": [1, 0, 1]})
+    for name in ["t.csv", "t.tsv", "t.csv.gz", "t.jsonl", "t.parquet"]:
+        path = write(df, tmp_path / name)
+        assert count_rows(path) == sum(len(c) for c in iter_table(path, 2)) == 3, name
+    lines = write_text(tmp_path / "blank.jsonl", '{"text": "a"}\n\n{"text": "b"}\n')
+    assert count_rows(lines) == len(read_table(lines)) == 2
+    assert count_rows(write_text(tmp_path / "array.json", '[{"text": "a"}]')) is None
+    assert count_rows(write_text(tmp_path / "bad.csv.gz", "not gzip")) is None
 
 
 def test_labels_the_model_does_not_know_are_counted_and_left_out(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from mlabel.cli import main
 from mlabel.data import load_examples
 from mlabel.reports.profile import inspect_tables, profile_table
-from mlabel.tables import iter_table, read_table, table_rows
+from mlabel.tables import count_rows, iter_table, read_table
 
 URI = "http://example.org/topic/"
 
@@ -53,7 +53,7 @@ def test_a_folder_reads_as_ids_texts_and_subjects(corpus, arxiv):
     assert table.at[21, "subject_uris"] == [] and table.at[22, "subject_uris"] is None
     chunks = list(iter_table(corpus, chunk_rows=10))
     assert [len(c) for c in chunks] == [10, 10, 4] and chunks[2].index[0] == 20
-    assert table_rows(corpus) == 24
+    assert count_rows(corpus) == 24
 
 
 def test_labels_alone_are_the_subjects_where_no_uris_are_given(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -159,7 +160,7 @@ def test_rows_without_text_get_no_label_and_a_warning(trained_tiny, small_csv, t
     )
 
 
-@pytest.mark.parametrize("suffix, total", [(".parquet", 40), (".csv", None)])
+@pytest.mark.parametrize("suffix, total", [(".parquet", 40), (".csv", 40), (".json", None)])
 def test_predict_file_shows_rows_done(
     trained_tiny, small_csv, tmp_path, monkeypatch, suffix, total
 ):
@@ -167,7 +168,10 @@ def test_predict_file_shows_rows_done(
 
     src = tmp_path / f"in{suffix}"
     rows = pd.read_csv(small_csv, dtype={"ID": str}).head(40)
-    rows.to_parquet(src) if suffix == ".parquet" else rows.to_csv(src, index=False)
+    {".parquet": rows.to_parquet, ".csv": partial(rows.to_csv, index=False)}.get(
+        suffix,
+        partial(rows.to_json, orient="records"),  # a JSON array: its rows are not counted
+    )(src)
     monkeypatch.setattr(mlabel.output, "tqdm", RecordingBar)
     RecordingBar.made.clear()
     predict_file(Predictor(trained_tiny, "torch"), src, tmp_path / "p.csv", chunk_rows=16)

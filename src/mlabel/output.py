@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from mlabel.atomic import replace_on_success
 from mlabel.errors import DataError
-from mlabel.tables import table_rows
+from mlabel.tables import count_rows
 
 OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
 LAYOUTS = ("wide", "long")
@@ -88,9 +88,8 @@ class TableWriter:
 
 
 class RowsProgress:
-    """A progress bar of a table's rows done (out of `total`, else the total where the file
-    records it), shown from the first chunk done on: an error in the first chunk stays one
-    line."""
+    """A progress bar of a table's rows done (out of `total`, else the rows `count_rows` finds),
+    shown from the first chunk done on: an error in the first chunk stays one line."""
 
     def __init__(self, src: str | Path, verb: str, total: int | None = None):
         self.src, self.verb, self.total = Path(src), verb, total
@@ -99,7 +98,7 @@ class RowsProgress:
     def update(self, rows: int) -> None:
         if self._bar is None:
             desc = f"{self.verb} {self.src.name}"
-            total = self.total if self.total is not None else table_rows(self.src)
+            total = self.total if self.total is not None else count_rows(self.src)
             self._bar = tqdm(total=total, desc=desc, unit="row", leave=False)
         self._bar.update(rows)
 

@@ -31,6 +31,7 @@ from mlabel.tablefile import (
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
+COUNT_CHUNK_ROWS = 200_000  # rows per chunk when counting a CSV/TSV's rows
 SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")  # not read: their export is CSV
 
 
@@ -104,18 +105,37 @@ def iter_table(
         ) from None
 
 
-def table_rows(path: str | Path) -> int | None:
-    """How many rows the table holds where its files record it (Parquet, a folder of Parquet
-    parts) or a document folder's files tell; else None."""
+def count_rows(path: str | Path) -> int | None:
+    """How many rows the table holds: from its metadata (Parquet, a folder of Parquet parts, a
+    document folder), else by a quick read of its first column (CSV/TSV) or its lines (JSON
+    Lines); None for a JSON array or a table that cannot be read (`iter_table` says why)."""
     if is_document_folder(path):
         return len(documents(Path(path)))
     parts = parquet_parts(Path(path)) or [Path(path)]
-    if any(p.suffix.lower() != ".parquet" for p in parts):
-        return None
     try:
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
-    except (OSError, pa.ArrowException):
-        return None  # iter_table says what is wrong with it
+        if any(p.suffix.lower() == ".parquet" for p in parts):
+            return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+        return _count_text_rows(Path(path), table_format(path))
+    except (
+        DataError,
+        OSError,
+        ValueError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        zipfile.BadZipFile,
+        pa.ArrowException,
+    ):
+        return None
+
+
+def _count_text_rows(path: Path, fmt: str) -> int | None:
+    with open_table_bytes(path) as f:
+        if fmt not in JSON_FORMATS:
+            options = csv_options(path, fmt, [])
+            chunks = pd.read_csv(f, **options, usecols=[0], chunksize=COUNT_CHUNK_ROWS)
+            return sum(len(chunk) for chunk in chunks)
+        return None if _is_json_array(f) else sum(1 for line in f if line.strip())
 
 
 def _first_line(err: Exception) -> str:
