@@ -179,6 +179,21 @@ def test_a_folder_of_parquet_parts_is_one_table(tmp_path):
     assert read_table(parts)["ID"].tolist() == ["007", "a2", "a3", "a4"]
 
 
+def test_a_hive_partitioned_parquet_folder_is_one_table_with_its_partition_columns(tmp_path):
+    """`pyarrow.parquet.write_to_dataset(partition_cols=...)` (and Spark's `partitionBy`) put
+    parts in `key=value` folders: the value is a column again; "_" and "." files are not parts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = small_frame().assign(source=["arXiv", "a/b", None, "arXiv"])  # "/" is escaped
+    pq.write_to_dataset(pa.Table.from_pandas(df), tmp_path / "hive", partition_cols=["source"])
+    (tmp_path / "hive" / "_common_metadata.parquet").write_bytes(b"not a part")
+    table = read_table(tmp_path / "hive").sort_values("ID", ignore_index=True)
+    assert table["source"].tolist() == ["arXiv", "a/b", None, "arXiv"]
+    pd.testing.assert_frame_equal(table.drop(columns="source"), small_frame())
+    assert count_rows(tmp_path / "hive") == 4
+
+
 def test_text_tables_rows_are_counted_for_progress_bars(tmp_path):
     """CSV/TSV rows are counted as pandas reads them (a quoted line break is one row), JSON
     Lines by their lines; a JSON array, or a file that cannot be read, has no count."""

@@ -16,6 +16,7 @@ import zipfile
 import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -30,6 +31,7 @@ MAX_ARRAY_BYTES = 2**30
 # what pandas reads as a missing value in CSV (its default `na_values`)
 _MISSING = "#N/A|#N/A N/A|#NA|-1.#IND|-1.#QNAN|-NaN|-nan|1.#IND|1.#QNAN|<NA>|N/A|NA|NULL|NaN"
 PANDAS_MISSING = ("", *_MISSING.split("|"), "None", "n/a", "nan", "null")
+HIVE_MISSING = "__HIVE_DEFAULT_PARTITION__"  # a partition folder's value for a missing cell
 ANNIF_URIS = re.compile(r"\s*(?:<[^<>\s]+>\s*)+")  # Annif's subjects of a document: "<uri> <uri>"
 # the columns of Annif's short-text corpus, a TSV without header: text TAB subjects
 ANNIF_COLUMNS = ["text", "subject_uris"]
@@ -209,8 +211,27 @@ def where_not_utf8(path: Path) -> str:
 
 def parquet_parts(path: Path) -> list[Path]:
     """The Parquet files of a folder that holds one table in parts (as Ray, Spark and Dask
-    write one, and `predict --engine ray -o DIR`), in name order; [] for anything else."""
-    return sorted(p for p in path.glob("*.parquet") if p.is_file()) if path.is_dir() else []
+    write one, and `predict --engine ray -o DIR`), in its subfolders too (Hive partitions,
+    `year=2020/`), in name order; files named "_..." or "..." are not parts (as for Arrow);
+    [] for anything else."""
+    if not path.is_dir():
+        return []
+    parts = (p for p in path.rglob("*.parquet") if p.is_file())
+    return sorted(p for p in parts if not _hidden(p.relative_to(path)))
+
+
+def _hidden(relative: Path) -> bool:
+    return any(name.startswith(("_", ".")) for name in relative.parts)
+
+
+def partition_values(part: Path, root: Path) -> dict[str, str]:
+    """The Hive partition columns of a part, from its folders' names: `year=2020/x.parquet` ->
+    {"year": "2020"} (values unquoted as Spark and Arrow escape them)."""
+    folders = part.relative_to(root).parts[:-1]
+    return dict(
+        (unquote(key), unquote(value))
+        for key, _, value in (f.partition("=") for f in folders if "=" in f)
+    )
 
 
 def check_parquet_row_sizes(meta: FileMetaData, path: Path) -> None:

@@ -19,12 +19,14 @@ from mlabel.docdir import documents, flatten_metadata, is_document_folder, iter_
 from mlabel.errors import DataError, clean, quoted
 from mlabel.tablefile import (
     ANNIF_OPTIONS,
+    HIVE_MISSING,
     allow_json_array,
     annif_columns,
     check_parquet_row_sizes,
     csv_options,
     open_table_bytes,
     parquet_parts,
+    partition_values,
     where_not_utf8,
 )
 
@@ -85,7 +87,7 @@ def iter_table(
     str_cols = list(str_cols)
     try:
         if parts:
-            yield from _iter_parquet_parts(parts, chunk_rows, str_cols)
+            yield from _iter_parquet_parts(path, parts, chunk_rows, str_cols)
         elif fmt == ".parquet":
             yield from _iter_parquet(path, chunk_rows, str_cols)
         else:
@@ -201,18 +203,28 @@ def _keeping_fields(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def _iter_parquet_parts(
-    parts: list[Path], chunk_rows: int | None, str_cols: list[str]
+    root: Path, parts: list[Path], chunk_rows: int | None, str_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
-    """The parts' rows as one table, numbered from the first part's first row; chunks do not
-    span parts (`chunk_rows` None: the whole table, one chunk)."""
+    """The parts' rows as one table, numbered from the first part's first row, with the
+    partition columns of their folders; chunks do not span parts (`chunk_rows` None: the whole
+    table, one chunk)."""
     if chunk_rows is None:
-        yield pd.concat([next(_iter_parquet(p, None, str_cols)) for p in parts], ignore_index=True)
+        whole = [_partitioned(next(_iter_parquet(p, None, str_cols)), p, root) for p in parts]
+        yield pd.concat(whole, ignore_index=True)
         return
     start = 0
     for part in parts:
         for chunk in _iter_parquet(part, chunk_rows, str_cols, start):
             start += len(chunk)
-            yield chunk
+            yield _partitioned(chunk, part, root)
+
+
+def _partitioned(chunk: pd.DataFrame, part: Path, root: Path) -> pd.DataFrame:
+    """A part's chunk with the columns its folders' names give (`year=2020`), as strings."""
+    for name, value in partition_values(part, root).items():
+        if name not in chunk.columns:
+            chunk[name] = None if value == HIVE_MISSING else value
+    return chunk
 
 
 def _iter_parquet(
