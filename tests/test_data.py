@@ -270,6 +270,24 @@ def test_label_lists_written_as_text_literals(tmp_path):
     assert ex.labels == ["27", "3", "[not a list"]
 
 
+def test_label_lists_in_numpys_form_are_read_item_by_item(tmp_path):
+    """`datasets`' `to_csv` writes list cells as numpy prints them: no commas ("[2 0]",
+    "['a' 'b']"), long ones over several lines. Python's reader would join "'a' 'b'" into "ab"."""
+    path = write_text(
+        tmp_path / "hf.csv",
+        "text,tags,ids\n"
+        "x,['Computer Science' 'Physics'],[2 0]\n"
+        "y,\"['a, b']\",[1]\n"
+        "z,\"['Physics' 'x'\n 'it\\'s']\",[]\n",
+    )
+    ex = load_examples(path, ["text"], labels_col="tags", label_cols=None)
+    assert ex.labels == ["Computer Science", "Physics", "a, b", "it's", "x"]
+    np.testing.assert_array_equal(ex.y[:, 1], [1, 0, 1])
+    ex = load_examples(path, ["text"], labels_col="ids")
+    assert ex.labels == ["0", "1", "2"]
+    np.testing.assert_array_equal(ex.y, [[1, 0, 1], [0, 1, 0], [0, 0, 0]])
+
+
 def test_label_list_with_27_labels_and_custom_separator(tmp_path):
     names = [f"L{i:02d}" for i in range(27)]
     rows = [";".join(names[i : i + 3]) for i in range(0, 27, 3)] * 2

@@ -21,6 +21,7 @@ LAYERS = [
         "limits",
         "decision",
         "tablefile",
+        "arrowdata",
         "docdir",
         "subjects",
         "tables",

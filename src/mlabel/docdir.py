@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlabel.arrowdata import is_dataset_folder
 from mlabel.errors import DataError
 from mlabel.tablefile import ANNIF_COLUMNS, MAX_LINE_BYTES, parquet_parts
 
@@ -140,9 +141,11 @@ def _parse_subjects(content: str) -> list[str]:
 
 
 def is_document_folder(data: object) -> bool:
-    """Whether `data` names a folder read as a document corpus: not a table, a DataFrame, or a
-    folder of Parquet parts."""
-    return isinstance(data, str | Path) and Path(data).is_dir() and not parquet_parts(Path(data))
+    """Whether `data` names a folder read as a document corpus: not a table, a DataFrame, a
+    folder of Parquet parts or a `datasets` folder."""
+    if not (isinstance(data, str | Path) and Path(data).is_dir()):
+        return False
+    return not (parquet_parts(Path(data)) or is_dataset_folder(Path(data)))
 
 
 def holds_subjects(cells: pd.Series) -> bool:

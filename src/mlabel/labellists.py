@@ -17,6 +17,8 @@ from mlabel.errors import DataError, quoted
 from mlabel.tablefile import ANNIF_COLUMNS, ANNIF_URIS
 
 ANNIF_URI = re.compile(r"<([^<>\s]+)>")
+# an item of a list written as text: a quoted string, or a number (or other literal) unquoted
+LIST_ITEM = re.compile(r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|[^\s,'"\[\]{}:]+""")
 LIST_SEPARATORS = ("|", ";", ",", "/", "\t")  # where label lists are commonly split
 
 
@@ -177,9 +179,15 @@ def _label_list(cell: object, sep: str) -> list[str] | None:
 
 
 def _literal_list(text: str) -> list | str:
-    """A list literal ("['a', 'b']", '["a"]', "[3, 27]") as a list; other text unchanged."""
-    try:
-        value = ast.literal_eval(text.strip())  # literals only: never runs code
+    """A list written as text as a list: Python's form ("['a', 'b']", '["a"]', "[3, 27]") or
+    numpy's, without commas ("['a' 'b']", "[3 27]", as `datasets`' `to_csv` writes lists); other
+    text unchanged. A flat list's items are read one by one: Python reads "'a' 'b'" as "ab"."""
+    inner = text.strip()[1:-1]
+    flat = re.fullmatch(r"[\s,]*", LIST_ITEM.sub("", inner)) is not None
+    try:  # literals only: never runs code
+        if flat:
+            return [ast.literal_eval(item) for item in LIST_ITEM.findall(inner)]
+        value = ast.literal_eval(text.strip())  # nested lists or mappings: refused by the caller
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return text
     return value if isinstance(value, list) else text

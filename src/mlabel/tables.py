@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlabel.arrowdata import ARROW_SUFFIXES, arrow_files, arrow_table, class_names, with_class_names
 from mlabel.docdir import documents, flatten_metadata, is_document_folder, iter_documents
 from mlabel.errors import DataError, clean, quoted
 from mlabel.tablefile import (
@@ -30,7 +31,8 @@ from mlabel.tablefile import (
     where_not_utf8,
 )
 
-FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+TEXT_FORMATS = (".csv", ".tsv", ".jsonl", ".json")  # read compressed too
+FORMATS = (*TEXT_FORMATS, ".parquet", *ARROW_SUFFIXES)
 JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 COUNT_CHUNK_ROWS = 200_000  # rows per chunk when counting a CSV/TSV's rows
@@ -43,8 +45,9 @@ def table_format(path: str | Path) -> str:
     if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]
     fmt = suffixes[-1] if suffixes else ""
-    if fmt not in FORMATS or (fmt == ".parquet" and Path(path).suffix.lower() != ".parquet"):
-        supported = ", ".join(FORMATS) + " (all but parquet may end in " + ", ".join(COMPRESSIONS)
+    if fmt not in FORMATS or (fmt not in TEXT_FORMATS and Path(path).suffix.lower() != fmt):
+        compressed = ", ".join(TEXT_FORMATS) + " may end in " + ", ".join(COMPRESSIONS)
+        supported = f"{', '.join(FORMATS)} ({compressed}"
         advice = "; save a spreadsheet as CSV UTF-8" if fmt in SPREADSHEETS else ""
         raise DataError(
             f"{Path(path).name}: unsupported file type; supported: {supported}){advice}"
@@ -73,20 +76,23 @@ def iter_table(
 
     Each chunk's index is the 0-based position of its rows in the whole file; column names are
     strings. In CSV/TSV the `str_cols` and `list_cols` keep text such as "NA" or "007" as it is
-    written. A folder of Parquet files is one table in parts, read in name order; another
-    folder is read as Annif's full-text document corpus (`mlabel.docdir`).
+    written. A folder of Parquet files is one table in parts, read in name order, and so is a
+    `datasets` folder of Arrow files (`mlabel.arrowdata`); another folder is read as Annif's
+    full-text document corpus (`mlabel.docdir`).
     """
     path = Path(path)
     if is_document_folder(path):
         yield from iter_documents(path, chunk_rows)
         return
-    parts = parquet_parts(path)
-    fmt = ".parquet" if parts else table_format(path)
-    if not (parts or path.is_file()):
+    arrows, parts = arrow_files(path), parquet_parts(path)
+    fmt = ".parquet" if parts else ".arrow" if arrows else table_format(path)
+    if not (arrows or parts or path.is_file()):
         raise DataError(f"{path.name}: file not found")
     str_cols = list(str_cols)
     try:
-        if parts:
+        if arrows:
+            yield from _iter_arrow(path, arrows, chunk_rows, str_cols)
+        elif parts:
             yield from _iter_parquet_parts(path, parts, chunk_rows, str_cols)
         elif fmt == ".parquet":
             yield from _iter_parquet(path, chunk_rows, str_cols)
@@ -108,13 +114,15 @@ def iter_table(
 
 
 def count_rows(path: str | Path) -> int | None:
-    """How many rows the table holds: from its metadata (Parquet, a folder of Parquet parts, a
-    document folder), else by a quick read of its first column (CSV/TSV) or its lines (JSON
+    """How many rows the table holds: from its metadata (Parquet, a folder of Parquet parts, Arrow
+    files, a document folder), else by a quick read of its first column (CSV/TSV) or its lines (JSON
     Lines); None for a JSON array or a table that cannot be read (`iter_table` says why)."""
     if is_document_folder(path):
         return len(documents(Path(path)))
     parts = parquet_parts(Path(path)) or [Path(path)]
     try:
+        if arrows := arrow_files(Path(path)):
+            return sum(arrow_table(p).num_rows for p in arrows)
         if any(p.suffix.lower() == ".parquet" for p in parts):
             return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         return _count_text_rows(Path(path), table_format(path))
@@ -234,12 +242,40 @@ def _iter_parquet(
     check_parquet_row_sizes(file.metadata, path)
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
     for batch in batches:
-        batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
-        chunk = _checked_chunk(batch.to_pandas(), start, path)
-        start += len(chunk)
-        for col in set(str_cols) & set(chunk.columns):
-            chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
-        yield chunk
+        yield _arrow_chunk(batch, start, str_cols, class_names(file.schema_arrow), path)
+        start += batch.num_rows
+
+
+def _iter_arrow(
+    path: Path, files: list[Path], chunk_rows: int | None, str_cols: list[str]
+) -> Iterator[pd.DataFrame]:
+    """Arrow files (a `datasets` folder's, in order) as one memory-mapped table, in chunks."""
+    table = pa.concat_tables([_arrow_file(file) for file in files])
+    names = class_names(table.schema)
+    step = chunk_rows or max(table.num_rows, 1)
+    for start in range(0, max(table.num_rows, 1), step):
+        yield _arrow_chunk(table.slice(start, step), start, str_cols, names, path)
+
+
+def _arrow_file(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise DataError(f"{path.parent.name}: its file {path.name} is missing")
+    return arrow_table(path)
+
+
+def _arrow_chunk(
+    batch: pa.Table | pa.RecordBatch,
+    start: int,
+    str_cols: list[str],
+    names: dict[str, list[str]],
+    path: Path,
+) -> pd.DataFrame:
+    """Rows of Arrow data as a checked chunk: ids and texts as strings, class numbers as names."""
+    batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
+    chunk = with_class_names(_checked_chunk(batch.to_pandas(), start, path), names)
+    for col in set(str_cols) & set(chunk.columns):
+        chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
+    return chunk
 
 
 def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
