@@ -557,11 +557,34 @@ def test_partly_missing_text_is_kept():
     assert join_texts(df, ["TITLE", "ABSTRACT"], "DataFrame") == ["a\nx", "y"]
 
 
-def test_duplicate_ids(tmp_path):
+def test_an_id_on_rows_of_different_texts_is_an_error(tmp_path):
     df = small_frame()
     df.loc[3, "ID"] = "a2"
-    with pytest.raises(DataError, match=r"train.csv: duplicate ID 'a2' in rows 2, 4"):
-        load_examples(write(df, tmp_path / "train.csv"), ["TITLE"])
+    with pytest.raises(DataError) as err:
+        load_examples(write(df, tmp_path / "train.csv"), ["TITLE", "ABSTRACT"])
+    assert str(err.value) == (
+        "train.csv: rows 2, 4 share ID 'a2' but not their text (ids name one text each)"
+    )
+
+
+@pytest.mark.parametrize("form", ["names", "lists", "0/1"])
+def test_rows_of_one_text_and_its_labels_are_one_text(tmp_path, form):
+    """One row per text and label (a database export), the text repeated: one text with the
+    labels of all its rows, in order of first appearance, said in a warning."""
+    df = pd.DataFrame({"ID": ["p1", "p2", "p3", "p1", "p3", "p2"], "TITLE": list("abcacb")})
+    if form == "0/1":
+        df = df.assign(Physics=[1, 0, 0, 0, 0, 0], Math=[0, 1, 1, 0, 1, 0], Bio=[0, 1, 0, 1, 0, 1])
+    else:
+        first = "Math" if form == "names" else "Math|Bio"
+        df["subject"] = ["Physics", first, "Math", "Bio", "Math", "Bio"]
+    with pytest.warns(UserWarning, match=r"train.csv: 6 rows hold 3 texts: rows that share ID"):
+        ex = load_examples(write(df, tmp_path / "train.csv"), ["TITLE"])
+    assert (ex.ids, ex.texts) == (["p1", "p2", "p3"], ["a", "b", "c"])
+    assert dict(zip(ex.labels, ex.y.T.tolist())) == {
+        "Bio": [1, 1, 0],
+        "Math": [0, 1, 1],
+        "Physics": [1, 0, 0],
+    }
 
 
 def test_empty_id(tmp_path):

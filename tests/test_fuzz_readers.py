@@ -331,11 +331,24 @@ def check_ids_and_texts(table: Table) -> list[str]:
         blank = [i for i, v in enumerate(ids) if not cell_text(v)]
         if blank:
             raise Expected(rf"row {blank[0] + 1}: column '{table.id_col}' is empty")
-        if len(set(ids)) < n:
-            raise Expected(rf": duplicate {table.id_col} ")
     if empty_rows(table):
         raise Expected(rf"row\(s\) with empty or missing text in .*: row {empty_rows(table)[0]}\b")
     return list(table.columns[table.id_col]) if table.id_col else [str(i) for i in range(n)]
+
+
+def one_row_per_id(table: Table, ids: list[str], y: np.ndarray) -> tuple:
+    """(ids, texts, y) with rows that share an id and its text as one row carrying all their
+    labels, as load_examples reads them; raises Expected when such rows differ in text."""
+    texts, first = expected_texts(table), {}
+    for i, row_id in enumerate(ids):
+        if texts[first.setdefault(row_id, i)] != texts[i]:
+            raise Expected(rf"share {re.escape(table.id_col)} .* but not their text")
+    keep = list(first.values())
+    merged = np.zeros((len(keep), y.shape[1]), dtype=np.float32)
+    for i, row_id in enumerate(ids):
+        at = keep.index(first[row_id])
+        merged[at] = np.maximum(merged[at], y[i])
+    return list(first), [texts[i] for i in keep], merged
 
 
 def check_label_columns(table: Table, cols: list[str], layout: Layout) -> np.ndarray:
@@ -439,14 +452,16 @@ def test_train_reads_label_columns(fuzz_setup, table, layout, choose):
 
     def oracle(t: Table):
         ids = check_ids_and_texts(t)
-        return ids, check_label_columns(t, label_cols or t.labels_in_file, layout)
+        return one_row_per_id(
+            t, ids, check_label_columns(t, label_cols or t.labels_in_file, layout)
+        )
 
     errors, want = expectations(table, layout, read, oracle)
 
     def check(ex):
-        assert ex.ids == want[0] and ex.texts == expected_texts(table)
+        assert (ex.ids, ex.texts) == want[:2]
         assert ex.labels == (label_cols or table.labels_in_file)
-        assert np.array_equal(ex.y, want[1])
+        assert np.array_equal(ex.y, want[2])
 
     load = lambda: load_examples(path, table.text_cols, label_cols=label_cols)  # noqa: E731
     run_case("train", path, errors, load, check if want else None)
@@ -458,13 +473,15 @@ def test_train_reads_a_label_list_column(fuzz_setup, table, layout):
     path, read = fresh_case(table, layout, fuzz_setup)
 
     def oracle(t: Table):
-        return check_ids_and_texts(t), check_label_lists(t, None)
+        ids = check_ids_and_texts(t)
+        names, y = check_label_lists(t, None)
+        return names, one_row_per_id(t, ids, y)
 
     errors, want = expectations(table, layout, read, oracle)
 
     def check(ex):
-        assert ex.texts == expected_texts(table) and ex.ids == want[0]
-        assert ex.labels == want[1][0] and np.array_equal(ex.y, want[1][1])
+        assert (ex.ids, ex.texts) == want[1][:2]
+        assert ex.labels == want[0] and np.array_equal(ex.y, want[1][2])
 
     load = lambda: load_examples(path, table.text_cols, labels_col=table.list_col)  # noqa: E731
     run_case("train-lists", path, errors, load, check if want else None)
@@ -485,13 +502,13 @@ def test_evaluate_reads_the_model_labels(fuzz_setup, table, layout, data):
     def oracle(t: Table):
         ids = check_ids_and_texts(t)
         if t.list_col:
-            return ids, check_label_lists(t, model_labels)[1]
-        return ids, check_label_columns(t, model_labels, layout)
+            return one_row_per_id(t, ids, check_label_lists(t, model_labels)[1])
+        return one_row_per_id(t, ids, check_label_columns(t, model_labels, layout))
 
     errors, want = expectations(table, layout, read, oracle)
 
     def check(ex):
-        assert ex.labels == model_labels and np.array_equal(ex.y, want[1])
+        assert ex.labels == model_labels and np.array_equal(ex.y, want[2])
 
     load = lambda: load_examples(path, table.text_cols, labels=model_labels, **columns)  # noqa: E731
     run_case("evaluate", path, errors, load, check if want else None)

@@ -130,21 +130,36 @@ def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
     missing = np.flatnonzero(ids.isna().to_numpy() | (ids.astype("str").str.strip() == ""))
     if len(missing):
         raise DataError(f"{source} row {missing[0] + 1}: column {quoted(id_col)} is empty")
-    ids = ids.astype("str").tolist()
-    _check_unique_ids(ids, id_col, source)
-    return ids
+    return ids.astype("str").tolist()
 
 
-def _check_unique_ids(ids: list[str], id_col: str, source: str) -> None:
-    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
-    if not dup.any():
-        return
-    first = ids[int(np.argmax(dup))]
-    rows = [i for i, v in enumerate(ids) if v == first]
-    n_ids = len({v for v, d in zip(ids, dup) if d})
-    raise DataError(
-        f"{source}: duplicate {clean(id_col)} {quoted(first)} in rows {row_numbers(rows)} "
-        f"({n_ids} duplicated id(s) in all)"
+def _one_row_per_id(examples: Examples, id_col: str) -> Examples:
+    """Rows that share an id and its text are one text with the labels of all of them (a table
+    of one row per text and label, as a database export writes it), said in a warning; rows
+    that share an id but not their text are an error."""
+    codes, unique = pd.factorize(pd.Series(examples.ids))
+    if len(unique) == len(codes):
+        return examples
+    first = np.unique(codes, return_index=True)[1]  # each id's first row, in order of ids
+    texts = np.asarray(examples.texts, dtype=object)
+    differ = np.flatnonzero(texts != texts[first[codes]])
+    if len(differ):
+        rows = np.flatnonzero(codes == codes[differ[0]])
+        raise DataError(
+            f"{examples.source}: rows {row_numbers(rows)} share {clean(id_col)} "
+            f"{quoted(unique[codes[differ[0]]])} but not their text (ids name one text each)"
+        )
+    y = examples.y
+    if y is not None:
+        y = np.zeros((len(unique), y.shape[1]), dtype=y.dtype)
+        np.maximum.at(y, codes, examples.y)
+    warnings.warn(
+        f"{examples.source}: {len(codes)} rows hold {len(unique)} texts: rows that share "
+        f"{clean(id_col)} and text are read as one text with the labels of all of them",
+        stacklevel=3,
+    )
+    return Examples(
+        list(unique), [examples.texts[i] for i in first], examples.labels, y, examples.source
     )
 
 
@@ -257,7 +272,7 @@ def load_examples(
     ids = _read_ids(df, id_col, source)
     texts = join_texts(df, text_cols, source)
     if not require_labels:
-        return Examples(ids, texts, list(labels or []), None, source)
+        return _one_row_per_id(Examples(ids, texts, list(labels or []), None, source), id_col)
     rest = default_label_columns(df, id_col, text_cols)
     if labels is not None and labels_col not in df.columns:
         labels_col = None  # the model's list column is not here: its labels in 0/1 columns?
@@ -267,8 +282,9 @@ def load_examples(
     else:
         names = _label_column_names(df, id_col, text_cols, label_cols, labels, source)
         y = label_matrix_from_columns(df, names, source, hint=label_cols is None and labels is None)
-    _warn_labels_without_positives(y, names, source)
-    return Examples(ids, texts, names, y, source)
+    examples = _one_row_per_id(Examples(ids, texts, names, y, source), id_col)
+    _warn_labels_without_positives(examples.y, names, source)
+    return examples
 
 
 def default_label_columns(df: pd.DataFrame, id_col: str, text_cols: Sequence[str]) -> list[str]:

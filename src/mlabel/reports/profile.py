@@ -235,7 +235,7 @@ def _overview_table(p: DataProfile) -> TextTable:
         ["text columns", ", ".join(p.text_cols)],
         ["empty texts", f"{int(p.empty.sum())} ({pct(p.empty.sum(), n)}){_first_rows(p.empty)}"],
         ["duplicate texts", f"{p.duplicate_texts} ({pct(p.duplicate_texts, n)})"],
-        ["duplicate ids", "no id column" if p.duplicate_ids is None else f"{p.duplicate_ids}"],
+        ["duplicate ids", _duplicate_ids(p.duplicate_ids)],
     ]
     if p.unread is not None:
         rows.append([f"texts with unknown tokens ({p.tokenizer})", _unread_summary(p)])
@@ -283,6 +283,13 @@ def _unread_summary(p: DataProfile) -> str:
         + (f"; most often {common}" if common else "")
         + ("; `train --spell-symbols` reads such symbols as their names" if symbols else "")
     )
+
+
+def _duplicate_ids(count: int | None) -> str:
+    if count is None:
+        return "no id column"
+    merged = " (rows that share an id and its text are one text with all their labels)"
+    return f"{count}{merged if count else ''}"
 
 
 def _first_rows(mask: np.ndarray, show: int = 5) -> str:
