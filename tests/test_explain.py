@@ -115,8 +115,8 @@ def test_cli_prints_words_and_writes_a_table(
     rows = [json.loads(line) for line in dst.read_text().splitlines()]
     assert list(rows[0]) == ["ID", "label", "word", "start", "end", "weight"]
     assert len({r["ID"] for r in rows}) == 5
-    (bar,) = RecordingBar.made  # rows done, chunk by chunk
-    assert bar.total is None and bar.updates == [2, 2, 1] and bar.desc == "explain in.csv"
+    (bar,) = RecordingBar.made  # rows done out of the rows counted
+    assert bar.total == 5 and bar.updates == [2, 2, 1] and bar.desc == "explain in.csv"
     texts = pd.read_csv(src, dtype={"ID": str}).set_index("ID")
     first = rows[0]
     text = (
