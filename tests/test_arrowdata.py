@@ -112,3 +112,31 @@ def test_a_damaged_datasets_folder_is_one_line(tmp_path, capsys):
     (folder / "state.json").write_text("{")
     with pytest.raises(DataError, match="^go/state.json: cannot read"):
         load_examples(folder, ["text"], labels_col="labels")
+
+
+class Features(dict):
+    """Stands in for `datasets.Features`: `to_dict()` gives the form dataset_info.json holds."""
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+
+class HubDataset:
+    """Stands in for an in-memory `datasets.Dataset`: features, and a table that converts itself
+    (class numbers, as `Dataset.to_pandas()` gives them)."""
+
+    def __init__(self, table: pa.Table):
+        self.table, self.features = table, Features(FEATURES)
+
+    def to_pandas(self):
+        return self.table.to_pandas()
+
+
+def test_in_memory_datasets_and_arrow_tables_give_class_names():
+    table = emotions_table()
+    for data in (HubDataset(table), table):
+        ex = load_examples(data, ["text"], id_col="id", labels_col="labels")
+        assert ex.labels == EMOTIONS
+        np.testing.assert_array_equal(ex.y, [[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]])
+    plain = load_examples(table.replace_schema_metadata(None), ["text"], labels_col="labels")
+    assert plain.labels == ["0", "1", "2"]  # no features recorded: the numbers are the labels

@@ -61,13 +61,29 @@ def arrow_table(path: Path) -> pa.Table:
 
 
 def class_names(schema: pa.Schema) -> dict[str, list[str]]:
-    """Column -> class names, for the columns `datasets` records as lists of `ClassLabel`
-    (multi-label) or as one `ClassLabel` of more than two classes (a column of two classes
-    stays 0/1: one label)."""
+    """Column -> class names, from the features `datasets` records in a schema's metadata (see
+    `feature_class_names`)."""
     try:
         features = json.loads((schema.metadata or {})[SCHEMA_KEY])["info"]["features"]
     except (KeyError, TypeError, ValueError):
         return {}
+    return feature_class_names(features)
+
+
+def table_class_names(table: object) -> dict[str, list[str]]:
+    """The class names of an in-memory table: a `datasets.Dataset`'s features, or a pyarrow
+    Table's schema; {} for anything else."""
+    features = getattr(table, "features", None)
+    if callable(getattr(features, "to_dict", None)):
+        return feature_class_names(features.to_dict())
+    schema = getattr(table, "schema", None)
+    return class_names(schema) if isinstance(schema, pa.Schema) else {}
+
+
+def feature_class_names(features: object) -> dict[str, list[str]]:
+    """Column -> class names, for the columns `datasets`' features (as a dict) describe as lists
+    of `ClassLabel` (multi-label) or as one `ClassLabel` of more than two classes (a column of
+    two classes stays 0/1: one label)."""
     names = {}
     for column, feature in features.items() if isinstance(features, dict) else ():
         inner = feature.get("feature") if isinstance(feature, dict) else None

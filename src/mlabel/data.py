@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlabel.arrowdata import table_class_names, with_class_names
 from mlabel.cells import (
     SHOW_ROWS,
     label_numbers,
@@ -218,10 +219,13 @@ def _warn_labels_without_positives(y: np.ndarray, labels: list[str], source: str
 
 def as_frame(data: object) -> object:
     """A table object that converts itself (`to_pandas()`: a Hugging Face `Dataset`, a pyarrow
-    `Table`, a polars `DataFrame`) as a pandas DataFrame; anything else unchanged."""
+    `Table`, a polars `DataFrame`) as a pandas DataFrame, its `ClassLabel` numbers as names;
+    anything else unchanged."""
     if isinstance(data, str | Path | pd.DataFrame):
         return data
-    return data.to_pandas() if callable(getattr(data, "to_pandas", None)) else data
+    if not callable(getattr(data, "to_pandas", None)):
+        return data
+    return with_class_names(data.to_pandas(), table_class_names(data))
 
 
 def read_rows(
