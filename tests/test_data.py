@@ -98,6 +98,28 @@ def test_read_table_keeps_id_strings(tmp_path):
         assert pd.api.types.is_numeric_dtype(table["x"])
 
 
+@pytest.mark.parametrize("name", ["t.jsonl", "t.json", "t.parquet", None])
+def test_a_text_cell_holding_a_list_of_paragraphs_is_their_text(tmp_path, name):
+    """EUR-Lex's `main_body` is a list of paragraphs: one text, a paragraph per line (it was
+    read as Python's repr of the list, brackets and quotes included)."""
+    df = pd.DataFrame(
+        {
+            "ID": [7, 8],
+            "title": ["Fish quotas", "Entry"],
+            "main_body": [["Article 1: quotas.", " ", "Article 2: in force."], []],
+            "concepts": [["1309", "693"], ["192"]],
+        }
+    )
+    if name == "t.json":
+        (tmp_path / name).write_text(df.to_json(orient="records"))
+    data = (
+        df if name is None else tmp_path / name if name == "t.json" else write(df, tmp_path / name)
+    )
+    ex = load_examples(data, ["title", "main_body"], labels_col="concepts")
+    assert ex.texts == ["Fish quotas\nArticle 1: quotas.\nArticle 2: in force.", "Entry"]
+    assert ex.ids == ["7", "8"]
+
+
 def test_numeric_text_column_is_read_as_text(tmp_path):
     path = write_text(tmp_path / "t.csv", "ID,TITLE,y\n01,0042,1\n02,7,0\n")
     ex = load_examples(path, ["TITLE"])

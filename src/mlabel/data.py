@@ -68,8 +68,16 @@ class Examples:
 
 
 def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
-    """A text column as stripped strings, with "" for missing cells."""
-    return df[col].astype("str").where(df[col].notna(), "").str.strip()
+    """A text column as stripped strings, with "" for missing cells; a cell that holds a list
+    of texts (paragraphs, as EUR-Lex's `main_body`) is its items joined with "\n"."""
+    cells = df[col].map(_list_text) if df[col].dtype == object else df[col]
+    return cells.astype("str").where(cells.notna(), "").str.strip()
+
+
+def _list_text(cell: object) -> object:
+    if not isinstance(cell, list | tuple | np.ndarray):
+        return cell
+    return join_text_parts(_list_text(p).strip() for p in cell if isinstance(p, str | list))
 
 
 def join_text_parts(parts: Iterable[str]) -> str:

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -165,16 +166,19 @@ def _iter_text_table(
             yield from _array_chunks(f, chunk_rows, str_cols, path)
             return
         if is_json:
-            dtype = {c: "str" for c in str_cols}
+            dtype = {c: "object" for c in str_cols}  # as written: a list of paragraphs stays one
             reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
         else:
             reader = pd.read_csv(f, **options, chunksize=chunk_rows)
         if chunk_rows is None:  # pandas returned the whole table, not a reader
-            yield _checked_chunk(shape(reader), 0, path)
+            whole = _checked_chunk(shape(reader), 0, path)
+            yield _json_strings(whole, str_cols) if is_json else whole
             return
         with reader:
             chunks = _numbered(reader, shape, path)
-            yield from _keeping_fields(chunks) if is_json else chunks
+            if is_json:
+                chunks = (_json_strings(c, str_cols) for c in _keeping_fields(chunks))
+            yield from chunks
 
 
 def _is_json_array(f: io.BufferedReader) -> bool:
@@ -186,10 +190,23 @@ def _array_chunks(
     f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
 ) -> Iterator[pd.DataFrame]:
     """A JSON array of records, read whole, in chunks of `chunk_rows` rows."""
-    table = pd.read_json(f, orient="records", dtype={c: "str" for c in str_cols})
+    table = pd.read_json(f, orient="records", dtype={c: "object" for c in str_cols})
     step = chunk_rows or max(len(table), 1)
     for start in range(0, max(len(table), 1), step):
-        yield _checked_chunk(table.iloc[start : start + step].copy(), start, path)
+        chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
+        yield _json_strings(chunk, str_cols)
+
+
+def _json_strings(chunk: pd.DataFrame, str_cols: list[str]) -> pd.DataFrame:
+    """JSON's `str_cols` (read as written) as text, but for a list (of paragraphs), kept."""
+    for col in set(str_cols) & set(chunk.columns):
+        chunk[col] = chunk[col].map(_as_text)
+    return chunk
+
+
+def _as_text(value: object) -> object:
+    missing = value is None or (isinstance(value, float) and np.isnan(value))
+    return value if missing or isinstance(value, list | dict) else str(value)
 
 
 def _numbered(
@@ -274,8 +291,14 @@ def _arrow_chunk(
     batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
     chunk = with_class_names(_checked_chunk(batch.to_pandas(), start, path), names)
     for col in set(str_cols) & set(chunk.columns):
-        chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
+        if not _holds_lists(batch.schema, col):  # a list of paragraphs stays one
+            chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
     return chunk
+
+
+def _holds_lists(schema: pa.Schema, col: str) -> bool:
+    index = schema.get_field_index(col)
+    return index >= 0 and pa.types.is_list(schema.field(index).type)
 
 
 def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
