@@ -1,5 +1,6 @@
 """Tests for mlabel.data: reading tables, validation messages, label forms, splitting."""
 
+import json
 import warnings
 from pathlib import Path
 
@@ -242,14 +243,40 @@ def test_labels_the_model_does_not_know_are_counted_and_left_out(tmp_path):
     ]
 
 
-def test_a_json_array_is_read_in_chunks_and_a_lone_object_is_refused(tmp_path):
+def test_a_json_array_is_read_in_chunks(tmp_path):
     df = pd.DataFrame({"ID": ["007", "8", "9"], "text": ["a", "b", "c"], "y": [1, 0, 1]})
     chunks = list(iter_table(write(df, tmp_path / "t.json"), chunk_rows=2, str_cols=["ID"]))
     assert [c.index.tolist() for c in chunks] == [[0, 1], [2]]
     assert pd.concat(chunks)["ID"].tolist() == ["007", "8", "9"]
-    lone = write_text(tmp_path / "one.json", '{\n  "text": "a",\n  "y": 1\n}\n')
-    with pytest.raises(DataError, match=r"one.json: cannot read as json \(expected one object per"):
-        read_table(lone)
+    assert read_table(
+        write_text(tmp_path / "axes.json", '[{"0": 1, "0000": 2}]')
+    ).columns.tolist() == [
+        "0",
+        "0000",
+    ]  # column names as written: pandas would make both 0
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_object_holding_the_records_is_read_as_them(tmp_path, indent):
+    """`{"articles": [...]}` (BioASQ) or `{"version": 2, "data": [...]}`, on one line or
+    indented: the one list of objects is the table; an object without one is one record."""
+    records = [
+        {"pmid": 7, "title": f"t{i}", "meshMajor": ["Humans", "Mice"][: i + 1]} for i in range(3)
+    ]
+    for name, document in [
+        ("a.json", {"articles": records}),
+        ("d.json", {"version": 2, "data": records}),
+    ]:
+        path = tmp_path / name
+        path.write_text(json.dumps(document, indent=indent))
+        chunks = list(iter_table(path, chunk_rows=2, str_cols=["pmid"]))
+        assert [c.index.tolist() for c in chunks] == [[0, 1], [2]]
+        assert chunks[0]["pmid"].tolist() == ["7", "7"] and chunks[1]["title"].tolist() == ["t2"]
+        assert count_rows(path) is None  # known once read whole
+    one = write_text(tmp_path / "one.json", json.dumps({"text": "a", "y": 1}, indent=indent))
+    assert read_table(one).to_dict("records") == [{"text": "a", "y": 1}]
+    with pytest.raises(DataError, match=r"^s.json: holds a JSON str, not objects$"):
+        read_table(write_text(tmp_path / "s.json", '"just text"\n'))
 
 
 def test_iter_table_chunks_jsonl(tmp_path):

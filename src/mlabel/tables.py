@@ -5,6 +5,7 @@ its chunks, each chunk's rows numbered from the start of the file; a folder is a
 from __future__ import annotations
 
 import io
+import json
 import lzma
 import zipfile
 import zlib
@@ -108,7 +109,8 @@ def iter_table(
     except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
         raise DataError(f"{path.name}: damaged compressed file ({_first_line(err)})") from None
     except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as err:
-        form = " (expected one object per line, or an array of objects)" if fmt == ".json" else ""
+        form = " (expected one object per line, an array of objects or an object holding one)"
+        form = form if fmt == ".json" else ""
         raise DataError(
             f"{path.name}: cannot read as {fmt[1:]}{form}: {_first_line(err)}"
         ) from None
@@ -146,7 +148,9 @@ def _count_text_rows(path: Path, fmt: str) -> int | None:
             options = csv_options(path, fmt, [])
             chunks = pd.read_csv(f, **options, usecols=[0], chunksize=COUNT_CHUNK_ROWS)
             return sum(len(chunk) for chunk in chunks)
-        return None if _is_json_array(f) else sum(1 for line in f if line.strip())
+        if _is_json_array(f) or (fmt == ".json" and not _holds_json_lines(path)):
+            return None  # one JSON document: its rows are known once it is read whole
+        return sum(1 for line in f if line.strip())
 
 
 def _first_line(err: Exception) -> str:
@@ -165,9 +169,15 @@ def _iter_text_table(
             allow_json_array(f)
             yield from _array_chunks(f, chunk_rows, str_cols, path)
             return
+        if fmt == ".json" and not _holds_json_lines(path):
+            allow_json_array(f)
+            yield from _document_chunks(f, chunk_rows, str_cols, path)
+            return
         if is_json:
             dtype = {c: "object" for c in str_cols}  # as written: a list of paragraphs stays one
-            reader = pd.read_json(f, lines=True, dtype=dtype, chunksize=chunk_rows)
+            reader = pd.read_json(
+                f, lines=True, dtype=dtype, convert_axes=False, chunksize=chunk_rows
+            )
         else:
             reader = pd.read_csv(f, **options, chunksize=chunk_rows)
         if chunk_rows is None:  # pandas returned the whole table, not a reader
@@ -190,11 +200,43 @@ def _array_chunks(
     f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
 ) -> Iterator[pd.DataFrame]:
     """A JSON array of records, read whole, in chunks of `chunk_rows` rows."""
-    table = pd.read_json(f, orient="records", dtype={c: "object" for c in str_cols})
+    dtype = {c: "object" for c in str_cols}
+    table = pd.read_json(f, orient="records", dtype=dtype, convert_axes=False)
     step = chunk_rows or max(len(table), 1)
     for start in range(0, max(len(table), 1), step):
         chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
         yield _json_strings(chunk, str_cols)
+
+
+def _holds_json_lines(path: Path) -> bool:
+    """Whether a `.json` file that is not an array holds JSON Lines: a first line that is one
+    whole object, and more lines after it (else it is one JSON document)."""
+    with open_table_bytes(path) as f:
+        try:
+            lines = [line for line in (f.readline(), f.readline()) if line.strip()]
+            return len(lines) == 2 and isinstance(json.loads(lines[0]), dict)
+        except (DataError, ValueError):  # a line past the limit, or not JSON on its own
+            return False
+
+
+def _document_chunks(
+    f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
+) -> Iterator[pd.DataFrame]:
+    """One JSON document, read whole: an object whose one list of objects holds the records
+    (`{"articles": [...]}`, as BioASQ writes them), else the object is one record."""
+    document = json.loads(f.read().decode("utf-8"))
+    if not isinstance(document, dict):
+        raise DataError(f"{path.name}: holds a JSON {type(document).__name__}, not objects")
+    lists = [v for v in document.values() if isinstance(v, list) and v and _all_objects(v)]
+    table = pd.DataFrame(lists[0] if len(lists) == 1 else [document])
+    step = chunk_rows or max(len(table), 1)
+    for start in range(0, max(len(table), 1), step):
+        chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
+        yield _json_strings(chunk, str_cols)
+
+
+def _all_objects(values: list) -> bool:
+    return all(isinstance(v, dict) for v in values)
 
 
 def _json_strings(chunk: pd.DataFrame, str_cols: list[str]) -> pd.DataFrame:
