@@ -107,8 +107,8 @@ def test_read_texts_from_a_table_or_lines(tmp_path):
     pd.DataFrame({"TITLE": ["a", "", None], "ABSTRACT": ["b", "c", None]}).to_csv(table)
     assert read_texts(table, ["TITLE", "ABSTRACT"]) == ["a\nb", "c"]  # the empty row skipped
     lines = tmp_path / "u.txt"
-    lines.write_text("first text\n\n  second  \n", encoding="utf-8")
-    assert read_texts(lines, ["ignored"]) == ["first text", "second"]
+    lines.write_text("first text\n\n  second  \n__label__x third\n", encoding="utf-8")
+    assert read_texts(lines, ["ignored"]) == ["first text", "second", "third"]
     (tmp_path / "bad.txt.gz").write_bytes(b"not gzip")
     with pytest.raises(DataError, match="bad.txt.gz: cannot read"):
         read_texts(tmp_path / "bad.txt.gz", ["text"])

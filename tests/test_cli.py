@@ -157,7 +157,7 @@ def test_predict_prints_a_few_rows_without_output(run, rows, capsys, tmp_path):
             lambda t, d: t.rename(columns={"ABSTRACT": "abstract"}),
             ["column 'ABSTRACT' not found", "did you mean 'abstract'?"],
         ),
-        (lambda t, d: d / "notes.txt", ["notes.txt: unsupported file type"]),
+        (lambda t, d: d / "notes.docx", ["notes.docx: unsupported file type"]),
         (lambda t, d: d / "books.xlsx", ["unsupported file type", "save a spreadsheet as CSV"]),
     ],
 )

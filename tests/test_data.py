@@ -279,6 +279,32 @@ def test_a_json_object_holding_the_records_is_read_as_them(tmp_path, indent):
         read_table(write_text(tmp_path / "s.json", '"just text"\n'))
 
 
+def test_a_text_file_is_a_text_per_line_and_fasttexts_labels(tmp_path):
+    """fastText's form (`__label__sauce __label__cheese How much ...`, its StackExchange
+    cooking data): the words with the prefix are the line's labels, wherever they stand."""
+    lines = [
+        "__label__sauce __label__cheese How much does potato starch affect a cheese sauce?",
+        "",
+        "__label__baking What is the purpose of sifting flour? __label__flour",
+        "Which sauce goes with fish? __label__sauce",
+        "__label__baking __label__flour Can I swap bread flour for plain flour?",
+        "__label__cheese Is the rind of brie safe to eat?",
+    ]
+    path = write_text(tmp_path / "cooking.train.txt", "\n".join(lines) + "\n")
+    ex = load_examples(path, ["text"])  # the lone `labels` column of lists: no option needed
+    assert ex.texts[:2] == [
+        "How much does potato starch affect a cheese sauce?",
+        "What is the purpose of sifting flour?",
+    ]
+    assert ex.labels == ["baking", "cheese", "flour", "sauce"] and ex.ids[-1] == "4"
+    np.testing.assert_array_equal(
+        ex.y[:4], [[0, 1, 0, 1], [1, 0, 1, 0], [0, 0, 0, 1], [1, 0, 1, 0]]
+    )
+    assert [len(c) for c in iter_table(path, chunk_rows=3)] == [3, 2] and count_rows(path) == 5
+    plain = write_text(tmp_path / "new.txt", "first text\n\nsecond text\n")
+    assert read_table(plain).to_dict("records") == [{"text": "first text"}, {"text": "second text"}]
+
+
 def test_iter_table_chunks_jsonl(tmp_path):
     df = pd.DataFrame({"ID": range(7), "v": range(7)})
     chunks = list(iter_table(write(df, tmp_path / "t.jsonl"), chunk_rows=3))

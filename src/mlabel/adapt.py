@@ -4,13 +4,9 @@ that `mlabel train --model` takes."""
 
 from __future__ import annotations
 
-import io
 import json
-import lzma
 import math
 import warnings
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +35,7 @@ from mlabel.runtime import (
     reuse_freed_memory,
     setup,
 )
-from mlabel.tablefile import open_table_bytes, where_not_utf8
-from mlabel.tables import COMPRESSIONS
+from mlabel.tables import table_format
 
 MLM_PROBABILITY = 0.15  # BERT's masking rate, which the paper keeps
 WARMUP = 0.06  # share of the steps with a rising learning rate (the paper's RoBERTa recipe)
@@ -48,42 +43,19 @@ RECORD = "adapt.json"  # what the folder was adapted from, and the loss per epoc
 
 
 def read_texts(path: str | Path, text_cols: list[str]) -> list[str]:
-    """Unlabelled texts: one per line of a .txt file, or a table's text columns joined as
-    training joins them. Blank lines and rows are skipped; a file with no text at all is an error."""
+    """Unlabelled texts: one per line of a .txt file (fastText's labels left out), or a table's
+    text columns joined as training joins them. Blank lines and rows are skipped; a file with no
+    text at all is an error."""
     path = Path(path)
-    if _is_text_file(path):
-        texts, where = _read_lines(path), "any line"
-    else:
-        df, source = read_rows(path, text_cols, id_col="ID")
-        require_columns(df, text_cols, source, "--text-cols")
-        parts = [text_cells(df, c).tolist() for c in text_cols]
-        texts, where = (
-            [join_text_parts(row) for row in zip(*parts)],
-            f"column(s) {', '.join(text_cols)}",
-        )
-    texts = [t for t in texts if t]
+    if not path.is_dir() and table_format(path) == ".txt":
+        text_cols = ["text"]
+    df, source = read_rows(path, text_cols, id_col="ID")
+    require_columns(df, text_cols, source, "--text-cols")
+    parts = [text_cells(df, c).tolist() for c in text_cols]
+    texts = [t for t in (join_text_parts(row) for row in zip(*parts)) if t]
     if not texts:
-        raise DataError(f"{path.name}: no text in {where}")
+        raise DataError(f"{path.name}: no text in column(s) {', '.join(text_cols)}")
     return texts
-
-
-def _is_text_file(path: Path) -> bool:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSIONS:
-        suffixes = suffixes[:-1]
-    return bool(suffixes) and suffixes[-1] == ".txt"
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise DataError(f"{path.name}: file not found")
-    try:
-        with io.TextIOWrapper(open_table_bytes(path), encoding="utf-8-sig") as f:
-            return [line.strip() for line in f]
-    except UnicodeDecodeError:
-        raise DataError(f"{path.name}: not UTF-8 text ({where_not_utf8(path)})") from None
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path.name}: cannot read ({first_line(err)})") from None
 
 
 def adapt_encoder(

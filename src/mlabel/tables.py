@@ -10,6 +10,7 @@ import lzma
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ from mlabel.tablefile import (
     where_not_utf8,
 )
 
-TEXT_FORMATS = (".csv", ".tsv", ".jsonl", ".json")  # read compressed too
+TEXT_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt")  # read compressed too
+LABEL_PREFIX = "__label__"  # fastText's mark of a label in a .txt line
 FORMATS = (*TEXT_FORMATS, ".parquet", *ARROW_SUFFIXES)
 JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
@@ -144,13 +146,13 @@ def count_rows(path: str | Path) -> int | None:
 
 def _count_text_rows(path: Path, fmt: str) -> int | None:
     with open_table_bytes(path) as f:
-        if fmt not in JSON_FORMATS:
+        if fmt in (".csv", ".tsv"):
             options = csv_options(path, fmt, [])
             chunks = pd.read_csv(f, **options, usecols=[0], chunksize=COUNT_CHUNK_ROWS)
             return sum(len(chunk) for chunk in chunks)
-        if _is_json_array(f) or (fmt == ".json" and not _holds_json_lines(path)):
+        if fmt != ".txt" and (_is_json_array(f) or _is_json_document(path, fmt)):
             return None  # one JSON document: its rows are known once it is read whole
-        return sum(1 for line in f if line.strip())
+        return sum(1 for line in f if line.strip())  # JSON Lines, or a .txt's texts
 
 
 def _first_line(err: Exception) -> str:
@@ -161,6 +163,9 @@ def _first_line(err: Exception) -> str:
 def _iter_text_table(
     path: Path, fmt: str, chunk_rows: int | None, str_cols: list[str], list_cols: list[str]
 ) -> Iterator[pd.DataFrame]:
+    if fmt == ".txt":
+        yield from _line_chunks(path, chunk_rows)
+        return
     is_json = fmt in JSON_FORMATS
     options = {} if is_json else csv_options(path, fmt, [*str_cols, *list_cols])
     shape = annif_columns if options is ANNIF_OPTIONS else (lambda chunk: chunk)
@@ -169,7 +174,7 @@ def _iter_text_table(
             allow_json_array(f)
             yield from _array_chunks(f, chunk_rows, str_cols, path)
             return
-        if fmt == ".json" and not _holds_json_lines(path):
+        if _is_json_document(path, fmt):
             allow_json_array(f)
             yield from _document_chunks(f, chunk_rows, str_cols, path)
             return
@@ -206,6 +211,37 @@ def _array_chunks(
     for start in range(0, max(len(table), 1), step):
         chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
         yield _json_strings(chunk, str_cols)
+
+
+def _line_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    """A .txt file: a `text` per line (blank lines skipped), and in fastText's form, where
+    `__label__name` words on a line are its labels, a `labels` column of lists."""
+    with io.TextIOWrapper(open_table_bytes(path), encoding="utf-8") as f:
+        lines = (line.strip() for line in f)
+        texts = (line for line in lines if line)
+        chunks = iter(lambda: list(islice(texts, chunk_rows)), [])
+        first = next(chunks, [])
+        labelled = any(LABEL_PREFIX in line for line in first)
+        start = 0
+        for chunk in chain([first], chunks):
+            table = pd.DataFrame([_text_and_labels(line, labelled) for line in chunk])
+            yield _checked_chunk(
+                table.reindex(columns=["text", "labels"][: 1 + labelled]), start, path
+            )
+            start += len(chunk)
+
+
+def _text_and_labels(line: str, labelled: bool) -> dict:
+    if not labelled:
+        return {"text": line}
+    words = line.split()
+    labels = [w[len(LABEL_PREFIX) :] for w in words if w.startswith(LABEL_PREFIX)]
+    return {"text": " ".join(w for w in words if not w.startswith(LABEL_PREFIX)), "labels": labels}
+
+
+def _is_json_document(path: Path, fmt: str) -> bool:
+    """Whether a `.json` file (not an array) is one JSON document rather than JSON Lines."""
+    return fmt == ".json" and not _holds_json_lines(path)
 
 
 def _holds_json_lines(path: Path) -> bool:
