@@ -37,7 +37,8 @@ from mlabel.tablefile import (
 TEXT_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt")  # read compressed too
 LABEL_PREFIX = "__label__"  # fastText's mark of a label in a .txt line
 FORMATS = (*TEXT_FORMATS, ".parquet", *ARROW_SUFFIXES)
-JSON_FORMATS = (".jsonl", ".json")  # .json: JSON Lines (as `datasets` writes it) or an array
+# .json: JSON Lines (as `datasets` writes it), an array, or one object that holds the records
+JSON_FORMATS = (".jsonl", ".json")
 COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
 COUNT_CHUNK_ROWS = 200_000  # rows per chunk when counting a CSV/TSV's rows
 SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")  # not read: their export is CSV
@@ -121,7 +122,8 @@ def iter_table(
 def count_rows(path: str | Path) -> int | None:
     """How many rows the table holds: from its metadata (Parquet, a folder of Parquet parts, Arrow
     files, a document folder), else by a quick read of its first column (CSV/TSV) or its lines (JSON
-    Lines); None for a JSON array or a table that cannot be read (`iter_table` says why)."""
+    Lines, text); None for one JSON document or a table that cannot be read (`iter_table` says
+    why)."""
     if is_document_folder(path):
         return len(documents(Path(path)))
     parts = parquet_parts(Path(path)) or [Path(path)]
