@@ -275,6 +275,8 @@ def test_a_json_object_holding_the_records_is_read_as_them(tmp_path, indent):
         assert count_rows(path) is None  # known once read whole
     one = write_text(tmp_path / "one.json", json.dumps({"text": "a", "y": 1}, indent=indent))
     assert read_table(one).to_dict("records") == [{"text": "a", "y": 1}]
+    lines = write_text(tmp_path / "lines.json", '{"text": "a", "y": 1}\n\n{"text": "b", "y": 0}\n')
+    assert read_table(lines)["text"].tolist() == ["a", "b"]  # JSON Lines, a blank line between
     with pytest.raises(DataError, match=r"^s.json: holds a JSON str, not objects$"):
         read_table(write_text(tmp_path / "s.json", '"just text"\n'))
 

@@ -251,7 +251,7 @@ def _holds_json_lines(path: Path) -> bool:
     whole object, and more lines after it (else it is one JSON document)."""
     with open_table_bytes(path) as f:
         try:
-            lines = [line for line in (f.readline(), f.readline()) if line.strip()]
+            lines = list(islice((line for line in f if line.strip()), 2))
             return len(lines) == 2 and isinstance(json.loads(lines[0]), dict)
         except (DataError, ValueError):  # a line past the limit, or not JSON on its own
             return False
