@@ -277,6 +277,13 @@ def test_a_json_object_holding_the_records_is_read_as_them(tmp_path, indent):
     assert read_table(one).to_dict("records") == [{"text": "a", "y": 1}]
     lines = write_text(tmp_path / "lines.json", '{"text": "a", "y": 1}\n\n{"text": "b", "y": 0}\n')
     assert read_table(lines)["text"].tolist() == ["a", "b"]  # JSON Lines, a blank line between
+    annif = {"text": "fish", "subjects": [{"uri": "http://x/1"}, {"uri": "http://x/2"}]}
+    doc = write_text(tmp_path / "doc.json", json.dumps(annif, indent=indent))
+    ex = load_examples(doc, ["text"])  # a text column of its own: one record, not 2 subjects
+    assert (ex.texts, ex.labels) == (["fish"], ["http://x/1", "http://x/2"])
+    for empty in ({}, {"data": []}):
+        with pytest.raises(DataError, match=r"^e.json: no data rows$"):
+            load_examples(write_text(tmp_path / "e.json", json.dumps(empty)), ["text"])
     with pytest.raises(DataError, match=r"^s.json: holds a JSON str, not objects$"):
         read_table(write_text(tmp_path / "s.json", '"just text"\n'))
 

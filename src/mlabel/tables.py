@@ -261,16 +261,31 @@ def _document_chunks(
     f: io.BufferedReader, chunk_rows: int | None, str_cols: list[str], path: Path
 ) -> Iterator[pd.DataFrame]:
     """One JSON document, read whole: an object whose one list of objects holds the records
-    (`{"articles": [...]}`, as BioASQ writes them), else the object is one record."""
+    (`{"articles": [...]}`, as BioASQ writes them), else the object is one record (see
+    `_records`)."""
     document = json.loads(f.read().decode("utf-8"))
     if not isinstance(document, dict):
         raise DataError(f"{path.name}: holds a JSON {type(document).__name__}, not objects")
-    lists = [v for v in document.values() if isinstance(v, list) and v and _all_objects(v)]
-    table = pd.DataFrame(lists[0] if len(lists) == 1 else [document])
+    table = pd.DataFrame(_records(document, str_cols))
     step = chunk_rows or max(len(table), 1)
     for start in range(0, max(len(table), 1), step):
         chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
         yield _json_strings(chunk, str_cols)
+
+
+def _records(document: dict, str_cols: list[str]) -> list:
+    """A JSON document's records: its one list of objects that has any (or its one list, empty),
+    else the document itself as one record ({} holds none). A document that has a text or id
+    column itself is one record: an Annif document's `subjects` are not rows."""
+    if set(document) & set(str_cols):
+        return [document]
+    lists = [v for v in document.values() if isinstance(v, list) and _all_objects(v)]
+    filled = [v for v in lists if v]
+    if len(filled) == 1:
+        return filled[0]
+    if not filled and len(lists) == 1:
+        return []
+    return [document] if document else []
 
 
 def _all_objects(values: list) -> bool:
