@@ -284,6 +284,10 @@ def test_a_json_object_holding_the_records_is_read_as_them(tmp_path, indent):
     for empty in ({}, {"data": []}):
         with pytest.raises(DataError, match=r"^e.json: no data rows$"):
             load_examples(write_text(tmp_path / "e.json", json.dumps(empty)), ["text"])
+    utf16 = tmp_path / "u.json"
+    utf16.write_bytes('{"data": [{"text": "a"}]}'.encode("utf-16"))  # Python's json would read it
+    with pytest.raises(DataError, match=r"^u.json: not UTF-8 text \(line 1"):
+        read_table(utf16)
     with pytest.raises(DataError, match=r"^s.json: holds a JSON str, not objects$"):
         read_table(write_text(tmp_path / "s.json", '"just text"\n'))
 
