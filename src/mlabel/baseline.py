@@ -69,9 +69,10 @@ class TfidfModel:
         if target.min() == target.max():
             sign = 1.0 if target[0] == 1 else -1.0
             return np.zeros(features.shape[1], dtype=np.float32), sign * CONSTANT_LOGIT
-        # with more terms than texts liblinear's dual solver gives the same fit 1.66x sooner
-        # than the primal (bench/tfidf_solver.py, bench/logs/tfidf-solver-xeon-2026-12-02.log);
-        # it may take more than 100 passes to converge on short texts (SemEval's: 1 label of 11)
+        # with more terms than texts liblinear's dual solver gives the same fit: 1.66x sooner
+        # than the primal on the arXiv abstracts (bench/tfidf_solver.py, its log in bench/logs),
+        # a little slower on short tweets, where it may need over 100 passes (SemEval: 1 label
+        # of 11); RESULTS, "TF-IDF: liblinear's dual solver"
         dual = features.shape[1] > features.shape[0]
         clf = LogisticRegression(
             C=self.C, class_weight="balanced", solver="liblinear", dual=dual, max_iter=1000

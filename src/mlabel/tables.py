@@ -189,12 +189,12 @@ def _iter_text_table(
             reader = pd.read_csv(f, **options, chunksize=chunk_rows)
         if chunk_rows is None:  # pandas returned the whole table, not a reader
             whole = _checked_chunk(shape(reader), 0, path)
-            yield _json_strings(whole, str_cols) if is_json else whole
+            yield _as_strings(whole, str_cols) if is_json else whole
             return
         with reader:
             chunks = _numbered(reader, shape, path)
             if is_json:
-                chunks = (_json_strings(c, str_cols) for c in _keeping_fields(chunks))
+                chunks = (_as_strings(c, str_cols) for c in _keeping_fields(chunks))
             yield from chunks
 
 
@@ -209,10 +209,17 @@ def _array_chunks(
     """A JSON array of records, read whole, in chunks of `chunk_rows` rows."""
     dtype = {c: "object" for c in str_cols}
     table = pd.read_json(f, orient="records", dtype=dtype, convert_axes=False)
+    yield from _whole_table_chunks(table, chunk_rows, str_cols, path)
+
+
+def _whole_table_chunks(
+    table: pd.DataFrame, chunk_rows: int | None, str_cols: list[str], path: Path
+) -> Iterator[pd.DataFrame]:
+    """A table read whole (a JSON array or document), in chunks of `chunk_rows` rows."""
     step = chunk_rows or max(len(table), 1)
     for start in range(0, max(len(table), 1), step):
         chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
-        yield _json_strings(chunk, str_cols)
+        yield _as_strings(chunk, str_cols)
 
 
 def _line_chunks(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
@@ -266,11 +273,9 @@ def _document_chunks(
     document = json.loads(f.read().decode("utf-8"))
     if not isinstance(document, dict):
         raise DataError(f"{path.name}: holds a JSON {type(document).__name__}, not objects")
-    table = pd.DataFrame(_records(document, str_cols))
-    step = chunk_rows or max(len(table), 1)
-    for start in range(0, max(len(table), 1), step):
-        chunk = _checked_chunk(table.iloc[start : start + step].copy(), start, path)
-        yield _json_strings(chunk, str_cols)
+    yield from _whole_table_chunks(
+        pd.DataFrame(_records(document, str_cols)), chunk_rows, str_cols, path
+    )
 
 
 def _records(document: dict, str_cols: list[str]) -> list:
@@ -292,16 +297,18 @@ def _all_objects(values: list) -> bool:
     return all(isinstance(v, dict) for v in values)
 
 
-def _json_strings(chunk: pd.DataFrame, str_cols: list[str]) -> pd.DataFrame:
-    """JSON's `str_cols` (read as written) as text, but for a list (of paragraphs), kept."""
+def _as_strings(chunk: pd.DataFrame, str_cols: list[str]) -> pd.DataFrame:
+    """`str_cols` as text (ids keep their digits, a number in a text column is its text); a
+    cell holding a list (of paragraphs) or a mapping is kept as it is."""
     for col in set(str_cols) & set(chunk.columns):
         chunk[col] = chunk[col].map(_as_text)
     return chunk
 
 
 def _as_text(value: object) -> object:
-    missing = value is None or (isinstance(value, float) and np.isnan(value))
-    return value if missing or isinstance(value, list | dict) else str(value)
+    if isinstance(value, list | dict | np.ndarray) or pd.isna(value):
+        return value
+    return str(value)
 
 
 def _numbered(
@@ -353,8 +360,9 @@ def _iter_parquet(
     file = pq.ParquetFile(path)
     check_parquet_row_sizes(file.metadata, path)
     batches = [file.read()] if chunk_rows is None else file.iter_batches(batch_size=chunk_rows)
+    names = class_names(file.schema_arrow)
     for batch in batches:
-        yield _arrow_chunk(batch, start, str_cols, class_names(file.schema_arrow), path)
+        yield _arrow_chunk(batch, start, str_cols, names, path)
         start += batch.num_rows
 
 
@@ -385,15 +393,7 @@ def _arrow_chunk(
     """Rows of Arrow data as a checked chunk: ids and texts as strings, class numbers as names."""
     batch.validate(full=True)  # a damaged file's strings may not be UTF-8: fail here
     chunk = with_class_names(_checked_chunk(batch.to_pandas(), start, path), names)
-    for col in set(str_cols) & set(chunk.columns):
-        if not _holds_lists(batch.schema, col):  # a list of paragraphs stays one
-            chunk[col] = chunk[col].astype("str").where(chunk[col].notna())
-    return chunk
-
-
-def _holds_lists(schema: pa.Schema, col: str) -> bool:
-    index = schema.get_field_index(col)
-    return index >= 0 and pa.types.is_list(schema.field(index).type)
+    return _as_strings(chunk, str_cols)
 
 
 def _checked_chunk(chunk: pd.DataFrame, start: int, path: Path) -> pd.DataFrame:
