@@ -26,17 +26,18 @@ def resident_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
 
 
-def freed_mib() -> float:
-    """How much resident memory freeing a touched 64 MiB tensor gives back to the system."""
-    x = torch.ones(16 * MIB)  # 64 MiB, over any mmap threshold glibc picks by itself
+def freed_mib(size: int = 64) -> float:
+    """How much resident memory freeing a touched tensor of `size` MiB (over any mmap threshold
+    glibc picks by itself) gives back to the system."""
+    x = torch.ones(size * MIB // 4)
     before = resident_mib()
     del x
     return before - resident_mib()
 
 
 def test_freed_memory_stays_inside_and_goes_back_after():
-    """In a process of its own: a thread that another test left inside a block (a server's
-    batcher, a training) rightly keeps the memory held past this block's end."""
+    """In a process of its own: whether glibc serves a large block from a free chunk of the heap
+    depends on what earlier tests in the worker left there."""
     tests = str(Path(__file__).parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
     code = "import test_memory; test_memory.stays_inside_and_goes_back_after()"
@@ -57,7 +58,10 @@ def stays_inside_and_goes_back_after() -> None:
         del x
         inside = resident_mib()
     assert inside - resident_mib() > 60  # returned on leaving
-    assert freed_mib() > 60  # and the defaults are back
+    # and the defaults are back: a block larger than any the heap kept is mapped and unmapped
+    # again (a 64 MiB one may be served from a free chunk left inside the heap, whose pages
+    # malloc_trim gave back but which glibc keeps in its bins: then it stays when freed)
+    assert freed_mib(256) > 240
 
 
 def test_gpu_blocks_leave_the_allocator_alone():
