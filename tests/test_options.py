@@ -132,3 +132,26 @@ def test_a_parse_error_is_one_line_with_a_pointer_to_help(capsys, argv, line):
     err = capsys.readouterr().err
     prog = line.split(": error")[0]
     assert err.count("\n") == 1 and err.startswith(line) and err.endswith(f"(see {prog} --help)\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["train"], "data"),
+        (["tune"], "data"),
+        (["inspect"], "data"),
+        (["evaluate", NOWHERE], "data"),
+        (["predict", NOWHERE], "data"),
+        (["explain", NOWHERE], "data"),
+        (["adapt"], "texts"),
+    ],
+)
+def test_help_names_every_kind_of_table_the_readers_take(capsys, argv, name):
+    """The help of a command's data argument lists what `tables.read_chunks` reads."""
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    line = help_text.split(f" {name} ", 1)[1]
+    for kind in ("JSON Lines", "Parquet", "Arrow/Feather", ".txt", "Parquet parts", "datasets"):
+        assert kind in line
+    assert "Annif corpus folder" in line

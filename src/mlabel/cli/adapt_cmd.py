@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlabel.cli.common import HELP, whole
+from mlabel.cli.common import DATA, HELP, whole
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "`mlabel train --model DIR` trains from. An encoder without a masked-LM head "
         "(the default all-MiniLM-L6-v2) gets a new, random one.",
     )
-    p.add_argument("texts", help="table (CSV, TSV, JSON(L), Parquet) or .txt file, one text a line")
+    p.add_argument("texts", help=f"unlabelled texts (a .txt file: one text a line): {DATA}")
     p.add_argument("--out", "-o", required=True, help="folder to write the adapted encoder to")
     p.add_argument(
         "--model",

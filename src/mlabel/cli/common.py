@@ -14,6 +14,11 @@ from mlabel.config import TrainConfig
 if typing.TYPE_CHECKING:
     from mlabel.predict import Predictor
 
+DATA = (
+    "CSV, TSV, JSON, JSON Lines, Parquet, Arrow/Feather or .txt file (CSV/TSV/JSON/text "
+    "compressed too), a folder of Parquet parts, a Hugging Face datasets folder, or an Annif "
+    "corpus folder"
+)
 HELP = {
     "model": "encoder name or path, `default` (embedded all-MiniLM-L6-v2) or `tfidf` (baseline)",
     "text_cols": "text columns, joined in this order",

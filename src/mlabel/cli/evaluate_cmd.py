@@ -6,6 +6,7 @@ import argparse
 import json
 
 from mlabel.cli.common import (
+    DATA,
     HELP,
     add_engine_option,
     add_rule_options,
@@ -19,7 +20,7 @@ from mlabel.cli.common import (
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a model folder on a labelled table")
     p.add_argument("model_dir")
-    p.add_argument("data")
+    p.add_argument("data", help=f"labelled table: {DATA}")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument(
         "--threshold",

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from mlabel.cli.common import (
+    DATA,
     add_table_options,
     one_text,
     probability,
@@ -24,7 +25,7 @@ TEXT_TOP = 10  # words printed per label unless --top says otherwise
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="the words that pushed each label's probability up or down")
     p.add_argument("model_dir")
-    p.add_argument("data", nargs="?", help="table to explain")
+    p.add_argument("data", nargs="?", help=f"table to explain: {DATA}")
     p.add_argument(
         "--text",
         type=one_text,

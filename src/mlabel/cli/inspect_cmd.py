@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from mlabel.cli.common import HELP, require_named_columns
+from mlabel.cli.common import DATA, HELP, require_named_columns
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="label counts, duplicates and text lengths of a table")
-    p.add_argument(
-        "data", help="CSV, TSV, JSON(L) or Parquet file (compressed too), or an Annif corpus folder"
-    )
+    p.add_argument("data", help=DATA)
     p.add_argument(
         "--text-cols", nargs="+", default=["text"], help=f"{HELP['text_cols']} (default: text)"
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from mlabel import extras
 from mlabel.cli.common import (
+    DATA,
     add_engine_option,
     add_rule_options,
     add_table_options,
@@ -31,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="tag a table (streamed in chunks) or one text")
     p.add_argument("model_dir")
-    p.add_argument("data", nargs="?", help="table to tag")
+    p.add_argument("data", nargs="?", help=f"table to tag: {DATA}")
     p.add_argument(
         "-o", "--output", help="output .csv, .jsonl or .parquet (without it: print --limit rows)"
     )

@@ -6,7 +6,7 @@ import argparse
 import warnings
 from typing import TYPE_CHECKING
 
-from mlabel.cli.common import add_config_options, config_values, require_named_columns
+from mlabel.cli.common import DATA, add_config_options, config_values, require_named_columns
 from mlabel.config import from_dict, load_config
 
 if TYPE_CHECKING:
@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model folder from a labelled table")
-    p.add_argument(
-        "data", help="CSV, TSV, JSON(L) or Parquet file (compressed too), or an Annif corpus folder"
-    )
+    p.add_argument("data", help=f"labelled table: {DATA}")
     p.add_argument("--out", "-o", default="runs/latest", help="run folder (default: runs/latest)")
     p.add_argument("--config", help="YAML or TOML file of settings (options given here win)")
     p.add_argument(

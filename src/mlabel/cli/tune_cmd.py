@@ -6,6 +6,7 @@ import argparse
 
 from mlabel import extras
 from mlabel.cli.common import (
+    DATA,
     add_config_options,
     config_values,
     non_negative,
@@ -21,7 +22,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="search hyperparameters with Optuna (resumable); writes best.yaml",
         description="Settings given as options are held fixed; the others are searched.",
     )
-    p.add_argument("data", help="labelled table (a validation split is taken from it)")
+    p.add_argument("data", help=f"labelled table (a validation split is taken from it): {DATA}")
     p.add_argument("--out", "-o", default="runs/tune", help="study folder (default: runs/tune)")
     p.add_argument("--trials", type=whole(1), default=20, help="trials to add (default: 20)")
     p.add_argument(
