@@ -406,6 +406,28 @@ def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
     assert ex.labels == ["Math", "Math|Physics", "Physics", "Physics, applied"]
 
 
+def test_lists_whose_labels_never_stand_alone_are_pointed_out(tmp_path, recwarn):
+    """Comma-joined lists where no label is a cell of its own ('cs,math' and 'math,stats'): the
+    parts recur across names, so the warning says to split at ','; names whose parts do not all
+    recur ('Paris, France' beside 'Lyon, France') and URIs sharing path parts draw none."""
+    rows = 'T,tags\na,"cs,math"\nb,"math,stats"\nc,"cs,math,stats"\nd,"cs,math"\n'
+    path = write_text(tmp_path / "t.csv", rows)
+    with pytest.warns(UserWarning, match=r"3 label\(s\) .* joined by ',' .*pass --label-sep ','"):
+        assert load_examples(path, ["T"], labels_col="tags").labels == [
+            "cs,math",
+            "cs,math,stats",
+            "math,stats",
+        ]
+    places = 'T,tags\na,"Paris, France"\nb,"Lyon, France"\nc,"Paris, France"\nd,"Lyon, France"\n'
+    uris = "T,tags\na,http://a/1\nb,http://b/1\nc,http://a/1\nd,http://b/1\n"
+    for name, text in (("p.csv", places), ("u.csv", uris)):
+        assert (
+            len(load_examples(write_text(tmp_path / name, text), ["T"], labels_col="tags").labels)
+            == 2
+        )
+    assert not [w for w in recwarn if "look like lists" in str(w.message)]
+
+
 def test_lists_joined_by_another_separator_than_any_cell_holds_are_split_there(tmp_path):
     """No cell holds the default '|' and ', ' joins labels that stand alone elsewhere: split
     there, with a warning, in training and with a model's labels; names with a comma whose

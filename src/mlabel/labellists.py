@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -114,17 +115,28 @@ def _list_separator(
 
 def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> None:
     """Warn when label names look like lists joined by another separator than `sep`: names
-    such as "Physics; Mathematics" whose parts are labels of their own too."""
+    such as "Physics; Mathematics" whose parts are labels of their own, or recur in other such
+    names ("cs,math" and "math,stats" where no cell holds "math" alone)."""
     for other in (s for s in LIST_SEPARATORS if s != sep):
-        joined = _joined(names, other, set(names))
+        joined = _joined(names, other, set(names) | _recurring_parts(names, other))
         if joined:
             warnings.warn(
                 f"{source}: {len(joined)} label(s) of column {quoted(column)} look like lists joined "
-                f"by {other!r} (e.g. {quoted(joined[0])}, whose parts are labels too), but labels are "
-                f"split at {sep!r}: pass --label-sep {other!r}",
+                f"by {other!r} (e.g. {quoted(joined[0])}, whose parts are labels or recur in other "
+                f"labels), but labels are split at {sep!r}: pass --label-sep {other!r}",
                 stacklevel=4,
             )
             return
+
+
+def _recurring_parts(names: list[str], sep: str) -> set[str]:
+    """Parts that `sep` splits from two or more of the `names` ("France" of "Paris, France" and
+    "Lyon, France"; "Paris" stays alone, so that name is not taken for a list). None for "/",
+    which also splits URIs and paths ("http://a/1", "http://b/1")."""
+    if sep == "/":
+        return set()
+    counts = Counter(part for name in names if sep in name for part in set(_parts(name, sep)))
+    return {part for part, count in counts.items() if count > 1}
 
 
 def _joined(items: list[str], sep: str, known: set[str]) -> list[str]:
