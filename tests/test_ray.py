@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
+from mlabel import ray_predict
 from mlabel.cli import main
 from mlabel.errors import DataError
 from mlabel.predict import load_predictor, predict_file
@@ -129,6 +130,32 @@ def test_gpu_actors_ask_ray_for_gpus_and_run_on_cuda(
     assert seen["gpus"] == 0 and seen["device"] == "cpu"
 
 
+def test_json_lines_read_as_the_plain_engine_reads_them(ray_session, trained_tiny, table, tmp_path):
+    """JSON Lines: ids as written ("007"), a text cell holding a list of paragraphs, a row
+    without text; the rows equal the plain engine's. A JSON array is refused before Ray starts."""
+    frame = pd.read_csv(table, dtype={"ID": str}).iloc[:40]
+    frame["ID"] = [f"{i:03d}" for i in range(40)]
+    frame["ABSTRACT"] = [[text] for text in frame["ABSTRACT"]]
+    frame.at[3, "ABSTRACT"] = ["First paragraph.", "Second one."]
+    frame.loc[5, ["TITLE", "ABSTRACT"]] = None
+    src, plain, out = tmp_path / "in.jsonl", tmp_path / "plain.csv", tmp_path / "ray.csv"
+    frame.to_json(src, orient="records", lines=True)
+    predict_file(load_predictor(trained_tiny, "torch"), src, plain, proba=True)
+    argv = ["predict", str(trained_tiny), str(src), "-o", str(out), "--engine", "ray", "--proba"]
+    assert main([*argv, "--actor-engine", "torch", "--chunk-rows", "16"]) == 0
+    expected, got = (pd.read_csv(p, dtype={"ID": str}) for p in (plain, out))
+    assert got["ID"].iloc[:2].tolist() == ["000", "001"] and got.iloc[5, 1:].isna().all()
+    pd.testing.assert_frame_equal(got, expected, atol=1e-6)
+    frame.at[7, "ABSTRACT"] = "text where the column holds lists"
+    frame.to_json(src, orient="records", lines=True)
+    with pytest.raises(DataError, match="in.jsonl: cannot read as JSON Lines .*one type per col"):
+        ray_predict.predict_ray(trained_tiny, str(src), str(out))
+    array = tmp_path / "array.json"
+    frame.to_json(array, orient="records")
+    with pytest.raises(DataError, match="array.json: one JSON array or document; --engine ray"):
+        ray_predict.predict_ray(trained_tiny, str(array), str(out))
+
+
 def test_folder_output_is_parquet_parts(ray_session, tmp_path):
     frame = pd.DataFrame(
         {"ID": [f"r{i}" for i in range(10)], "Physics": [i % 2 for i in range(10)]}
@@ -146,9 +173,15 @@ def test_input_format_of_folders(tmp_path):
     (tmp_path / "a" / "_SUCCESS").touch()
     assert input_format(str(tmp_path / "a")) == "parquet"
     assert input_format("s3://bucket/x.csv.gz") == "csv"
+    assert input_format("gs://bucket/x.jsonl.gz") == input_format("x.json") == "json"
     (tmp_path / "a" / "more.csv").touch()
-    with pytest.raises(DataError, match="one kind"):
+    with pytest.raises(DataError, match=r"files of more than one kind \(csv, parquet\)"):
         input_format(str(tmp_path / "a"))
+    (tmp_path / "lines.txt").touch()  # a file of another kind: no traceback from listing it
+    (tmp_path / "empty").mkdir()
+    for other in (tmp_path / "lines.txt", tmp_path / "empty"):
+        with pytest.raises(DataError, match="--engine ray reads CSV, JSON Lines or Parquet"):
+            input_format(str(other))
 
 
 def test_missing_ray_is_a_clear_error(trained_tiny, table, tmp_path, monkeypatch, capsys):

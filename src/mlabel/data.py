@@ -70,7 +70,8 @@ class Examples:
 def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
     """A text column as stripped strings, with "" for missing cells; a cell that holds a list
     of texts (paragraphs, as EUR-Lex's `main_body`) is its items joined with "\n"."""
-    cells = df[col].map(_list_text) if df[col].dtype == object else df[col]
+    listed = df[col].dtype == object or isinstance(df[col].dtype, pd.ArrowDtype)  # Ray's batches
+    cells = df[col].map(_list_text) if listed else df[col]
     return cells.astype("str").where(cells.notna(), "").str.strip()
 
 

@@ -1,4 +1,5 @@
-"""Batch prediction on Ray Data: a pool of predictor actors over CSV or Parquet files.
+"""Batch prediction on Ray Data: a pool of predictor actors over CSV, JSON Lines or Parquet
+files.
 
 The input is a file or a folder of files, local or on an object store (`s3://`, `gs://`); each
 actor loads the model folder once and runs the same engine as `mlabel predict`, so the output
@@ -7,6 +8,7 @@ columns and values are the same: the ID column, then one 0/1 (or probability) co
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,11 @@ from mlabel import extras, folder
 from mlabel.cells import require_columns
 from mlabel.data import join_texts
 from mlabel.errors import ConfigError, DataError, ModelError
-from mlabel.tables import iter_table
+from mlabel.tables import holds_json_lines, iter_table
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")  # read as JSON Lines
 
 
 def _ray():
@@ -63,12 +66,17 @@ class PredictActor:
 
 
 def input_format(path: str) -> str:
-    """`csv` or `parquet`, from the file's name or, for a folder, from the files inside it."""
-    names = [path] if _suffix(path) else _list_files(path)
+    """`csv`, `json` or `parquet`, from the file's name or, for a folder, from the files inside
+    it."""
+    names = [path] if _suffix(path) or Path(path).is_file() else _list_files(path)
     kinds = {_suffix(name) for name in names} - {None}
-    if len(kinds) != 1:
-        found = ", ".join(sorted(kinds)) or "no .csv or .parquet files"
-        raise DataError(f"{path}: expected CSV or Parquet files (one kind), found {found}")
+    if len(kinds) > 1:
+        raise DataError(f"{path}: files of more than one kind ({', '.join(sorted(kinds))})")
+    if not kinds:
+        raise DataError(
+            f"{path}: --engine ray reads CSV, JSON Lines or Parquet files (.csv, .jsonl, "
+            ".parquet, or a folder of one kind); predict without --engine ray reads other tables"
+        )
     return kinds.pop()
 
 
@@ -78,6 +86,8 @@ def _suffix(name: str) -> str | None:
         return "csv"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if name.endswith(JSON_SUFFIXES):
+        return "json"
     return None
 
 
@@ -100,8 +110,11 @@ def read_dataset(path: str, id_col: str, text_cols: list[str]):
     """A Ray Dataset of the id and text columns, with the id and texts read as strings."""
     ray = _ray()
     columns = [id_col, *text_cols]
-    if input_format(path) == "parquet":
+    fmt = input_format(path)
+    if fmt == "parquet":
         return ray.data.read_parquet(path, columns=columns)
+    if fmt == "json":  # Arrow's reader: ids as written ("007"), where pandas' makes them numbers
+        return ray.data.read_json(path).select_columns(columns)
     import pyarrow as pa
     from pyarrow import csv
 
@@ -180,9 +193,15 @@ def predict_ray(
 
 def _check_local_columns(src: str, id_col: str, text_cols: list[str]) -> None:
     """A local table file's id and text columns, checked before Ray starts: its workers would
-    fail on a missing one after pages of logs. A folder or a remote path is left to Ray."""
+    fail on a missing one after pages of logs, and on a JSON array or document (Ray reads JSON
+    Lines). A folder or a remote path is left to Ray."""
     if not Path(src).is_file():
         return
+    if input_format(src) == "json" and not holds_json_lines(src):
+        raise DataError(
+            f"{Path(src).name}: one JSON array or document; --engine ray reads JSON Lines (one "
+            "object a line): write it so, or predict without --engine ray"
+        )
     head = next(iter_table(src, chunk_rows=1, str_cols=[id_col, *text_cols]), None)
     if head is not None:
         require_columns(head, [id_col], Path(src).name, "--id-col")
@@ -245,4 +264,10 @@ def _user_error(exc: Exception, src: str) -> Exception | None:
         return cause
     if isinstance(cause, pa.ArrowException):
         return DataError(f"{src}: cannot read: {str(cause).strip().splitlines()[0]}")
+    if isinstance(cause, json.JSONDecodeError):  # Ray's fallback after Arrow refused the lines
+        return DataError(
+            f"{src}: cannot read as JSON Lines ({cause}); Ray's reader needs one type per column "
+            "(text and lists, or numbers and text, in one column are refused): predict without "
+            "--engine ray reads it"
+        )
     return None

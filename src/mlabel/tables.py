@@ -248,6 +248,16 @@ def _text_and_labels(line: str, labelled: bool) -> dict:
     return {"text": " ".join(w for w in words if not w.startswith(LABEL_PREFIX)), "labels": labels}
 
 
+def holds_json_lines(path: str | Path) -> bool:
+    """Whether a JSON or JSON Lines file holds JSON Lines (one object a line), as readers that
+    take nothing else need; not an array, nor one document."""
+    path = Path(path)
+    with open_table_bytes(path) as f:
+        if _is_json_array(f):
+            return False
+    return not _is_json_document(path, table_format(path))
+
+
 def _is_json_document(path: Path, fmt: str) -> bool:
     """Whether a `.json` file (not an array) is one JSON document rather than JSON Lines."""
     return fmt == ".json" and not _holds_json_lines(path)

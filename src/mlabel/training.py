@@ -198,9 +198,10 @@ class _Run:
         """Report truncated texts and a small validation split, restore the newest checkpoint,
         write the run folder's start."""
         self._note_truncation()
-        if self.val is not None and len(self.val.examples) < SMALL_VALIDATION:
+        n_val = len(self.val.examples) if self.val is not None else SMALL_VALIDATION
+        if n_val < SMALL_VALIDATION:
             self._say(
-                f"validation: {len(self.val.examples)} rows only: its F1 and the thresholds tuned on it "
+                f"validation: {n_val} row{'s' * (n_val != 1)} only: its F1 and the thresholds tuned on it "
                 "are rough (a larger --val-frac or a --val table gives steadier ones)"
             )
         if resume:
