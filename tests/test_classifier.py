@@ -207,3 +207,38 @@ def test_a_single_label_trains_evaluates_and_predicts(tiny_encoder, list_data, t
 def test_bad_setting_fails_at_fit(tiny_encoder, list_data):
     with pytest.raises(ValueError, match="dropout is 2.0"):
         Classifier(model=tiny_encoder, text_cols=["body"], dropout=2).fit(list_data)
+
+
+def test_fit_takes_texts_and_labels_as_scikit_learn_does(tiny_encoder, list_data, tmp_path):
+    """`fit(texts, y)`: y as label lists, a 0/1 DataFrame, an array (labels "0", "1", ...), a
+    sparse matrix or one class name per text give the same label sets; `val` and `evaluate`
+    take a (texts, y) pair. A bare list of texts, or a y of another length, is refused."""
+    from scipy import sparse
+
+    texts = list_data["body"].tolist()
+    lists = list_data["tags"].str.split("|").tolist()
+    matrix = pd.DataFrame([[int(t in row) for t in TAGS] for row in lists], columns=TAGS)
+    tfidf = Classifier("tfidf", val_frac=0.25)
+    assert tfidf.fit(texts, lists).labels_ == TAGS
+    by_names = tfidf.predict(texts[:30])
+    assert tfidf.fit(texts, matrix).labels_ == TAGS and tfidf.predict(texts[:30]) == by_names
+    numbers = [
+        [TAGS[int(n)] for n in row]
+        for row in tfidf.fit(texts, matrix.to_numpy()).predict(texts[:30])
+    ]
+    assert tfidf.labels_ == [str(i) for i in range(len(TAGS))] and numbers == by_names
+    assert tfidf.fit(texts, sparse.csr_matrix(matrix.to_numpy())).predict(texts[:30]) == [
+        [str(TAGS.index(t)) for t in row] for row in by_names
+    ]
+    assert tfidf.fit(texts, [row[0] for row in lists]).labels_ == sorted({r[0] for r in lists})
+    settings = dict(max_len=32, epochs=1, batch_size=16, precision="fp32")
+    clf = Classifier(model=tiny_encoder, **settings)
+    clf.fit(texts[:100], lists[:100], val=(texts[100:], matrix.iloc[100:]), out=tmp_path / "run")
+    assert clf.labels_ == TAGS and len(clf.history_) == 1
+    by_lists = clf.evaluate((texts[100:], lists[100:]))
+    assert by_lists["ranking_rows"] == len(texts) - 100
+    assert clf.evaluate((texts[100:], matrix.iloc[100:]))["micro_f1"] == by_lists["micro_f1"]
+    with pytest.raises(TypeError, match=r"needs its labels: fit\(texts, y\)"):
+        tfidf.fit(texts)
+    with pytest.raises(DataError, match="y has 3 rows and there are 140 texts"):
+        tfidf.fit(texts, lists[:3])

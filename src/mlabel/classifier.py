@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 from mlabel.callbacks import Callback, default_callbacks
 from mlabel.config import TrainConfig, from_dict
 from mlabel.data import Examples, as_frame, join_texts, load_examples
+from mlabel.errors import ConfigError, DataError
 from mlabel.finalize import TrainResult
 from mlabel.predict import Predictor
 from mlabel.runtime import Runtime
@@ -62,6 +64,42 @@ def fit_model(
     return train(cfg, train_ex, val_ex, out, resume=resume, callbacks=callbacks, runtime=runtime)
 
 
+def texts_and_labels(
+    texts: Any, y: Any, text_cols: Sequence[str]
+) -> tuple[pd.DataFrame, str | None]:
+    """scikit-learn's `(X, y)` as a table, and its list column (None: 0/1 columns). `y` is a
+    0/1 matrix (a DataFrame's columns name the labels; an array's are "0", "1", ...; sparse
+    too), or each text's label names (lists, or one name each: classes)."""
+    if isinstance(texts, str | pd.DataFrame):
+        raise TypeError("with `y`, the texts are a list of strings (a table holds its labels)")
+    if len(text_cols) != 1:
+        raise ConfigError(f"texts given as a list fill one text column; text_cols is {text_cols}")
+    texts = list(texts)
+    y = y.toarray() if callable(getattr(y, "toarray", None)) else y
+    if len(y) != len(texts):
+        raise DataError(f"y has {len(y)} rows and there are {len(texts)} texts")
+    frame = pd.DataFrame({"ID": [str(i) for i in range(len(texts))], text_cols[0]: texts})
+    if isinstance(y, pd.DataFrame):
+        labels = y.reset_index(drop=True).rename(columns=str)
+    elif _is_matrix(y):
+        labels = pd.DataFrame(np.asarray(y)).rename(columns=str)
+    else:
+        names = [[item] if np.ndim(item) == 0 else list(item) for item in y]
+        return frame.assign(labels=[[str(n) for n in row] for row in names]), "labels"
+    if set(labels.columns) & set(frame.columns):
+        raise DataError(f"y's columns include {sorted(set(labels.columns) & set(frame.columns))}")
+    return pd.concat([frame, labels], axis=1), None
+
+
+def _is_matrix(y: Any) -> bool:
+    """Whether `y` is a 2-D array of numbers or booleans (not label names, not ragged lists)."""
+    try:
+        array = np.asarray(y)
+    except ValueError:  # rows of different lengths: lists of names
+        return False
+    return array.ndim == 2 and array.dtype.kind in "biuf"
+
+
 class Classifier:
     """Multi-label text classifier. Constructor arguments are `TrainConfig` settings."""
 
@@ -70,11 +108,25 @@ class Classifier:
         self.settings = settings
 
     def fit(
-        self, data: Any, val: Any = None, out: str | Path | None = None, resume: bool = False
+        self,
+        data: Any,
+        y: Any = None,
+        *,
+        val: Any = None,
+        out: str | Path | None = None,
+        resume: bool = False,
     ) -> Classifier:
-        """Train on a table (path, DataFrame, Hugging Face Dataset or pyarrow Table); the model
-        folder lands in `out/model`."""
+        """Train on a table (path, DataFrame, Hugging Face Dataset or pyarrow Table), or, as in
+        scikit-learn, on a list of texts and their labels `y` (see `texts_and_labels`); `val` is
+        a table, or a `(texts, y)` pair. The model folder lands in `out/model`."""
         cfg = from_dict({"model": self.model, **self.settings})
+        if y is None and isinstance(data, list | tuple):
+            raise TypeError("a list of texts needs its labels: fit(texts, y), or give a table")
+        if y is not None:
+            data, labels_col = texts_and_labels(data, y, cfg.text_cols)
+            cfg = replace(cfg, labels_col=labels_col, label_cols=None, id_col="ID")
+        if isinstance(val, tuple):
+            val = texts_and_labels(*val, cfg.text_cols)[0]
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="mlabel-"))
         result = fit_model(cfg, data, out, val=val, resume=resume)
         self.history_ = result.history
@@ -120,8 +172,12 @@ class Classifier:
         min_labels: int | None = None,
     ) -> dict[str, Any]:
         """The metrics `mlabel evaluate --json` prints (micro/macro-F1, ranking, "per_label", ...)
-        on a labelled table (path or DataFrame) with the columns the model was trained on."""
+        on a labelled table (path or DataFrame) with the columns the model was trained on, or
+        on a `(texts, y)` pair as `fit` takes it."""
         from mlabel.evaluation import evaluate
+
+        if isinstance(data, tuple):
+            data = texts_and_labels(*data, self.predictor_.text_cols)[0]
 
         return evaluate(
             self.predictor_, data, threshold, top_k=top_k, min_labels=min_labels
