@@ -697,6 +697,23 @@ def test_rows_of_one_text_and_its_labels_are_one_text(tmp_path, form):
     }
 
 
+def test_rows_of_one_label_without_ids_are_one_text(tmp_path):
+    """Without ids, a list column's rows of one label each that repeat a text with other labels
+    are one text with all of them (a long export without ids), said in a warning; a class table
+    whose repeats seldom disagree (under LONG_SHARE of its texts), and a 0/1 table, keep rows."""
+    long = pd.DataFrame({"TITLE": list("abcacb"), "subject": ["P", "M", "M", "B", "M", "B"]})
+    with pytest.warns(UserWarning, match=r"6 rows of one label each hold 3 texts \(2 with several"):
+        ex = load_examples(write(long, tmp_path / "long.csv"), ["TITLE"])
+    assert (ex.ids, ex.texts, ex.labels) == (["0", "1", "2"], ["a", "b", "c"], ["B", "M", "P"])
+    assert ex.y.tolist() == [[1, 0, 1], [1, 1, 0], [0, 1, 0]]
+    classes = pd.DataFrame(
+        {"TITLE": [f"t{i}" for i in range(40)] + ["t0"], "subject": ["M"] * 40 + ["P"]}
+    )
+    assert len(load_examples(write(classes, tmp_path / "classes.csv"), ["TITLE"]).texts) == 41
+    wide = pd.DataFrame({"TITLE": list("aab"), "P": [1, 0, 0], "M": [0, 1, 1]})
+    assert len(load_examples(write(wide, tmp_path / "wide.csv"), ["TITLE"]).texts) == 3
+
+
 def test_empty_id(tmp_path):
     path = write_text(tmp_path / "train.csv", "ID,TITLE,y\n1,a,1\n,b,0\n")
     with pytest.raises(DataError, match=r"train.csv row 2: column 'ID' is empty"):

@@ -129,9 +129,16 @@ def test_inspect_says_when_every_row_has_exactly_one_label(tmp_path):
         "1.00 (one on every row: classes; `thresholds auto` tries the best label alone first)"
     )
     assert per_row[1]["labels per row (mean)"] == "1.33"
-    # inspect finds a lone column of names without --labels-col, as train does
+    # inspect finds a lone column of names without --labels-col, as train does, and says that
+    # rows of one label that repeat a text are read as one text with both (no "classes" note)
     four = pd.concat([one, one.assign(topic=["y", "x", "y"])])
-    assert profile_table(four, ["text"]).labels == ["x", "y"]
+    with pytest.warns(UserWarning, match="6 rows of one label each hold 3 texts"):
+        long = profile_table(four, ["text"])
+    assert long.labels == ["x", "y"]
+    assert dict(inspect_tables(long)[0].rows)["labels per row (mean)"] == (
+        "1.00 (2.00 per text: training reads the rows as 3 texts, each with the labels of all "
+        "its rows)"
+    )
 
 
 def test_inspect_without_labels(small_csv, tmp_path, capsys):

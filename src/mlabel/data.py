@@ -33,6 +33,9 @@ from mlabel.tables import read_table
 
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
 SHOW_NAMES = 20  # how many label names a warning lists before "and N more"
+# Share of texts that must gather several labels for an id-less table of one label per row to be
+# read as one row per text and label (a class table's few conflicting repeats stay rows)
+LONG_SHARE = 0.05
 DEFAULT_COLUMNS_HINT = (
     "; columns other than id and text are read as 0/1 labels: name a list column with "
     "--labels-col or choose columns with --label-cols"
@@ -143,6 +146,13 @@ def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
     return ids.astype("str").tolist()
 
 
+def one_text_per_row(examples: Examples, id_col: str, has_ids: bool, from_list: bool) -> Examples:
+    """The rows as training reads them: rows that share an id and its text are one text, and so
+    are, without ids, the rows of one label each from a list column that repeat a text."""
+    examples = _one_row_per_id(examples, id_col)
+    return examples if has_ids or not from_list else _one_row_per_text(examples)
+
+
 def _one_row_per_id(examples: Examples, id_col: str) -> Examples:
     """Rows that share an id and its text are one text with the labels of all of them (a table
     of one row per text and label, as a database export writes it), said in a warning; rows
@@ -159,17 +169,49 @@ def _one_row_per_id(examples: Examples, id_col: str) -> Examples:
             f"{examples.source}: rows {row_numbers(rows)} share {clean(id_col)} "
             f"{quoted(unique[codes[differ[0]]])} but not their text (ids name one text each)"
         )
-    y = examples.y
-    if y is not None:
-        y = np.zeros((len(unique), y.shape[1]), dtype=y.dtype)
-        np.maximum.at(y, codes, examples.y)
     warnings.warn(
         f"{examples.source}: {len(codes)} rows hold {len(unique)} texts: rows that share "
         f"{clean(id_col)} and text are read as one text with the labels of all of them",
         stacklevel=3,
     )
+    return _merged(examples, codes)
+
+
+def _one_row_per_text(examples: Examples) -> Examples:
+    """Without ids, rows of one label each that repeat a text with other labels (a table of one
+    row per text and label) are one text with the labels of all of them, said in a warning;
+    unless such texts are under LONG_SHARE of them (a class table's stray conflicting repeats)."""
+    if examples.y is None or (examples.y.sum(axis=1) > 1).any():
+        return examples
+    codes, unique = pd.factorize(pd.Series(examples.texts))
+    if len(unique) == len(codes):
+        return examples
+    merged = _merged(examples, codes)
+    several = int((merged.y.sum(axis=1) > 1).sum())
+    if several < LONG_SHARE * len(unique):
+        return examples
+    warnings.warn(
+        f"{examples.source}: {len(codes)} rows of one label each hold {len(unique)} texts "
+        f"({several} with several labels): rows of the same text are read as one text with "
+        "the labels of all of them (give an id column to name texts)",
+        stacklevel=3,
+    )
+    return merged
+
+
+def _merged(examples: Examples, codes: np.ndarray) -> Examples:
+    """One row per code: the first row's id and text, the labels of all its rows."""
+    first = np.unique(codes, return_index=True)[1]
+    y = examples.y
+    if y is not None:
+        y = np.zeros((len(first), y.shape[1]), dtype=y.dtype)
+        np.maximum.at(y, codes, examples.y)
     return Examples(
-        list(unique), [examples.texts[i] for i in first], examples.labels, y, examples.source
+        [examples.ids[i] for i in first],
+        [examples.texts[i] for i in first],
+        examples.labels,
+        y,
+        examples.source,
     )
 
 
@@ -295,7 +337,9 @@ def load_examples(
     else:
         names = _label_column_names(df, id_col, text_cols, label_cols, labels, source)
         y = label_matrix_from_columns(df, names, source, hint=label_cols is None and labels is None)
-    examples = _one_row_per_id(Examples(ids, texts, names, y, source), id_col)
+    examples = one_text_per_row(
+        Examples(ids, texts, names, y, source), id_col, id_col in df.columns, labels_col is not None
+    )
     _warn_labels_without_positives(examples.y, names, source)
     return examples
 

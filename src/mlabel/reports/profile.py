@@ -14,9 +14,11 @@ from scipy import sparse
 
 from mlabel.cells import require_columns
 from mlabel.data import (
+    Examples,
     default_label_columns,
     join_texts,
     label_matrix_from_columns,
+    one_text_per_row,
     read_rows,
     resolve_id_col,
     text_cells,
@@ -57,6 +59,7 @@ class DataProfile:
     labels: list[str]
     y: np.ndarray | None  # (n, L) 0/1, or None for unlabelled data
     conflicting: int = 0  # distinct duplicated texts whose copies carry different labels
+    per_text: np.ndarray | None = None  # labels per text where training reads rows as fewer texts
     unread: np.ndarray | None = None  # (n,) tokens the tokenizer could only read as unknown
     unread_pieces: Counter = field(default_factory=Counter)  # the text behind them, counted
     no_subjects: int | None = None  # a document folder's documents without subjects
@@ -92,9 +95,11 @@ def profile_table(
     require_columns(df, text_cols, source, "--text-cols")
     empty = _empty_text_rows(df, text_cols)
     texts = _row_texts(df, text_cols, empty, source)
-    labels, y = [], None
+    labels, y, from_list = [], None, False
     if with_labels:
-        labels, y = _read_labels(df, text_cols, id_col, label_cols, labels_col, label_sep, source)
+        labels, y, from_list = _read_labels(
+            df, text_cols, id_col, label_cols, labels_col, label_sep, source
+        )
     tokenizer = _load_tokenizer(model)
     counts = token_counts(tokenizer, texts)
     return DataProfile(
@@ -111,6 +116,7 @@ def profile_table(
         labels=labels,
         y=y,
         conflicting=_conflicting_duplicates(texts, empty, y),
+        per_text=_labels_per_text(df, id_col, texts, empty, labels, y, from_list, source),
         unread=counts.unread,
         unread_pieces=counts.pieces,
         no_subjects=int(lacks_subjects(df).sum()) if is_document_folder(data) else None,
@@ -138,18 +144,19 @@ def _read_labels(
     labels_col: str | None,
     label_sep: str,
     source: str,
-) -> tuple[list[str], np.ndarray | None]:
-    """Labels from a list column or 0/1 columns, read by `mlabel.data` as for training;
-    ([], None) when no column is left for them."""
+) -> tuple[list[str], np.ndarray | None, bool]:
+    """Labels from a list column or 0/1 columns, read by `mlabel.data` as for training, and
+    whether a list column held them; ([], None, False) when no column is left for them."""
     rest = default_label_columns(df, id_col, text_cols)
     labels_col = list_column(df, label_cols, labels_col, rest=rest, sep=label_sep)
     if labels_col is not None:
-        return labels_from_list_column(df, labels_col, label_sep, None, source)
+        return (*labels_from_list_column(df, labels_col, label_sep, None, source), True)
     names = list(label_cols or rest)
     if not names:
-        return [], None
+        return [], None, False
     try:
-        return names, label_matrix_from_columns(df, names, source, hint=label_cols is None)
+        y = label_matrix_from_columns(df, names, source, hint=label_cols is None)
+        return names, y, False
     except DataError as err:
         if label_cols is not None:
             raise
@@ -205,6 +212,34 @@ def _model_max_len(tokenizer) -> int:
     return limit if limit < 10**6 else 512
 
 
+def _labels_per_text(
+    df: pd.DataFrame,
+    id_col: str,
+    texts: list[str],
+    empty: np.ndarray,
+    labels: list[str],
+    y: np.ndarray | None,
+    from_list: bool,
+    source: str,
+) -> np.ndarray | None:
+    """Labels per text where training reads the rows with text as fewer texts
+    (`mlabel.data.one_text_per_row`); None where it reads each row as one, or where ids are
+    shared by different texts (an error in training; the overview counts duplicate ids)."""
+    if y is None:
+        return None
+    has_ids = id_col in df.columns
+    ids = df[id_col].astype("str") if has_ids else pd.Series(range(len(df))).astype("str")
+    keep = ~empty
+    rows = Examples(
+        ids[keep].tolist(), list(np.asarray(texts, dtype=object)[keep]), labels, y[keep], source
+    )
+    try:
+        read = one_text_per_row(rows, id_col, has_ids, from_list)
+    except DataError:
+        return None
+    return read.y.sum(axis=1) if len(read.texts) < len(rows.texts) else None
+
+
 def _conflicting_duplicates(texts: list[str], empty: np.ndarray, y: np.ndarray | None) -> int:
     if y is None:
         return 0
@@ -243,7 +278,7 @@ def _overview_table(p: DataProfile) -> TextTable:
         per_row = p.y.sum(axis=1)
         rows += [
             ["labels", f"{len(p.labels)}"],
-            ["labels per row (mean)", f"{per_row.mean():.2f}{_classes_note(per_row)}"],
+            ["labels per row (mean)", _labels_per_row(per_row, p.per_text)],
             [
                 "rows without labels",
                 f"{int((per_row == 0).sum())} ({pct((per_row == 0).sum(), n)})",
@@ -261,6 +296,16 @@ def _overview_table(p: DataProfile) -> TextTable:
     else:
         rows.append(["labels", "none (length statistics only)"])
     return TextTable("Overview", ["", "value"], rows)
+
+
+def _labels_per_row(per_row: np.ndarray, per_text: np.ndarray | None) -> str:
+    """The mean, and where training reads the rows as fewer texts, the mean per text."""
+    if per_text is None:
+        return f"{per_row.mean():.2f}{_classes_note(per_row)}"
+    return (
+        f"{per_row.mean():.2f} ({per_text.mean():.2f} per text: training reads the rows as "
+        f"{len(per_text)} texts, each with the labels of all its rows){_classes_note(per_text)}"
+    )
 
 
 def _classes_note(per_row: np.ndarray) -> str:
