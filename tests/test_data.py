@@ -580,16 +580,31 @@ def test_bad_label_value_names_file_row_column_value(tmp_path, value, shown):
     lines = ["ID,TITLE,Physics"] + [f"{i},t{i},{i % 2}" for i in range(5)]
     lines[3] = f"2,t2,{value}"  # data row 3
     path = write_text(tmp_path / "train.csv", "\n".join(lines) + "\n")
+    fill = "; its other cells are 0 or 1: if an empty cell means 0, write 0 in it"
     with pytest.raises(DataError) as err:
         load_examples(path, ["TITLE"])
-    assert str(err.value) == (
-        f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1; columns other than id "
-        "and text are read as 0/1 labels: name a list column with --labels-col or choose "
-        "columns with --label-cols"
+    assert str(err.value) == f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1" + (
+        fill
+        if value == ""
+        else "; columns other than id and text are read as 0/1 labels: name a list column with "
+        "--labels-col or choose columns with --label-cols"
     )
     with pytest.raises(DataError) as err:  # a named column is a 0/1 column on purpose
         load_examples(path, ["TITLE"], label_cols=["Physics"])
-    assert str(err.value) == f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1"
+    assert str(err.value) == f"train.csv row 3: label 'Physics' is {shown}, expected 0 or 1" + (
+        fill if value == "" else ""
+    )
+
+
+def test_unknown_labels_marked_minus_one_are_told_to_be_left_out(tmp_path):
+    """A test set's -1 ('not scored', as Jigsaw's test labels mark it) in 0/1 columns."""
+    lines = ["ID,TITLE,toxic"] + [f"{i},t{i},{-1 if i > 2 else i % 2}" for i in range(6)]
+    with pytest.raises(DataError) as err:
+        load_examples(write_text(tmp_path / "test.csv", "\n".join(lines) + "\n"), ["TITLE"])
+    assert str(err.value) == (
+        "test.csv row 4: label 'toxic' is -1, expected 0 or 1 (3 bad values in this column); "
+        "its other cells are 0 or 1: if -1 means unknown, leave those rows out"
+    )
 
 
 LISTS = [["3", "5"], ["3"], ["5"], [], ["3", "5"], ["5"]]
@@ -635,14 +650,14 @@ def test_a_column_left_that_is_text_or_numbers_is_not_taken_for_names(cells):
 
 def test_a_column_left_of_class_numbers_is_named_as_the_list_column_to_use():
     """Class numbers are not guessed to be names, but the error says which option reads them;
-    among several 0/1 columns (-1 for unscored rows) it gives the general advice."""
+    among several 0/1 columns (-1 for unscored rows) it says to leave those rows out."""
     df = pd.DataFrame({"TITLE": list("abcdefgh"), "Class Index": [1, 2, 3, 4, 4, 3, 2, 1]})
     with pytest.raises(DataError, match=r"is 2, expected 0 or 1 \(6 bad values in this column\); "
                        r"it holds class numbers \(1, 2, 3, 4\): --labels-col 'Class Index' reads"):  # fmt: skip
         load_examples(df, ["TITLE"])
     assert load_examples(df, ["TITLE"], labels_col="Class Index").labels == ["1", "2", "3", "4"]
     df = pd.DataFrame({"TITLE": list("abc"), "toxic": [-1, 0, 1], "threat": [-1, 0, 0]})
-    with pytest.raises(DataError, match=r"is -1, expected 0 or 1; columns other than id and text"):
+    with pytest.raises(DataError, match=r"is -1, expected 0 or 1; .* -1 means unknown, leave"):
         load_examples(df, ["TITLE"])
 
 

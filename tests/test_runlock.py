@@ -62,6 +62,22 @@ def test_the_lock_lasts_for_the_block_and_names_its_owner(tmp_path):
     assert not path.exists()
 
 
+def test_a_folder_the_lock_created_is_removed_when_left_empty(tmp_path, small_csv, capsys):
+    """A run stopped by a bad setting leaves no empty --out folder; a folder that existed
+    before, or that the run wrote into, stays."""
+    out = tmp_path / "runs" / "bad"
+    argv = ["train", str(small_csv), "--text-cols", "TITLE", "ABSTRACT", "--out", str(out)]
+    assert main([*argv, "--max-len", "100000"]) == 2
+    assert "over the encoder's limit" in capsys.readouterr().err and not out.exists()
+    kept, written = tmp_path / "kept", tmp_path / "written"
+    kept.mkdir()
+    for folder in (kept, written):
+        with runlock.held(folder):
+            if folder == written:
+                (folder / "log.txt").write_text("x")
+    assert kept.is_dir() and (written / "log.txt").exists()
+
+
 def test_a_lock_held_by_a_live_process_refuses(other_owner, tmp_path):
     path = tmp_path / "run" / LOCK_FILE
     before = path.read_text()

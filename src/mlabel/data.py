@@ -229,12 +229,28 @@ def label_matrix_from_columns(
         if len(bad):
             more = f" ({len(bad)} bad values in this column)" if len(bad) > 1 else ""
             value = show_value(raw.iloc[bad[0]])
+            advice = _one_stray_value(raw, values, bad) or (
+                _advice(col, values, len(cols)) if hint else ""
+            )
             raise DataError(
                 f"{source} row {bad[0] + 1}: label {quoted(col)} is {value}, expected 0 or 1"
-                f"{more}{_advice(col, values, len(cols)) if hint else ''}"
+                f"{more}{advice}"
             )
         y[:, j] = values
     return y
+
+
+def _one_stray_value(raw: pd.Series, values: np.ndarray, bad: np.ndarray) -> str:
+    """Advice for a 0/1 column whose bad cells all hold one thing: empty cells (a sheet that
+    marks only the 1s), or one negative value such as -1 (a test set's 'not scored')."""
+    if len(bad) == len(values) or not np.isin(np.delete(values, bad), (0.0, 1.0)).all():
+        return ""
+    if raw.iloc[bad].isna().all():
+        return "; its other cells are 0 or 1: if an empty cell means 0, write 0 in it"
+    stray = np.unique(values[bad])
+    if len(stray) == 1 and stray[0] < 0:
+        return f"; its other cells are 0 or 1: if {stray[0]:g} means unknown, leave those rows out"
+    return ""
 
 
 def _advice(col: str, values: np.ndarray, columns: int) -> str:

@@ -37,12 +37,17 @@ def _stderr(message: str) -> None:
 
 @contextlib.contextmanager
 def held(folder: str | Path, say: Callable[[str], None] = _stderr) -> Iterator[Path]:
-    """Hold `folder`'s lock for the block (creating the folder); `say` hears of a takeover."""
+    """Hold `folder`'s lock for the block (creating the folder); `say` hears of a takeover. A
+    folder the block created and left empty (a run stopped by a bad setting) is removed."""
+    created = not Path(folder).exists()
     path = acquire(Path(folder), say)
     try:
         yield path
     finally:
         release(path)
+        if created:
+            with contextlib.suppress(OSError):  # not empty, or gone: left as it is
+                Path(folder).rmdir()
 
 
 def acquire(folder: Path, say: Callable[[str], None] = _stderr) -> Path:
