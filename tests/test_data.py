@@ -409,7 +409,8 @@ def test_lists_joined_by_another_separator_are_pointed_out(tmp_path):
 def test_lists_whose_labels_never_stand_alone_are_pointed_out(tmp_path, recwarn):
     """Comma-joined lists where no label is a cell of its own ('cs,math' and 'math,stats'): the
     parts recur across names, so the warning says to split at ','; names whose parts do not all
-    recur ('Paris, France' beside 'Lyon, France') and URIs sharing path parts draw none."""
+    recur ('Paris, France' beside 'Lyon, France'), URIs sharing path parts and subject headings
+    in lists that '|' splits ('Art, Modern|Art, Medieval') draw none."""
     rows = 'T,tags\na,"cs,math"\nb,"math,stats"\nc,"cs,math,stats"\nd,"cs,math"\n'
     path = write_text(tmp_path / "t.csv", rows)
     with pytest.warns(UserWarning, match=r"3 label\(s\) .* joined by ',' .*pass --label-sep ','"):
@@ -418,6 +419,13 @@ def test_lists_whose_labels_never_stand_alone_are_pointed_out(tmp_path, recwarn)
             "cs,math,stats",
             "math,stats",
         ]
+    headings = 'T,tags\na,"Art, Modern|Art, Medieval"\nb,"History, Modern"\nc,"Art, Medieval"\n'
+    assert (
+        len(
+            load_examples(write_text(tmp_path / "h.csv", headings), ["T"], labels_col="tags").labels
+        )
+        == 3
+    )
     places = 'T,tags\na,"Paris, France"\nb,"Lyon, France"\nc,"Paris, France"\nd,"Lyon, France"\n'
     uris = "T,tags\na,http://a/1\nb,http://b/1\nc,http://a/1\nd,http://b/1\n"
     for name, text in (("p.csv", places), ("u.csv", uris)):

@@ -85,7 +85,7 @@ def labels_from_list_column(
     if not names:
         raise DataError(f"{source}: column {quoted(column)} holds no labels at all")
     if labels is None:
-        _warn_joined_names(names, sep, column, source)
+        _warn_joined_names(names, sep, column, source, any(len(row) > 1 for row in lists))
     return names, _label_matrix_from_lists(lists, names, column, source)
 
 
@@ -113,12 +113,15 @@ def _list_separator(
     return sep
 
 
-def _warn_joined_names(names: list[str], sep: str, column: str, source: str) -> None:
+def _warn_joined_names(names: list[str], sep: str, column: str, source: str, split: bool) -> None:
     """Warn when label names look like lists joined by another separator than `sep`: names
-    such as "Physics; Mathematics" whose parts are labels of their own, or recur in other such
-    names ("cs,math" and "math,stats" where no cell holds "math" alone)."""
+    such as "Physics; Mathematics" whose parts are labels of their own, or, where `sep` split
+    no cell (`split` False), whose parts recur in other names ("cs,math" and "math,stats", no
+    cell holding "math" alone). Lists split at `sep` keep names such as "Art, Modern" and
+    "Art, Medieval" (subject headings) whole without a warning."""
     for other in (s for s in LIST_SEPARATORS if s != sep):
-        joined = _joined(names, other, set(names) | _recurring_parts(names, other))
+        recurring = set() if split else _recurring_parts(names, other)
+        joined = _joined(names, other, set(names) | recurring)
         if joined:
             warnings.warn(
                 f"{source}: {len(joined)} label(s) of column {quoted(column)} look like lists joined "
