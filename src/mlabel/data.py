@@ -146,7 +146,7 @@ def _read_ids(df: pd.DataFrame, id_col: str, source: str) -> list[str]:
     return ids.astype("str").tolist()
 
 
-def one_text_per_row(examples: Examples, id_col: str, has_ids: bool, from_list: bool) -> Examples:
+def rows_as_texts(examples: Examples, id_col: str, has_ids: bool, from_list: bool) -> Examples:
     """The rows as training reads them: rows that share an id and its text are one text, and so
     are, without ids, the rows of one label each from a list column that repeat a text."""
     examples = _one_row_per_id(examples, id_col)
@@ -353,7 +353,7 @@ def load_examples(
     else:
         names = _label_column_names(df, id_col, text_cols, label_cols, labels, source)
         y = label_matrix_from_columns(df, names, source, hint=label_cols is None and labels is None)
-    examples = one_text_per_row(
+    examples = rows_as_texts(
         Examples(ids, texts, names, y, source), id_col, id_col in df.columns, labels_col is not None
     )
     _warn_labels_without_positives(examples.y, names, source)

@@ -18,9 +18,9 @@ from mlabel.data import (
     default_label_columns,
     join_texts,
     label_matrix_from_columns,
-    one_text_per_row,
     read_rows,
     resolve_id_col,
+    rows_as_texts,
     text_cells,
 )
 from mlabel.docdir import is_document_folder, lacks_subjects
@@ -223,7 +223,7 @@ def _labels_per_text(
     source: str,
 ) -> np.ndarray | None:
     """Labels per text where training reads the rows with text as fewer texts
-    (`mlabel.data.one_text_per_row`); None where it reads each row as one, or where ids are
+    (`mlabel.data.rows_as_texts`); None where it reads each row as one, or where ids are
     shared by different texts (an error in training; the overview counts duplicate ids)."""
     if y is None:
         return None
@@ -234,7 +234,7 @@ def _labels_per_text(
         ids[keep].tolist(), list(np.asarray(texts, dtype=object)[keep]), labels, y[keep], source
     )
     try:
-        read = one_text_per_row(rows, id_col, has_ids, from_list)
+        read = rows_as_texts(rows, id_col, has_ids, from_list)
     except DataError:
         return None
     return read.y.sum(axis=1) if len(read.texts) < len(rows.texts) else None
