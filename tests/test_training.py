@@ -18,7 +18,7 @@ from transformers import AutoModel
 
 from mlabel import checkpoint as ckpt
 from mlabel import dropout, folder, selection, training
-from mlabel.baseline import TfidfModel
+from mlabel.baseline import NoTerms, TfidfModel
 from mlabel.callbacks import ConsoleTable, CurvesPlot
 from mlabel.classifier import fit_model
 from mlabel.config import TrainConfig, from_dict, load_config
@@ -537,6 +537,24 @@ def test_ensemble_blends_tfidf_and_tunes_thresholds_on_the_blend(tiny_encoder, s
     np.testing.assert_allclose(info.thresholds, tune_thresholds(split[1].y, blend, "global"))
     served = load_predictor(tmp_path / "model", engine="torch").predict_proba(val_texts[:8])
     np.testing.assert_allclose(served, blend[:8], atol=1e-5)
+
+
+def test_texts_without_tfidf_terms_save_the_encoder_alone(tiny_encoder, split, tmp_path):
+    """Texts of one-character tokens give TF-IDF no vocabulary: the encoder's epochs are saved
+    without the blend and a warning says why (it was a traceback after training); TF-IDF alone
+    refuses them in one line."""
+    ex = [Examples(e.ids, [" ".join(w[0] for w in t.split()[:20]) for t in e.texts], e.labels, e.y, "")
+          for e in split]  # fmt: skip
+    with pytest.warns(
+        UserWarning, match="TF-IDF finds no terms .* saved alone, without the TF-IDF"
+    ):
+        training.train(_config(tiny_encoder, ensemble="tfidf"), *ex, tmp_path / "run")
+    assert folder.read(tmp_path / "run" / "model").ensemble is None
+    assert not (tmp_path / "run" / "model" / "tfidf").exists()
+    with pytest.raises(
+        NoTerms, match=r"TF-IDF finds no terms in the texts .* at least 1 text\): empty vocabulary"
+    ):
+        TfidfModel().fit(ex[0].texts, ex[0].y)
 
 
 # ---------------------------------------------------------------- runtime, rank 0 and callbacks

@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
-from mlabel.errors import ModelError
+from mlabel.errors import DataError, ModelError
 
 FORMAT = 1
 SETTINGS_FILE = "settings.json"
@@ -38,6 +38,10 @@ VECTORIZER_SETTINGS = {
 }
 
 
+class NoTerms(DataError):
+    """The training texts hold no term the TF-IDF vectorizer keeps."""
+
+
 class TfidfModel:
     """TF-IDF features with one class-balanced logistic regression per label."""
 
@@ -50,7 +54,13 @@ class TfidfModel:
         y = _check_targets(texts, y)
         min_df = 2 if len(texts) >= MIN_DF_ROWS else 1
         self.vectorizer_ = _make_vectorizer(min_df=min_df, max_features=self._terms(y.shape[1]))
-        features = self.vectorizer_.fit_transform(texts)
+        try:
+            features = self.vectorizer_.fit_transform(texts)
+        except ValueError as err:  # "empty vocabulary", "After pruning, no terms remain"
+            raise NoTerms(
+                "TF-IDF finds no terms in the texts (it keeps words of two or more letters or "
+                f"digits found in at least {min_df} text{'s' * (min_df > 1)}): {err}"
+            ) from None
         coef = np.zeros((y.shape[1], features.shape[1]), dtype=np.float32)
         intercept = np.zeros(y.shape[1], dtype=np.float32)
         labels = tqdm(range(y.shape[1]), desc="TF-IDF labels", unit="label", leave=False, delay=2)

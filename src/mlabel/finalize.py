@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,13 @@ def _add_tfidf(
 ) -> np.ndarray | None:
     """Train and save the TF-IDF member, record its blend weight(s) in `update` (fitted on the
     validation split; half and half without one) and return the blended validation probs."""
-    from mlabel.baseline import TfidfModel
+    from mlabel.baseline import NoTerms, TfidfModel
 
-    tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+    try:
+        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+    except NoTerms as err:  # the encoder's epochs are not lost for want of a blend
+        warnings.warn(f"{err}; the encoder is saved alone, without the TF-IDF blend", stacklevel=2)
+        return probs
     with folder.staged(folder.tfidf_dir(model_dir)) as tmp:  # whole or not at all
         tfidf.save(tmp)
     if val_ex is None:
