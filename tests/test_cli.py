@@ -203,6 +203,8 @@ def test_a_small_validation_split_is_said_to_be_rough(tiny_csv, tiny_encoder, tm
     assert code == 0 and "validation: 7 rows only: its F1 and the thresholds tuned on it" in err
     code, _, err = cli(capsys, *argv[:-1], tmp_path / "all", "--all-data")
     assert code == 0 and "rows only" not in err
+    code, _, err = cli(capsys, *argv[:5], "--model", "tfidf", "--out", tmp_path / "tfidf")
+    assert code == 0 and "validation: 7 rows only" in err, err  # the baseline figures too
 
 
 def test_bad_label_value(run, rows, tmp_path, capsys, tiny_encoder):

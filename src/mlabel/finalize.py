@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from mlabel.folder import Ensemble, ModelInfo
 from mlabel.metrics import multilabel_metrics, tune_thresholds
 from mlabel.selection import blend_weights, tuned_rule
 from mlabel.subjects import training_subjects
+
+SMALL_VALIDATION = 50  # validation rows under which its figures and the chosen rule are rough
 
 
 @dataclass
@@ -150,6 +153,17 @@ def threshold_source(cfg: TrainConfig, labels: list[str], has_val: bool) -> Mode
     return None
 
 
+def small_validation(val_ex: Examples | None) -> str | None:
+    """The note for a validation split too small for steady figures and thresholds."""
+    n = len(val_ex.texts) if val_ex is not None else SMALL_VALIDATION
+    if n >= SMALL_VALIDATION:
+        return None
+    return (
+        f"validation: {n} row{'s' * (n != 1)} only: its F1 and the thresholds tuned on it are "
+        "rough (a larger --val-frac or a --val table gives steadier ones)"
+    )
+
+
 def train_tfidf(
     cfg: TrainConfig, train_ex: Examples, val_ex: Examples | None, out_dir: str | Path
 ) -> TrainResult:
@@ -161,6 +175,8 @@ def train_tfidf(
     model_dir = out / "model"
     t0 = time.perf_counter()
     with runlock.held(out):
+        if note := small_validation(val_ex):
+            print(note, file=sys.stderr)
         tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
         probs = tfidf.predict_proba(val_ex.texts) if val_ex is not None else None
         with folder.staged(model_dir) as tmp:

@@ -44,6 +44,7 @@ from mlabel.finalize import (
     TrainResult,
     finalize_thresholds,
     model_info,
+    small_validation,
     threshold_source,
     train_tfidf,
 )
@@ -66,7 +67,6 @@ __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "tra
 # messages, one line each however long (a log is read with grep); paths may hold [brackets]
 console = Console(stderr=True, markup=False, soft_wrap=True)
 
-SMALL_VALIDATION = 50  # validation rows under which its figures and the chosen rule are rough
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
 RESUMABLE = ("epochs", "patience", "max_minutes", "threads", "save_steps", "keep", "track")
@@ -198,12 +198,8 @@ class _Run:
         """Report truncated texts and a small validation split, restore the newest checkpoint,
         write the run folder's start."""
         self._note_truncation()
-        n_val = len(self.val.examples) if self.val is not None else SMALL_VALIDATION
-        if n_val < SMALL_VALIDATION:
-            self._say(
-                f"validation: {n_val} row{'s' * (n_val != 1)} only: its F1 and the thresholds tuned on it "
-                "are rough (a larger --val-frac or a --val table gives steadier ones)"
-            )
+        if note := small_validation(self.val.examples if self.val is not None else None):
+            self._say(note)
         if resume:
             self._resume()
         self._start_folder()
