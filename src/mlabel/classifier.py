@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +123,7 @@ class Classifier:
             raise TypeError("a list of texts needs its labels: fit(texts, y), or give a table")
         if y is not None:
             data, labels_col = texts_and_labels(data, y, cfg.text_cols)
-            cfg = replace(cfg, labels_col=labels_col, label_cols=None, id_col="ID")
+            cfg = cfg.replace(labels_col=labels_col, label_cols=None, id_col="ID")
         if isinstance(val, tuple):
             val = texts_and_labels(*val, cfg.text_cols)[0]
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="mlabel-"))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlabel.arrowdata import table_class_names, with_class_names
 from mlabel.cells import (
@@ -73,9 +74,15 @@ class Examples:
 def text_cells(df: pd.DataFrame, col: str) -> pd.Series:
     """A text column as stripped strings, with "" for missing cells; a cell that holds a list
     of texts (paragraphs, as EUR-Lex's `main_body`) is its items joined with "\n"."""
-    listed = df[col].dtype == object or isinstance(df[col].dtype, pd.ArrowDtype)  # Ray's batches
-    cells = df[col].map(_list_text) if listed else df[col]
+    cells = df[col].map(_list_text) if _may_hold_lists(df[col].dtype) else df[col]
     return cells.astype("str").where(cells.notna(), "").str.strip()
+
+
+def _may_hold_lists(dtype: object) -> bool:
+    """Python objects, or an Arrow list column (as Ray's batches of JSON Lines hold them)."""
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_list(dtype.pyarrow_dtype) or pa.types.is_large_list(dtype.pyarrow_dtype)
+    return pd.api.types.is_object_dtype(dtype)
 
 
 def _list_text(cell: object) -> object:
