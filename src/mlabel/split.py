@@ -4,7 +4,7 @@ seeded, with every label that has two or more positives on both sides where a sw
 from __future__ import annotations
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+from scipy import sparse
 
 from mlabel.data import Examples
 from mlabel.errors import DataError
@@ -24,65 +24,135 @@ def split_examples(ex: Examples, val_frac: float, seed: int) -> tuple[Examples, 
     if n < 2:
         raise DataError(f"{ex.source}: need at least 2 rows to split off validation, got {n}")
     n_val = min(n - 1, max(1, round(n * val_frac)))
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
+    y = sparse.csr_matrix(ex.y != 0, dtype=np.int32)
     # one label: stratify its positives and its negatives (iterstrat wants two columns or more)
-    strata = ex.y if ex.y.shape[1] > 1 else np.hstack([ex.y, 1 - ex.y])
-    train, val = next(splitter.split(np.zeros(n), strata))
-    train, val = _resize(ex.y, list(train), list(val), n_val)
-    train, val = _cover_labels(ex.y, train, val)
+    strata = y if y.shape[1] > 1 else sparse.hstack([y, 1 - y.toarray()], format="csr")
+    in_val = stratified_folds(strata, n_val, seed) == 1
+    train, val = _resize(y, list(np.flatnonzero(~in_val)), list(np.flatnonzero(in_val)), n_val)
+    train, val = _cover_labels(y, train, val)
     return ex.subset(sorted(train)), ex.subset(sorted(val))
 
 
+def stratified_folds(y: sparse.csr_matrix, n_val: int, seed: int) -> np.ndarray:
+    """Each row's side, 0 (train) or 1 (validation, about `n_val` rows): Sechidis et al.'s
+    iterative stratification as iterstrat's `MultilabelStratifiedShuffleSplit(test_size=n_val,
+    random_state=seed)` draws it, the same rows from the same random stream. iterstrat recounts
+    the remaining rows' labels as a dense matrix for each label it places (rows x labels x
+    labels: hours at 50,000 rows and 20,000 subjects); here the counts are kept up to date as
+    rows are placed, so the cost is one pass over the positives plus one over the labels per
+    label placed."""
+    rng = np.random.RandomState(seed)
+    n = y.shape[0]
+    order = np.arange(n)
+    rng.shuffle(order)
+    rows = y[order].astype(bool).tocsr()
+    columns = rows.tocsc()
+    share = np.array([n - n_val, n_val]) / n
+    wanted = share * n  # rows each side still wants, and the same per label below
+    wanted_labels = np.outer(share, np.asarray(rows.sum(axis=0)).ravel())
+    left = np.asarray(rows.sum(axis=0)).ravel()  # positives per label among unplaced rows
+    unplaced = np.ones(n, dtype=bool)
+    side = np.zeros(n, dtype=int)
+    while left.any():
+        rarest = np.flatnonzero(left == left[left > 0].min())
+        j = rarest[rng.choice(len(rarest))] if len(rarest) > 1 else rarest[0]
+        holding = columns.indices[columns.indptr[j] : columns.indptr[j + 1]]
+        for i in np.sort(holding[unplaced[holding]]):
+            fold = _fold(wanted_labels[:, j], wanted, rng)
+            labels = rows.indices[rows.indptr[i] : rows.indptr[i + 1]]
+            side[i], unplaced[i] = fold, False
+            wanted_labels[fold, labels] -= 1
+            wanted[fold] -= 1
+            left[labels] -= 1
+    for i in np.flatnonzero(unplaced):  # rows without labels: to the side that wants most
+        side[i] = _fold(wanted, wanted, rng)
+        wanted[side[i]] -= 1
+    return side[np.argsort(order)]
+
+
+def _fold(first: np.ndarray, then: np.ndarray, rng: np.random.RandomState) -> int:
+    """The side that wants most by `first`, ties broken by `then`, then at random (iterstrat's
+    draws: a choice between the two sides only where both tie)."""
+    if first[0] != first[1]:
+        return int(np.argmax(first))
+    if then[0] != then[1]:
+        return int(np.argmax(then))
+    return int(rng.choice(2))
+
+
 def _resize(
-    y: np.ndarray, train: list[int], val: list[int], n_val: int
+    y: sparse.csr_matrix, train: list[int], val: list[int], n_val: int
 ) -> tuple[list[int], list[int]]:
     """Move rows with the fewest labels across until val has exactly n_val rows.
 
     Iterative stratification only approximates the requested size.
     """
+    per_row = np.diff(y.indptr)
     while len(val) != n_val:
         src, dst = (val, train) if len(val) > n_val else (train, val)
-        row = min(src, key=lambda r: y[r].sum())
+        row = min(src, key=per_row.__getitem__)
         src.remove(row)
         dst.append(row)
     return train, val
 
 
-def _cover_labels(y: np.ndarray, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
+def _cover_labels(
+    y: sparse.csr_matrix, train: list[int], val: list[int]
+) -> tuple[list[int], list[int]]:
     """Swap rows so that every label with >= 2 positives has a positive on each side.
 
     Each side's label counts are kept up to date across swaps rather than recounted per label,
-    so thousands of labels cost (labels + swaps) x rows, not labels x rows x labels."""
-    per_row = y.sum(axis=1)
-    counts = {id(train): y[train].sum(axis=0), id(val): y[val].sum(axis=0)}
-    for j in np.argsort(y.sum(axis=0), kind="stable"):
-        if counts[id(train)][j] + counts[id(val)][j] < 2:
+    and rows are found through the label's positives, so thousands of labels cost (labels +
+    swaps) x rows at most, not labels x rows x labels."""
+    sides = _Sides(y, train, val)
+    for j in np.argsort(np.bincount(y.indices, minlength=y.shape[1]), kind="stable"):
+        if sides.counts[0][j] + sides.counts[1][j] < 2:
             continue
-        for src, dst in ((train, val), (val, train)):
-            if not counts[id(dst)][j]:
-                _swap_in_positive(y, j, (src, counts[id(src)]), (dst, counts[id(dst)]), per_row)
-    return train, val
+        for src, dst in ((0, 1), (1, 0)):
+            if not sides.counts[dst][j]:
+                sides.swap_in_positive(j, src, dst)
+    return sides.rows[0].tolist(), sides.rows[1].tolist()
 
 
-def _swap_in_positive(
-    y: np.ndarray,
-    j: int,
-    src: tuple[list[int], np.ndarray],
-    dst: tuple[list[int], np.ndarray],
-    per_row: np.ndarray,
-) -> None:
-    """Exchange a row with label j from src for a row of dst, losing no label on either side;
-    each side is (rows, label counts), both updated in place."""
-    (src_rows, src_counts), (dst_rows, dst_counts) = src, dst
-    candidates = sorted(dst_rows, key=per_row.__getitem__)
-    for a in sorted((r for r in src_rows if y[r, j]), key=per_row.__getitem__):
-        if np.any((y[a] > 0) & (src_counts < 2)):
-            continue
-        for b in candidates:
-            # b leaves dst (a arrives), so no label may vanish from dst
-            if np.any((y[b] > 0) & (dst_counts + y[a] - y[b] < 1) & (dst_counts > 0)):
+class _Sides:
+    """The two sides' rows in order (swaps exchange places), each row's side and place, and
+    each side's positives per label."""
+
+    def __init__(self, y: sparse.csr_matrix, train: list[int], val: list[int]) -> None:
+        self.y, self.columns, self.per_row = y, y.tocsc(), np.diff(y.indptr)
+        self.rows = [np.array(train, dtype=int), np.array(val, dtype=int)]
+        self.side = np.zeros(y.shape[0], dtype=int)
+        self.place = np.zeros(y.shape[0], dtype=int)
+        for s, rows in enumerate(self.rows):
+            self.side[rows], self.place[rows] = s, np.arange(len(rows))
+        self.counts = [np.bincount(y[r].indices, minlength=y.shape[1]) for r in self.rows]
+
+    def labels(self, row: int) -> np.ndarray:
+        return self.y.indices[self.y.indptr[row] : self.y.indptr[row + 1]]
+
+    def swap_in_positive(self, j: int, src: int, dst: int) -> None:
+        """Exchange a row with label j from src for a row of dst, losing no label on either
+        side: rows with the fewest labels first, then in their side's order."""
+        holders = self.columns.indices[self.columns.indptr[j] : self.columns.indptr[j + 1]]
+        holders = holders[self.side[holders] == src]
+        candidates = self.rows[dst][np.argsort(self.per_row[self.rows[dst]], kind="stable")]
+        for a in holders[np.lexsort((self.place[holders], self.per_row[holders]))]:
+            mine = self.labels(a)
+            if np.any(self.counts[src][mine] < 2):
                 continue
-            src_rows[src_rows.index(a)], dst_rows[dst_rows.index(b)] = b, a
-            src_counts += y[b] - y[a]
-            dst_counts += y[a] - y[b]
-            return
+            # b leaves dst (a arrives), so b may hold none of dst's last positives a lacks
+            last = self.counts[dst] == 1
+            last[mine] = False
+            fits = candidates[(self.y @ last.astype(np.int32))[candidates] == 0]
+            if len(fits):
+                self._exchange(a, fits[0], mine, self.labels(fits[0]))
+                return
+
+    def _exchange(self, a: int, b: int, mine: np.ndarray, theirs: np.ndarray) -> None:
+        (src, dst), (i, k) = self.side[[a, b]], self.place[[a, b]]
+        self.rows[src][i], self.rows[dst][k] = b, a
+        self.side[[a, b]], self.place[[a, b]] = (dst, src), (k, i)
+        self.counts[src][mine] -= 1
+        self.counts[src][theirs] += 1
+        self.counts[dst][theirs] -= 1
+        self.counts[dst][mine] += 1
