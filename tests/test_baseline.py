@@ -121,15 +121,49 @@ def test_fitting_shows_the_labels_done_once_it_takes_a_while(corpus, monkeypatch
     progress bar counts them; it waits 2 s before it shows, so small fits print nothing."""
     import mlabel.baseline
 
-    made = []
-    monkeypatch.setattr(
-        mlabel.baseline, "tqdm", lambda items, **kwargs: made.append((items, kwargs)) or items
-    )
+    made, done = [], []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            done.append(n)
+
+    monkeypatch.setattr(mlabel.baseline, "tqdm", Bar)
     texts, y = corpus
     TfidfModel().fit(texts, y)
-    ((items, kwargs),) = made
-    assert list(items) == list(range(y.shape[1])) and kwargs["unit"] == "label"
+    ((kwargs),) = made
+    assert kwargs["total"] == sum(done) == y.shape[1] and kwargs["unit"] == "label"
     assert kwargs["delay"] == 2 and kwargs["leave"] is False
+
+
+def test_many_labels_are_fitted_in_worker_processes_to_the_same_weights(corpus, monkeypatch):
+    """Past two blocks of labels, blocks go to worker processes: the weights are those of one
+    process, since every fit is seeded alike (liblinear's dual passes visit rows at random)."""
+    import mlabel.baseline
+
+    texts, y = corpus
+    rng = np.random.default_rng(0)
+    many = np.hstack([y, rng.random((len(texts), 3 * mlabel.baseline.LABEL_BLOCK)) < 0.2])
+    jobs = []
+    real = mlabel.baseline.Parallel
+    monkeypatch.setattr(
+        mlabel.baseline, "Parallel", lambda n_jobs, **kw: jobs.append(n_jobs) or real(n_jobs, **kw)
+    )
+    monkeypatch.setattr(mlabel.baseline, "MIN_DF_ROWS", 10**6)  # more terms than texts: dual
+    alone = TfidfModel(workers=1).fit(texts, many)
+    shared = TfidfModel(workers=2).fit(texts, many)
+    assert jobs == [1, 2]
+    assert np.array_equal(alone.coef_, shared.coef_)
+    assert np.array_equal(alone.intercept_, shared.intercept_)
+    assert TfidfModel(workers=2).fit(texts, y).coef_.shape[0] == 3 and jobs[-1] == 1  # one block
 
 
 def test_thousands_of_labels_keep_the_weights_within_a_budget(corpus, monkeypatch, tmp_path):

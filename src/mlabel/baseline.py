@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, cpu_count, delayed
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from scipy.special import expit
@@ -28,6 +29,9 @@ MIN_DF_ROWS = 100
 # The weights (labels x terms, float32) stay within this many numbers (1 GiB): with thousands of
 # labels the vocabulary keeps fewer of the most frequent terms (53,687 terms at 5,000 labels).
 MAX_WEIGHTS = 2**28
+# Labels are fitted in blocks of this many; with more than two blocks, the blocks go to worker
+# processes: each fit is independent and seeded alike, so the weights do not depend on them.
+LABEL_BLOCK = 32
 
 # Tokenization settings shared by fit and load, so a loaded model transforms text identically.
 VECTORIZER_SETTINGS = {
@@ -43,11 +47,15 @@ class NoTerms(DataError):
 
 
 class TfidfModel:
-    """TF-IDF features with one class-balanced logistic regression per label."""
+    """TF-IDF features with one class-balanced logistic regression per label, fitted on up to
+    `workers` processes (by default one per physical core, as torch's threads)."""
 
-    def __init__(self, C: float = 4.0, max_features: int | None = 200_000):
+    def __init__(
+        self, C: float = 4.0, max_features: int | None = 200_000, workers: int | None = None
+    ):
         self.C = C
         self.max_features = max_features
+        self.workers = workers
 
     def fit(self, texts: list[str], y: np.ndarray) -> TfidfModel:
         """Fit on texts and a 0/1 label matrix y of shape (n_texts, n_labels)."""
@@ -61,34 +69,32 @@ class TfidfModel:
                 "TF-IDF finds no terms in the texts (it keeps words of two or more letters or "
                 f"digits found in at least {min_df} text{'s' * (min_df > 1)}): {err}"
             ) from None
-        coef = np.zeros((y.shape[1], features.shape[1]), dtype=np.float32)
-        intercept = np.zeros(y.shape[1], dtype=np.float32)
-        labels = tqdm(range(y.shape[1]), desc="TF-IDF labels", unit="label", leave=False, delay=2)
-        for k in labels:  # the bar shows after 2 s: thousands of labels take minutes
-            coef[k], intercept[k] = self._fit_label(features, y[:, k])
-        self.coef_, self.intercept_ = coef, intercept
+        self.coef_, self.intercept_ = self._fit_labels(features, y)
         return self
+
+    def _fit_labels(self, features, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(coef, intercept) of every label, blocks of labels in parallel where there are many."""
+        n_labels = y.shape[1]
+        coef = np.zeros((n_labels, features.shape[1]), dtype=np.float32)
+        intercept = np.zeros(n_labels, dtype=np.float32)
+        blocks = [slice(k, k + LABEL_BLOCK) for k in range(0, n_labels, LABEL_BLOCK)]
+        workers = self.workers or cpu_count(only_physical_cores=True)
+        workers = min(workers, len(blocks)) if len(blocks) > 2 else 1
+        fitted = Parallel(n_jobs=workers, return_as="generator")(
+            delayed(_fit_block)(features, (y[:, block] > 0).astype(np.int8), self.C)
+            for block in blocks
+        )
+        # the bar shows after 2 s: thousands of labels take minutes
+        with tqdm(total=n_labels, desc="TF-IDF labels", unit="label", leave=False, delay=2) as bar:
+            for block, (block_coef, block_intercept) in zip(blocks, fitted, strict=True):
+                coef[block], intercept[block] = block_coef, block_intercept
+                bar.update(len(block_intercept))
+        return coef, intercept
 
     def _terms(self, n_labels: int) -> int:
         """The most terms the vocabulary keeps: `max_features`, fewer for thousands of labels."""
         within = MAX_WEIGHTS // max(n_labels, 1)
         return within if self.max_features is None else min(self.max_features, within)
-
-    def _fit_label(self, features, target: np.ndarray) -> tuple[np.ndarray, float]:
-        """Return (coef, intercept) for one label; a constant label gets a fixed logit."""
-        if target.min() == target.max():
-            sign = 1.0 if target[0] == 1 else -1.0
-            return np.zeros(features.shape[1], dtype=np.float32), sign * CONSTANT_LOGIT
-        # with more terms than texts liblinear's dual solver gives the same fit: 1.66x sooner
-        # than the primal on the arXiv abstracts (bench/tfidf_solver.py, its log in bench/logs),
-        # a little slower on short tweets, where it may need over 100 passes (SemEval: 1 label
-        # of 11); RESULTS, "TF-IDF: liblinear's dual solver"
-        dual = features.shape[1] > features.shape[0]
-        clf = LogisticRegression(
-            C=self.C, class_weight="balanced", solver="liblinear", dual=dual, max_iter=1000
-        )
-        clf.fit(features, target)
-        return clf.coef_[0], float(clf.intercept_[0])
 
     def decision_function(self, texts: list[str]) -> np.ndarray:
         """Logits of shape (n_texts, n_labels)."""
@@ -200,6 +206,30 @@ def _make_vectorizer(
     return TfidfVectorizer(
         **settings, min_df=min_df, max_features=max_features, vocabulary=vocabulary
     )
+
+
+def _fit_block(features, targets: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) of each column of a 0/1 block of targets."""
+    fits = [_fit_label(features, targets[:, k], C) for k in range(targets.shape[1])]
+    return np.stack([c for c, _ in fits]), np.array([i for _, i in fits], dtype=np.float32)
+
+
+def _fit_label(features, target: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+    """Return (coef, intercept) for one label; a constant label gets a fixed logit."""
+    if target.min() == target.max():
+        sign = 1.0 if target[0] == 1 else -1.0
+        return np.zeros(features.shape[1], dtype=np.float32), sign * CONSTANT_LOGIT
+    # with more terms than texts liblinear's dual solver gives the same fit: 1.66x sooner
+    # than the primal on the arXiv abstracts (bench/tfidf_solver.py, its log in bench/logs),
+    # a little slower on short tweets, where it may need over 100 passes (SemEval: 1 label
+    # of 11); RESULTS, "TF-IDF: liblinear's dual solver". Its passes visit rows in a random
+    # order: seeded, so that a fit is the same in whichever process it runs
+    dual = features.shape[1] > features.shape[0]
+    clf = LogisticRegression(
+        C=C, class_weight="balanced", solver="liblinear", dual=dual, max_iter=1000, random_state=0
+    )
+    clf.fit(features, target)
+    return clf.coef_[0], float(clf.intercept_[0])
 
 
 def _check_targets(texts: list[str], y: np.ndarray) -> np.ndarray:

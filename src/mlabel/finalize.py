@@ -77,7 +77,7 @@ def finalize_thresholds(
     update: dict[str, Any] = {}
     source = threshold_source(cfg, train_ex.labels, val_ex is not None)
     if cfg.ensemble == "tfidf":
-        probs = _add_tfidf(model_dir, train_ex, val_ex, probs, update)
+        probs = _add_tfidf(model_dir, train_ex, val_ex, probs, update, cfg.threads)
     rule = cfg.rule()
     if source is not None:
         thresholds = np.asarray(source.thresholds)
@@ -113,13 +113,15 @@ def _add_tfidf(
     val_ex: Examples | None,
     probs: np.ndarray | None,
     update: dict[str, Any],
+    threads: int | None,
 ) -> np.ndarray | None:
-    """Train and save the TF-IDF member, record its blend weight(s) in `update` (fitted on the
-    validation split; half and half without one) and return the blended validation probs."""
+    """Train and save the TF-IDF member (on `threads` processes), record its blend weight(s) in
+    `update` (fitted on the validation split; half and half without one) and return the blended
+    validation probs."""
     from mlabel.baseline import NoTerms, TfidfModel
 
     try:
-        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+        tfidf = TfidfModel(workers=threads).fit(train_ex.texts, train_ex.y)
     except NoTerms as err:  # the encoder's epochs are not lost for want of a blend
         warnings.warn(f"{err}; the encoder is saved alone, without the TF-IDF blend", stacklevel=2)
         return probs
@@ -177,7 +179,7 @@ def train_tfidf(
     with runlock.held(out):
         if note := small_validation(val_ex):
             print(note, file=sys.stderr)
-        tfidf = TfidfModel().fit(train_ex.texts, train_ex.y)
+        tfidf = TfidfModel(workers=cfg.threads).fit(train_ex.texts, train_ex.y)
         probs = tfidf.predict_proba(val_ex.texts) if val_ex is not None else None
         with folder.staged(model_dir) as tmp:
             tfidf.save(folder.tfidf_dir(tmp))

@@ -59,7 +59,7 @@ HELP = {
     "patience": "stop after this many epochs without a better validation micro-F1 (0: off)",
     "long_pool": "max or mean: how a long text's window probabilities combine (--long chunk)",
     "seed": "seed of the split, the head's initialisation, shuffling and dropout",
-    "threads": "CPU threads (default: torch's choice, one per core)",
+    "threads": "CPU threads, and processes fitting the TF-IDF member (default: one per core)",
     "save_steps": "also checkpoint every this many steps within an epoch (resumable mid-epoch)",
     "keep": "newest checkpoints kept (the best epoch's is kept too)",
     "layer_decay": "layer-wise learning-rate decay factor (1 = off)",
