@@ -145,8 +145,9 @@ def test_fitting_shows_the_labels_done_once_it_takes_a_while(corpus, monkeypatch
 
 
 def test_many_labels_are_fitted_in_worker_processes_to_the_same_weights(corpus, monkeypatch):
-    """Past two blocks of labels, blocks go to worker processes: the weights are those of one
-    process, since every fit is seeded alike (liblinear's dual passes visit rows at random)."""
+    """Past two blocks of labels (and enough work), blocks go to worker processes: the weights
+    are those of one process, since every fit is seeded alike (liblinear's dual passes visit
+    rows at random)."""
     import mlabel.baseline
 
     texts, y = corpus
@@ -158,12 +159,16 @@ def test_many_labels_are_fitted_in_worker_processes_to_the_same_weights(corpus, 
         mlabel.baseline, "Parallel", lambda n_jobs, **kw: jobs.append(n_jobs) or real(n_jobs, **kw)
     )
     monkeypatch.setattr(mlabel.baseline, "MIN_DF_ROWS", 10**6)  # more terms than texts: dual
+    monkeypatch.setattr(mlabel.baseline, "PARALLEL_WORK", 0)  # a small corpus in workers too
     alone = TfidfModel(workers=1).fit(texts, many)
     shared = TfidfModel(workers=2).fit(texts, many)
     assert jobs == [1, 2]
     assert np.array_equal(alone.coef_, shared.coef_)
     assert np.array_equal(alone.intercept_, shared.intercept_)
     assert TfidfModel(workers=2).fit(texts, y).coef_.shape[0] == 3 and jobs[-1] == 1  # one block
+    monkeypatch.setattr(mlabel.baseline, "PARALLEL_WORK", 10**8)
+    TfidfModel(workers=2).fit(texts, many)
+    assert jobs[-1] == 1  # work for seconds: one process
 
 
 def test_thousands_of_labels_keep_the_weights_within_a_budget(corpus, monkeypatch, tmp_path):

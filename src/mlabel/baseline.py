@@ -29,9 +29,12 @@ MIN_DF_ROWS = 100
 # The weights (labels x terms, float32) stay within this many numbers (1 GiB): with thousands of
 # labels the vocabulary keeps fewer of the most frequent terms (53,687 terms at 5,000 labels).
 MAX_WEIGHTS = 2**28
-# Labels are fitted in blocks of this many; with more than two blocks, the blocks go to worker
-# processes: each fit is independent and seeded alike, so the weights do not depend on them.
+# Labels are fitted in blocks of this many; with more than two blocks and at least PARALLEL_WORK
+# labels x stored TF-IDF values (about 8 s in one process on a 2024 server core: starting the
+# workers costs 2-3 s), the blocks go to worker processes. Each fit is independent and seeded
+# alike, so the weights do not depend on them (bench/subjects_scale.py).
 LABEL_BLOCK = 32
+PARALLEL_WORK = 10**8
 
 # Tokenization settings shared by fit and load, so a loaded model transforms text identically.
 VECTORIZER_SETTINGS = {
@@ -79,7 +82,8 @@ class TfidfModel:
         intercept = np.zeros(n_labels, dtype=np.float32)
         blocks = [slice(k, k + LABEL_BLOCK) for k in range(0, n_labels, LABEL_BLOCK)]
         workers = self.workers or cpu_count(only_physical_cores=True)
-        workers = min(workers, len(blocks)) if len(blocks) > 2 else 1
+        many = len(blocks) > 2 and n_labels * features.nnz >= PARALLEL_WORK
+        workers = min(workers, len(blocks)) if many else 1
         fitted = Parallel(n_jobs=workers, return_as="generator")(
             delayed(_fit_block)(features, (y[:, block] > 0).astype(np.int8), self.C)
             for block in blocks
