@@ -1,8 +1,17 @@
 import numpy as np
+import pytest
 
+from mlabel import selection
 from mlabel.decision import DecisionRule, decide
 from mlabel.metrics import micro_f1, rule_scores, tune_thresholds
-from mlabel.selection import BEST_ALONE, RuleChoice, blend_weights, choose_rule, tuned_rule
+from mlabel.selection import (
+    BEST_ALONE,
+    RULE_METHODS,
+    RuleChoice,
+    blend_weights,
+    choose_rule,
+    tuned_rule,
+)
 
 
 def labelled(n: int, n_labels: int, rate: float, seed: int) -> np.ndarray:
@@ -121,3 +130,44 @@ def test_tuned_rule_applies_a_named_method_with_the_rule_as_given():
     choice = tuned_rule(y, probs, "global", rule)
     assert choice.method == "global" and choice.rule == rule
     assert np.allclose(choice.thresholds, tune_thresholds(y, rule_scores(probs, rule), "global"))
+
+
+def copied_rows_scores(y, probs, candidates, rng):
+    """The former `_out_of_bag_scores`: each resample's drawn and held rows copied, tuned and
+    decided on the full matrices (the reference)."""
+    n = len(y)
+    scored = {rule: rule_scores(probs, rule) for _, rule in candidates}
+    resamples = int(np.clip(selection.RESAMPLED_CELLS // max(probs.size, 1), *selection.RESAMPLES))
+    out = np.full((len(candidates), resamples), np.nan)
+    for b in range(resamples):
+        drawn = rng.integers(0, n, n)
+        held = np.setdiff1d(np.arange(n), drawn)
+        if held.size == 0:
+            continue
+        for c, (method, rule) in enumerate(candidates):
+            cuts = tune_thresholds(y[drawn], scored[rule][drawn], method)
+            hits = decide(probs[held], cuts, rule).astype(bool)
+            truth = y[held]
+            tp, fp, fn = (truth & hits).sum(0), (~truth & hits).sum(0), (truth & ~hits).sum(0)
+            denominator = 2 * tp + fp + fn
+            per_label = np.divide(2 * tp, denominator, out=np.zeros(len(tp)), where=denominator > 0)
+            out[c, b] = (2 * tp.sum() / max(denominator.sum(), 1) + per_label.mean()) / 2
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resamples_weighted_by_draws_score_as_copied_rows(seed):
+    """Resamples score the candidates over the cells a cut can turn on, rows weighted by their
+    draws: the scores are those of copying the drawn and held rows (every rule, ties, NaN)."""
+    rng = np.random.default_rng(seed)
+    n, width = int(rng.integers(2, 60)), int(rng.integers(1, 30))
+    y = rng.random((n, width)) < 0.2
+    probs = np.round(rng.random((n, width)) ** 3, 2)  # many ties, many under the grid
+    probs[0, 0] = np.nan if seed == 3 else probs[0, 0]
+    candidates = [
+        (m, r) for r in (DecisionRule(), DecisionRule(min_labels=1)) for m in RULE_METHODS
+    ]
+    candidates += [("fixed:0.5", BEST_ALONE), ("per-label", DecisionRule(top_k=2))]
+    got = selection._out_of_bag_scores(y, probs, candidates, np.random.default_rng(seed))
+    want = copied_rows_scores(y, probs, candidates, np.random.default_rng(seed))
+    np.testing.assert_array_equal(got, want)

@@ -175,6 +175,13 @@ def f1_by_threshold(
     y_true: np.ndarray, y_prob: np.ndarray, grid: np.ndarray = THRESHOLD_GRID
 ) -> tuple[np.ndarray, np.ndarray]:
     """Micro-F1 curve (G,) and per-label F1 curves (L, G) over a grid of thresholds."""
+    return f1_curves(threshold_counts(y_true, y_prob, grid))
+
+
+def threshold_counts(
+    y_true: np.ndarray, y_prob: np.ndarray, grid: np.ndarray = THRESHOLD_GRID
+) -> np.ndarray:
+    """TP, FP and FN (3, G, L) at each point of `grid` (in its order) and label."""
     y_true = np.asarray(y_true).astype(bool)
     y_prob = np.asarray(y_prob, dtype=float)
     if y_true.ndim != 2 or y_true.shape != y_prob.shape:
@@ -184,9 +191,13 @@ def f1_by_threshold(
         )
     grid = np.asarray(grid, dtype=float)
     order = np.argsort(grid, kind="stable")
-    tp, fp, fn = _counts_by_threshold(y_true, y_prob, grid[order])[:, np.argsort(order)]
-    micro = _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
-    return micro, _f1(tp, fp, fn).T
+    return _counts_by_threshold(y_true, y_prob, grid[order])[:, np.argsort(order)]
+
+
+def f1_curves(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Micro-F1 curve (G,) and per-label F1 curves (L, G) from TP, FP and FN (3, G, L)."""
+    tp, fp, fn = counts
+    return _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1)), _f1(tp, fp, fn).T
 
 
 def _counts_by_threshold(y_true: np.ndarray, y_prob: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -229,19 +240,33 @@ def tune_thresholds(
     t = (n_pos * t_label + k * t_global) / (n_pos + k).
     """
     n_labels = np.asarray(y_prob).shape[1]
-    if method == "fixed" or method.startswith("fixed:"):
-        return np.full(n_labels, _parse_fixed(method))
+    if (cut := fixed_cut(method)) is not None:
+        return np.full(n_labels, cut)
     if method not in THRESHOLD_METHODS:
         raise ValueError(
             f"unknown threshold method {method!r}; expected fixed:X or one of "
             f"{', '.join(THRESHOLD_METHODS)}"
         )
+    counts = threshold_counts(y_true, y_prob, grid)
+    n_pos = np.asarray(y_true).astype(bool).sum(axis=0)
+    return thresholds_from_counts(counts, n_pos, method, k=k, grid=grid)
+
+
+def thresholds_from_counts(
+    counts: np.ndarray,
+    n_pos: np.ndarray,
+    method: str,
+    *,
+    k: float = 20.0,
+    grid: np.ndarray = THRESHOLD_GRID,
+) -> np.ndarray:
+    """Per-label thresholds (L,) by a tuned method (`tune_thresholds`) from the TP, FP and FN
+    counts (3, G, L) over `grid` on rows holding `n_pos` positives per label."""
     grid = np.asarray(grid, dtype=float)
-    micro, per_label = f1_by_threshold(y_true, y_prob, grid)
+    micro, per_label = f1_curves(counts)
     t_global = _best_threshold(micro, grid)
     if method == "global":
-        return np.full(n_labels, t_global)
-    n_pos = np.asarray(y_true).astype(bool).sum(axis=0)
+        return np.full(len(n_pos), t_global)
     if method == "shrunk":
         per_label = _smooth(per_label)
     t_label = _best_threshold(per_label, grid)
@@ -249,6 +274,11 @@ def tune_thresholds(
         t_label = (n_pos * t_label + k * t_global) / (n_pos + k)
     # A label never seen positive has an all-zero F1 curve: it tells us nothing.
     return np.where(n_pos > 0, t_label, t_global)
+
+
+def fixed_cut(method: str) -> float | None:
+    """The cut of "fixed" (0.5) or "fixed:X"; None for a tuned method."""
+    return _parse_fixed(method) if method == "fixed" or method.startswith("fixed:") else None
 
 
 def rule_scores(probs: np.ndarray, rule: DecisionRule | None) -> np.ndarray:
