@@ -25,7 +25,8 @@ def split_examples(ex: Examples, val_frac: float, seed: int) -> tuple[Examples, 
         raise DataError(f"{ex.source}: need at least 2 rows to split off validation, got {n}")
     n_val = min(n - 1, max(1, round(n * val_frac)))
     y = sparse.csr_matrix(ex.y != 0, dtype=np.int32)
-    # one label: stratify its positives and its negatives (iterstrat wants two columns or more)
+    # one label: stratify its positives and its negatives alike (as iterstrat did: it took two
+    # columns or more)
     strata = y if y.shape[1] > 1 else sparse.hstack([y, 1 - y.toarray()], format="csr")
     in_val = stratified_folds(strata, n_val, seed) == 1
     train, val = _resize(y, list(np.flatnonzero(~in_val)), list(np.flatnonzero(in_val)), n_val)
