@@ -195,8 +195,7 @@ class _Cells:
     def held_out_f1(self, held: np.ndarray, cuts: np.ndarray) -> float:
         """(micro-F1 + macro-F1) / 2 on the `held` rows with `cuts`; a label's F1 is 0 where it
         is neither true nor predicted."""
-        mine = held[self.rows]
-        on = mine & (self.scores >= cuts[self.labels])
+        on = held[self.rows] & (self.scores >= cuts[self.labels])
         tp = np.bincount(self.labels[on & self.truth], minlength=self.n_labels)
         fp = np.bincount(self.labels[on & ~self.truth], minlength=self.n_labels)
         fn = self._positives(held.astype(float)) - tp
