@@ -147,7 +147,7 @@ def test_fitting_shows_the_labels_done_once_it_takes_a_while(corpus, monkeypatch
 def test_many_labels_are_fitted_in_worker_processes_to_the_same_weights(corpus, monkeypatch):
     """Past two blocks of labels (and enough work), blocks go to worker processes: the weights
     are those of one process, since every fit is seeded alike (liblinear's dual passes visit
-    rows at random)."""
+    rows at random), and the workers' memory-mapped features are theirs to write."""
     import mlabel.baseline
 
     texts, y = corpus
@@ -155,9 +155,11 @@ def test_many_labels_are_fitted_in_worker_processes_to_the_same_weights(corpus, 
     many = np.hstack([y, rng.random((len(texts), 3 * mlabel.baseline.LABEL_BLOCK)) < 0.2])
     jobs = []
     real = mlabel.baseline.Parallel
-    monkeypatch.setattr(
-        mlabel.baseline, "Parallel", lambda n_jobs, **kw: jobs.append(n_jobs) or real(n_jobs, **kw)
-    )
+
+    def spied(n_jobs, **kw):  # every array to the workers as a memory map, as large ones go
+        return jobs.append(n_jobs) or real(n_jobs, max_nbytes=0, **kw)
+
+    monkeypatch.setattr(mlabel.baseline, "Parallel", spied)
     monkeypatch.setattr(mlabel.baseline, "MIN_DF_ROWS", 10**6)  # more terms than texts: dual
     monkeypatch.setattr(mlabel.baseline, "PARALLEL_WORK", 0)  # a small corpus in workers too
     alone = TfidfModel(workers=1).fit(texts, many)

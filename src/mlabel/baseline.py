@@ -84,7 +84,9 @@ class TfidfModel:
         workers = self.workers or cpu_count(only_physical_cores=True)
         many = len(blocks) > 2 and n_labels * features.nnz >= PARALLEL_WORK
         workers = min(workers, len(blocks)) if many else 1
-        fitted = Parallel(n_jobs=workers, return_as="generator")(
+        # joblib hands large arrays to workers as memory maps; copy-on-write ones, since
+        # scikit-learn's liblinear check (`np.max` of a sparse matrix) writes to them
+        fitted = Parallel(n_jobs=workers, return_as="generator", mmap_mode="c")(
             delayed(_fit_block)(features, (y[:, block] > 0).astype(np.int8), self.C)
             for block in blocks
         )
