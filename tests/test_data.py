@@ -1,7 +1,6 @@
 """Tests for mlabel.data: reading tables, validation messages, label forms, splitting."""
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -854,17 +853,16 @@ def test_stratified_folds_draw_the_rows_iterstrat_draws():
         assert np.array_equal(got, want), (n, width, n_val, seed)
 
 
-def test_split_of_many_rows_and_subjects_takes_seconds():
-    """iterstrat recounted a dense rows x labels matrix for every label it placed: 23 s at
-    3,000 rows and 4,354 subjects, hours at 60,000 and 18,624; now 15 s for the latter."""
+def test_split_of_many_rows_and_subjects_covers_them():
+    """20,000 rows x 8,000 subjects: 5 s here, past the suite's 600 s timeout with iterstrat,
+    which recounted a dense rows x labels matrix for every label it placed (its speed is
+    measured by bench/subjects_scale.py, not asserted here)."""
     rng = np.random.default_rng(0)
     n, width = 20_000, 8_000
     y = np.zeros((n, width), dtype=np.float32)
     y[np.arange(n)[:, None], rng.zipf(1.3, size=(n, 3)) % width] = 1  # a long tail of subjects
     ex = Examples([str(i) for i in range(n)], ["t"] * n, [f"s{j}" for j in range(width)], y, "t")
-    start = time.perf_counter()
     train, val = split_examples(ex, 0.15, seed=0)
-    assert time.perf_counter() - start < 60
     assert (len(train), len(val)) == (17_000, 3_000)
     repeated = ex.y.sum(axis=0) >= 2
     on_both = (train.y.sum(axis=0) > 0) & (val.y.sum(axis=0) > 0)

@@ -218,10 +218,17 @@ def _counts_by_threshold(y_true: np.ndarray, y_prob: np.ndarray, grid: np.ndarra
         cell = (np.arange(n_labels) * bins + reached).ravel()
         hist[0] += np.bincount(cell, minlength=n_labels * bins)
         hist[1] += np.bincount(cell[truth.ravel()], minlength=n_labels * bins)
-    # predicted[:, j, g]: cells of label j whose probability reaches grid[g]
-    predicted = np.cumsum(hist.reshape(2, n_labels, bins)[:, :, ::-1], axis=2)[:, :, -2::-1]
+    return counts_from_histogram(hist.reshape(2, n_labels, bins), y_true.sum(axis=0))
+
+
+def counts_from_histogram(hist: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+    """TP, FP and FN (3, G, L) per ascending grid point and label, from the histograms (2, L,
+    G + 1) of all cells and of positive cells by how many grid points their score reaches;
+    `n_pos`: positives per label (cells reaching no point are counted there alone)."""
+    # predicted[:, j, g]: cells of label j whose score reaches grid[g]
+    predicted = np.cumsum(hist[:, :, ::-1], axis=2)[:, :, -2::-1]
     tp = predicted[1].T
-    return np.stack([tp, predicted[0].T - tp, y_true.sum(axis=0) - tp])
+    return np.stack([tp, predicted[0].T - tp, n_pos - tp])
 
 
 def tune_thresholds(

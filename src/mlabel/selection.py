@@ -14,6 +14,7 @@ from mlabel.metrics import (
     THRESHOLD_GRID,
     _best_threshold,
     _smooth,
+    counts_from_histogram,
     f1_by_threshold,
     fixed_cut,
     rule_scores,
@@ -184,12 +185,9 @@ class _Cells:
                 np.bincount(self.cell, weights=on, minlength=size),
                 np.bincount(self.cell[self.truth], weights=on[self.truth], minlength=size),
             ]
-        )
-        # predicted[:, j, g]: weighted cells of label j whose score reaches grid point g
-        predicted = np.cumsum(hist.reshape(2, self.n_labels, self.bins)[:, :, ::-1], axis=2)
-        tp = predicted[1, :, -2::-1].T
+        ).reshape(2, self.n_labels, self.bins)
         n_pos = self._positives(weights)
-        counts = np.stack([tp, predicted[0, :, -2::-1].T - tp, n_pos - tp])[:, self.grid_order]
+        counts = counts_from_histogram(hist, n_pos)[:, self.grid_order]
         return thresholds_from_counts(counts, n_pos, method)
 
     def held_out_f1(self, held: np.ndarray, cuts: np.ndarray) -> float:

@@ -147,13 +147,13 @@ def count_rows(path: str | Path) -> int | None:
 
 
 def _count_text_rows(path: Path, fmt: str) -> int | None:
+    if fmt in JSON_FORMATS and not holds_json_lines(path):
+        return None  # one JSON array or document: its rows are known once it is read whole
     with open_table_bytes(path) as f:
         if fmt in (".csv", ".tsv"):
             options = csv_options(path, fmt, [])
             chunks = pd.read_csv(f, **options, usecols=[0], chunksize=COUNT_CHUNK_ROWS)
             return sum(len(chunk) for chunk in chunks)
-        if fmt != ".txt" and (_is_json_array(f) or _is_json_document(path, fmt)):
-            return None  # one JSON document: its rows are known once it is read whole
         return sum(1 for line in f if line.strip())  # JSON Lines, or a .txt's texts
 
 
@@ -260,10 +260,10 @@ def holds_json_lines(path: str | Path) -> bool:
 
 def _is_json_document(path: Path, fmt: str) -> bool:
     """Whether a `.json` file (not an array) is one JSON document rather than JSON Lines."""
-    return fmt == ".json" and not _holds_json_lines(path)
+    return fmt == ".json" and not _starts_with_object_lines(path)
 
 
-def _holds_json_lines(path: Path) -> bool:
+def _starts_with_object_lines(path: Path) -> bool:
     """Whether a `.json` file that is not an array holds JSON Lines: a first line that is one
     whole object, and more lines after it (else it is one JSON document)."""
     with open_table_bytes(path) as f:
