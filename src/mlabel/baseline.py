@@ -87,8 +87,7 @@ class TfidfModel:
         # joblib hands large arrays to workers as memory maps; copy-on-write ones, since
         # scikit-learn's liblinear check (`np.max` of a sparse matrix) writes to them
         fitted = Parallel(n_jobs=workers, return_as="generator", mmap_mode="c")(
-            delayed(_fit_block)(features, (y[:, block] > 0).astype(np.int8), self.C)
-            for block in blocks
+            delayed(_fit_block)(features, y[:, block].astype(np.int8), self.C) for block in blocks
         )
         # the bar shows after 2 s: thousands of labels take minutes
         with tqdm(total=n_labels, desc="TF-IDF labels", unit="label", leave=False, delay=2) as bar:
@@ -239,14 +238,15 @@ def _fit_label(features, target: np.ndarray, C: float) -> tuple[np.ndarray, floa
 
 
 def _check_targets(texts: list[str], y: np.ndarray) -> np.ndarray:
-    """Return y as an int array after checking its shape and that it holds only 0 and 1."""
+    """Return y as a bool array (no copy when it is one) after checking its shape and that it
+    holds only 0 and 1."""
     y = np.asarray(y)
     if y.ndim != 2 or y.shape[0] != len(texts):
         raise ValueError(f"y has shape {y.shape}, expected ({len(texts)}, n_labels)")
-    if not np.isin(y, (0, 1)).all():
+    if y.dtype != bool and not np.isin(y, (0, 1)).all():
         bad = y[~np.isin(y, (0, 1))][0].item()
         raise ValueError(f"y holds the value {bad!r}, expected only 0 or 1")
-    return y.astype(np.int64)
+    return y.astype(bool, copy=False)
 
 
 def _write_json(path: Path, obj: dict) -> None:

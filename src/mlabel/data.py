@@ -50,7 +50,7 @@ class Examples:
     ids: list[str]
     texts: list[str]
     labels: list[str]
-    y: np.ndarray | None  # (n, len(labels)) float32, or None when labels were not read
+    y: np.ndarray | None  # (n, len(labels)) bool, or None when labels were not read
     source: str
 
     def __len__(self) -> int:
@@ -225,10 +225,10 @@ def _merged(examples: Examples, codes: np.ndarray) -> Examples:
 def label_matrix_from_columns(
     df: pd.DataFrame, cols: list[str], source: str, hint: bool = False
 ) -> np.ndarray:
-    """0/1 label columns -> float32 matrix; any other value (or an empty cell) is an error,
+    """0/1 label columns -> bool matrix; any other value (or an empty cell) is an error,
     which with `hint` (columns read as labels by default) says how to name the labels."""
     require_columns(df, cols, source, "--label-cols")
-    y = np.zeros((len(df), len(cols)), dtype=np.float32)
+    y = np.zeros((len(df), len(cols)), dtype=bool)
     for j, col in enumerate(cols):
         raw = df[col]
         values = label_numbers(raw)
@@ -243,7 +243,7 @@ def label_matrix_from_columns(
                 f"{source} row {bad[0] + 1}: label {quoted(col)} is {value}, expected 0 or 1"
                 f"{more}{advice}"
             )
-        y[:, j] = values
+        y[:, j] = values == 1.0
     return y
 
 

@@ -211,17 +211,17 @@ def _literal_list(text: str) -> list | str:
 def _label_matrix_from_lists(
     lists: list[list[str]], labels: list[str], column: str, source: str
 ) -> np.ndarray:
-    """Label lists -> float32 matrix in `labels` order. Labels outside `labels` (a test table's
+    """Label lists -> bool matrix in `labels` order. Labels outside `labels` (a test table's
     subjects the training table never had) are left out with a warning that counts them, as
     Annif leaves out subjects its vocabulary lacks: the model cannot score them."""
     index = {name: j for j, name in enumerate(labels)}
     unknown: dict[str, int] = {}  # label -> first 0-based row where it appears
     dropped = 0
-    y = np.zeros((len(lists), len(labels)), dtype=np.float32)
+    y = np.zeros((len(lists), len(labels)), dtype=bool)
     for i, names in enumerate(lists):
         for name in names:
             if name in index:
-                y[i, index[name]] = 1.0
+                y[i, index[name]] = True
             else:
                 unknown.setdefault(name, i)
                 dropped += 1

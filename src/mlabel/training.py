@@ -293,7 +293,7 @@ class _Run:
         global mean. Adds (summed loss, elements) to `loss_sum`; returns the batch's mean loss."""
         device = self.rt.device
         inputs = {k: v.to(device) for k, v in collate(self.train.encoded, rows).items()}
-        target = torch.from_numpy(self.train.y[rows]).to(device)
+        target = torch.from_numpy(self.train.y[rows]).to(device, torch.float32)
         with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.net(**inputs)
         per_element = self.loss_fn(logits.float(), target)
@@ -337,7 +337,7 @@ class _Run:
         full = np.zeros((len(va.y), logits.shape[1]), dtype=np.float32)
         full[rows] = logits
         with torch.no_grad():
-            target = torch.from_numpy(va.y).to(rt.device)
+            target = torch.from_numpy(va.y).to(rt.device, torch.float32)
             val_loss = float(self.loss_fn(torch.from_numpy(full).to(rt.device), target).mean())
         probs = pool_windows(
             sigmoid(full), va.encoded.owner, va.encoded.n_texts, self.cfg.long_pool
@@ -449,7 +449,7 @@ def _encode(tokenizer, ex: Examples, cfg: TrainConfig) -> _Data:
     enc = encode(tokenizer, ex.texts, cfg.max_len, cfg.long == "chunk", cfg.chunk_stride())
     # one window per text: the texts' own labels, not a copy (60,000 x 18,645 subjects: 4.5 GB)
     y = ex.y if len(enc.owner) == enc.n_texts else ex.y[enc.owner]
-    return _Data(encoded=enc, y=np.asarray(y, dtype=np.float32), examples=ex)
+    return _Data(encoded=enc, y=y, examples=ex)
 
 
 def _train_attention(rt: Runtime) -> str | None:
