@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+from tokenizers.processors import TemplateProcessing
+from transformers import PreTrainedTokenizerFast
 
+import mlabel.encoding
 from mlabel.encoding import (
     collate,
     encode,
@@ -30,6 +34,7 @@ class CountingTokenizer:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.model_max_length = tokenizer.model_max_length
+        self.pad_token_id = tokenizer.pad_token_id
         self.calls = 0
 
     def __call__(self, *args, **kwargs):
@@ -52,6 +57,92 @@ def test_encode_truncates_and_keeps_lengths(tokenizer):
     assert enc.owner.tolist() == [0, 1]
     assert enc.n_truncated == 1
     assert enc.ids[0, 3:].tolist() == [tokenizer.pad_token_id] * 13
+
+
+def other_tokenizers() -> dict[str, PreTrainedTokenizerFast]:
+    """A byte-level BPE (as RoBERTa's) and a SentencePiece unigram (as XLM-R's), trained here
+    on a few texts, each adding special tokens around a text as its models do."""
+    corpus = [" ".join(WORDS[i : i + 40]) for i in range(0, len(WORDS), 7)] + [
+        "東京は日本の首都です"
+    ]
+    made = {}
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    for name, kind, unk in (
+        ("bpe", ByteLevelBPETokenizer, {}),  # bytes: no unknown token
+        ("unigram", SentencePieceUnigramTokenizer, {"unk_token": "<unk>"}),
+    ):
+        backend = kind()
+        backend.train_from_iterator(corpus, vocab_size=300, special_tokens=specials, **unk)
+        backend = backend._tokenizer  # the Tokenizer inside the trainer's wrapper
+        backend.post_processor = TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
+        )
+        made[name] = PreTrainedTokenizerFast(
+            tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+        )
+    return made
+
+
+WORDS = [f"{stem}{i}" for i in range(60) for stem in ("word", "naïve", "x", "Über-", "ab.c")]
+
+
+def random_texts(seed: int) -> list[str]:
+    """Texts from a few characters to thousands of words, with runs of spaces, tabs, newlines,
+    punctuation, accents and Japanese (no spaces), as real tables hold."""
+    rng = np.random.default_rng(seed)
+    gaps = [" ", " ", " ", "  ", "\n", "\t", " \n\n", ", ", "東京"]
+    texts = []
+    for _ in range(60):
+        n = int(rng.choice([1, 5, 30, 200, 3000]))
+        parts = rng.choice(WORDS, n)
+        texts.append("".join(w + str(rng.choice(gaps)) for w in parts).strip(" "))
+    return texts + ["東京は日本の首都です" * 300, "x" * 20000, "", "a " * 5000]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_first_windows_are_the_whole_texts_windows(tokenizer, kind):
+    tokenizer = tokenizer if kind == "wordpiece" else other_tokenizers()[kind]
+    texts = random_texts(seed=len(kind))
+    for max_len in (8, 32, 128):
+        enc = encode(tokenizer, texts, max_len=max_len)
+        whole = tokenizer(texts, truncation=True, max_length=max_len, padding="longest")
+        assert enc.ids.tolist() == whole["input_ids"]
+        assert enc.lengths.tolist() == [sum(mask) for mask in whole["attention_mask"]]
+        assert enc.n_truncated == sum(bool(e.overflowing) for e in whole.encodings) > 0
+
+
+def test_a_long_text_is_tokenized_from_a_piece_of_its_start(tokenizer):
+    seen = []
+
+    def counting(texts, **kwargs):
+        seen.extend(texts)
+        return tokenizer(texts, **kwargs)
+
+    counting.model_max_length, counting.pad_token_id = tokenizer.model_max_length, 0
+    book = " ".join(WORDS * 200)  # 60,000 words: the tokenizer would make 10,000 windows
+    enc = encode(counting, [book, "short"], max_len=16)
+    assert enc.ids[0].tolist() == tokenizer(book, truncation=True, max_length=16)["input_ids"]
+    assert enc.n_truncated == 1
+    assert sum(map(len, seen)) < 16 * mlabel.encoding.CHARS_PER_TOKEN + len("short")
+
+
+def test_texts_are_tokenized_in_blocks_to_the_same_result(tokenizer, monkeypatch):
+    texts = random_texts(seed=3)
+    one_call = encode(tokenizer, texts, max_len=32)
+    chunked = encode(tokenizer, texts, max_len=32, chunk=True, stride=8)
+    monkeypatch.setattr(mlabel.encoding, "TEXTS_PER_CALL", 7)
+    counting = CountingTokenizer(tokenizer)
+    blocks = encode(counting, texts, max_len=32)
+    assert counting.calls >= -(-len(texts) // 7)
+    chunked_blocks = encode(tokenizer, texts, max_len=32, chunk=True, stride=8)
+    for name in ("ids", "lengths", "owner", "n_texts", "n_truncated"):
+        np.testing.assert_array_equal(getattr(blocks, name), getattr(one_call, name))
+        np.testing.assert_array_equal(getattr(chunked_blocks, name), getattr(chunked, name))
+
+
+def test_no_texts_encode_to_no_rows(tokenizer):
+    enc = encode(tokenizer, [], max_len=16)
+    assert enc.ids.shape[0] == len(enc.lengths) == len(enc.owner) == enc.n_texts == 0
 
 
 def test_chunk_mode_makes_overlapping_windows(tokenizer):
