@@ -126,6 +126,14 @@ def test_a_long_text_is_tokenized_from_a_piece_of_its_start(tokenizer):
     assert sum(map(len, seen)) < 16 * mlabel.encoding.CHARS_PER_TOKEN + len("short")
 
 
+def test_a_tokenizer_that_keeps_the_end_of_texts_reads_them_whole(tiny_encoder):
+    tokenizer = load_tokenizer(tiny_encoder)
+    tokenizer.truncation_side = "left"
+    texts = random_texts(seed=5)
+    whole = tokenizer(texts, truncation=True, max_length=16, padding="longest")
+    assert encode(tokenizer, texts, max_len=16).ids.tolist() == whole["input_ids"]
+
+
 def test_texts_are_tokenized_in_blocks_to_the_same_result(tokenizer, monkeypatch):
     texts = random_texts(seed=3)
     one_call = encode(tokenizer, texts, max_len=32)

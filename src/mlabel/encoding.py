@@ -150,10 +150,12 @@ def _heads(
     words at max_len 128 take 1.3 s, not 27 s (bench/long_texts.py). The piece ends at a
     space; its first window is the whole text's when the window ends before the piece's last
     word (tokens before a space do not depend on what follows it). Where it does not, the
-    piece grows and is tokenized again."""
+    piece grows and is tokenized again. A tokenizer that keeps the end of a text (truncation
+    side left) reads it whole."""
     heads: list[list[int]] = [[] for _ in texts]
     longer = 0
-    chars = [max_len * CHARS_PER_TOKEN] * len(texts)
+    from_start = getattr(tokenizer, "truncation_side", "right") == "right"
+    chars = [max_len * CHARS_PER_TOKEN if from_start else len(text) for text in texts]
     pending = list(range(len(texts)))
     while pending:
         pieces = [_piece(texts[i], chars[i]) for i in pending]
