@@ -67,6 +67,8 @@ __all__ = ["RESUMABLE", "TrainResult", "TrainState", "finalize_thresholds", "tra
 # messages, one line each however long (a log is read with grep); paths may hold [brackets]
 console = Console(stderr=True, markup=False, soft_wrap=True)
 
+LOSS_ROWS = 1024  # validation rows per block of the loss
+
 # Settings a resumed run may change: how long it runs, when it stops early, where it saves or
 # reports, and threads. A new `epochs` stretches the learning-rate schedule to the new total.
 RESUMABLE = ("epochs", "patience", "max_minutes", "threads", "save_steps", "keep", "track")
@@ -334,16 +336,27 @@ class _Run:
         logits = batched_logits(self.model, va.encoded, rows, self.dtype, rt.device)
         faults.point("train.validate")
         rows, logits = gather_rows(rows, logits, rt)
-        full = np.zeros((len(va.y), logits.shape[1]), dtype=np.float32)
-        full[rows] = logits
-        with torch.no_grad():
-            target = torch.from_numpy(va.y).to(rt.device, torch.float32)
-            val_loss = float(self.loss_fn(torch.from_numpy(full).to(rt.device), target).mean())
+        if rt.distributed:  # the ranks' rows interleave
+            logits = logits[np.argsort(rows)]
+        val_loss = self._mean_loss(logits, va.y)
         probs = pool_windows(
-            sigmoid(full), va.encoded.owner, va.encoded.n_texts, self.cfg.long_pool
+            sigmoid(logits, out=logits), va.encoded.owner, va.encoded.n_texts, self.cfg.long_pool
         )
         self.model.train()
         return probs, val_loss
+
+    @torch.no_grad()
+    def _mean_loss(self, logits: np.ndarray, y: np.ndarray) -> float:
+        """The loss per (row, label), averaged; a block of rows at a time, since a whole
+        validation split of many subjects in float32 is large (its loss and targets were two
+        more copies of its logits)."""
+        total = 0.0
+        for start in range(0, len(y), LOSS_ROWS):
+            part = slice(start, start + LOSS_ROWS)
+            found = torch.from_numpy(logits[part]).to(self.rt.device)
+            target = torch.from_numpy(y[part]).to(self.rt.device, torch.float32)
+            total += float(self.loss_fn(found, target).double().sum())
+        return total / max(logits.size, 1)
 
     def _stopped(self) -> bool:
         """Early stopping on validation micro-F1 (never without a validation split)."""
