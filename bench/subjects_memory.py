@@ -61,20 +61,22 @@ def checkout(commit: str) -> Path:
     return path
 
 
-def peak_of(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run `command`; its peak resident memory in GiB (children included) and its seconds."""
+def peak_of(command: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
+    """Run `command` (its output to `log`); its peak resident memory in GiB (children
+    included) and its seconds."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    watched, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            family = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in family))
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.2)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        watched, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                family = [watched, *watched.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in family))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.2)
     if proc.returncode:
-        sys.exit(f"{' '.join(command)} failed:\n{proc.stderr.read().decode()[-3000:]}")
+        sys.exit(f"{' '.join(command)} failed: see {log}")
     return peak / GIB, time.perf_counter() - start
 
 
@@ -90,7 +92,9 @@ def main() -> None:
     table = work / f"table-{args.rows}-{args.subjects}.csv"
     in_use = write_table(args.rows, args.subjects, table)
     encoder = tiny_encoder(work / "tiny-bert")
-    print(f"{args.rows} texts x {in_use} subjects in use; tiny encoder, 1 epoch, no blend")
+    print(
+        f"{args.rows} texts x {in_use} subjects in use; tiny encoder, 1 epoch, no blend", flush=True
+    )
     sides = {"now": ROOT / "src"} | (
         {"before": checkout(args.before) / "src"} if args.before else {}
     )
@@ -100,9 +104,9 @@ def main() -> None:
         command = [sys.executable, "-c", "from mlabel.cli import main; main()", "train", str(table), "--model", str(encoder),
                    "--epochs", "1", "--thresholds", "fixed:0.5", "--ensemble", "none",
                    "--out", str(work / f"run-{name}")]  # fmt: skip
-        peaks[name], seconds = peak_of(command, env)
+        peaks[name], seconds = peak_of(command, env, work / f"run-{name}.log")
         label = f"{name} ({args.before})" if name == "before" else "now"
-        print(f"{label}: peak {peaks[name]:.2f} GiB, {seconds:.0f} s")
+        print(f"{label}: peak {peaks[name]:.2f} GiB, {seconds:.0f} s", flush=True)
     if args.before:
         print(f"peak memory ratio (before / now): {peaks['before'] / peaks['now']:.2f}")
 
