@@ -173,6 +173,30 @@ def test_suggested_max_len_covers_95_percent(small_csv):
     assert profile.y.shape == (len(tokens), 6)
 
 
+def test_tokens_are_counted_a_bounded_block_of_text_at_a_time(tiny_encoder, monkeypatch):
+    """Whole documents make the tokenizer's lists large (2,000 of 5,000 words: 5.8 GiB in one
+    call); blocks of at most COUNT_CHARS characters count the same."""
+    from mlabel.encoding import load_tokenizer
+    from mlabel.reports import profile
+
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts = [f"word{i} \U0001f436 " * (i % 50) + "end" for i in range(200)]
+    whole = profile.token_counts(tokenizer, texts)
+    calls = []
+
+    def counting(block, **kwargs):
+        calls.append(sum(map(len, block)))
+        return tokenizer(block, **kwargs)
+
+    counting.unk_token_id = tokenizer.unk_token_id
+    monkeypatch.setattr(profile, "COUNT_CHARS", 1000)
+    blocks = profile.token_counts(counting, texts)
+    assert len(calls) > 10 and max(calls) <= 1000
+    assert blocks.tokens.tolist() == whole.tokens.tolist()
+    assert blocks.unread.tolist() == whole.unread.tolist() and whole.unread.sum() > 0
+    assert blocks.pieces == whole.pieces == {"\U0001f436": whole.unread.sum()}
+
+
 def test_inspect_names_what_the_tokenizer_cannot_read(tiny_encoder, tmp_path, capsys):
     """Emoji outside the vocabulary become [UNK]: inspect counts those texts and names the
     pieces, which the encoder never sees."""

@@ -4,7 +4,7 @@ duplicates and labels, shown as tables, a --max-len suggestion and a report with
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from mlabel.reports.data_plots import (
 )
 from mlabel.reports.render import Report, TextTable, pct
 
+COUNT_CHARS = 2**22  # characters per tokenizer call when counting tokens (about a million)
 COVERAGE = 0.95  # share of rows the suggested --max-len keeps whole
 SHOWN_LABELS = 50  # most labels in the per-label table and plots; past it, the most frequent
 COOCCURRING = 20  # labels in the co-occurrence heatmap: the most frequent
@@ -185,25 +186,33 @@ class TokenCounts:
 
 def token_counts(tokenizer, texts: list[str], batch: int = 4096) -> TokenCounts:
     """Count each text's tokens and unknown tokens with `tokenizer` (a fast one: the unknown
-    tokens' text comes from its offsets)."""
+    tokens' text comes from its offsets, asked for the texts that hold any)."""
     tokens, unread, pieces = [], [], Counter()
     unk = tokenizer.unk_token_id
-    for start in range(0, len(texts), batch):
-        chunk = texts[start : start + batch]
-        enc = tokenizer(
-            chunk,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            return_offsets_mapping=unk is not None,
-        )
-        offsets = enc["offset_mapping"] if unk is not None else [[]] * len(chunk)
-        for text, ids, spans in zip(chunk, enc["input_ids"], offsets):
-            unknown = [(a, b) for t, (a, b) in zip(ids, spans) if t == unk]
-            tokens.append(len(ids))
-            unread.append(len(unknown))
-            pieces.update(text[a:b] for a, b in unknown)
+    for block in _text_blocks(texts, batch):
+        args = dict(truncation=False, return_attention_mask=False, return_token_type_ids=False)
+        rows = tokenizer(block, **args)["input_ids"]
+        tokens.extend(map(len, rows))
+        unread.extend(row.count(unk) for row in rows)  # 0 where there is no unknown token
+        holding = [text for text, row in zip(block, rows) if unk in row]
+        if holding:
+            found = tokenizer(holding, return_offsets_mapping=True, **args)
+            for text, ids, spans in zip(holding, found["input_ids"], found["offset_mapping"]):
+                pieces.update(text[a:b] for t, (a, b) in zip(ids, spans) if t == unk)
     return TokenCounts(np.asarray(tokens, np.int64), np.asarray(unread, np.int64), pieces)
+
+
+def _text_blocks(texts: list[str], most: int) -> Iterator[list[str]]:
+    """Consecutive runs of at most `most` texts and COUNT_CHARS characters (or one longer text):
+    the tokenizer's Python lists of a block stay small whatever the texts' length."""
+    start = 0
+    while start < len(texts):
+        end, size = start + 1, len(texts[start])
+        while end < len(texts) and end - start < most and size + len(texts[end]) <= COUNT_CHARS:
+            size += len(texts[end])
+            end += 1
+        yield texts[start:end]
+        start = end
 
 
 def _model_max_len(tokenizer) -> int:
