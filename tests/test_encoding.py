@@ -17,6 +17,7 @@ from mlabel.encoding import (
     load_tokenizer,
     pool_windows,
     spell_out_symbols,
+    text_blocks,
     training_batches,
 )
 
@@ -139,9 +140,13 @@ def test_texts_are_tokenized_in_blocks_to_the_same_result(tokenizer, monkeypatch
     one_call = encode(tokenizer, texts, max_len=32)
     chunked = encode(tokenizer, texts, max_len=32, chunk=True, stride=8)
     monkeypatch.setattr(mlabel.encoding, "TEXTS_PER_CALL", 7)
+    monkeypatch.setattr(mlabel.encoding, "CHARS_PER_CALL", 5000)
     counting = CountingTokenizer(tokenizer)
     blocks = encode(counting, texts, max_len=32)
     assert counting.calls >= -(-len(texts) // 7)
+    assert all(len(b) <= 7 for _, b in text_blocks(texts))
+    assert all(len(b) == 1 or sum(map(len, b)) <= 5000 for _, b in text_blocks(texts))
+    assert [t for _, b in text_blocks(texts) for t in b] == texts
     chunked_blocks = encode(tokenizer, texts, max_len=32, chunk=True, stride=8)
     for name in ("ids", "lengths", "owner", "n_texts", "n_truncated"):
         np.testing.assert_array_equal(getattr(blocks, name), getattr(one_call, name))

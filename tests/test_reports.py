@@ -175,7 +175,8 @@ def test_suggested_max_len_covers_95_percent(small_csv):
 
 def test_tokens_are_counted_a_bounded_block_of_text_at_a_time(tiny_encoder, monkeypatch):
     """Whole documents make the tokenizer's lists large (2,000 of 5,000 words: 5.8 GiB in one
-    call); blocks of at most COUNT_CHARS characters count the same."""
+    call); blocks of at most CHARS_PER_CALL characters count the same."""
+    from mlabel import encoding
     from mlabel.encoding import load_tokenizer
     from mlabel.reports import profile
 
@@ -189,7 +190,7 @@ def test_tokens_are_counted_a_bounded_block_of_text_at_a_time(tiny_encoder, monk
         return tokenizer(block, **kwargs)
 
     counting.unk_token_id = tokenizer.unk_token_id
-    monkeypatch.setattr(profile, "COUNT_CHARS", 1000)
+    monkeypatch.setattr(encoding, "CHARS_PER_CALL", 1000)
     blocks = profile.token_counts(counting, texts)
     assert len(calls) > 10 and max(calls) <= 1000
     assert blocks.tokens.tolist() == whole.tokens.tolist()

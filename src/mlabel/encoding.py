@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +90,9 @@ class Encoded:
     n_truncated: int
 
 
-TEXTS_PER_CALL = 4096  # texts per tokenizer call: the Python lists of ids it makes stay small
+# texts and characters (or one longer text) per tokenizer call: its Python lists stay small
+TEXTS_PER_CALL = 4096
+CHARS_PER_CALL = 2**22
 CHARS_PER_TOKEN = 12  # a long text's first piece holds max_len x this many characters
 SPACES = " \n\t"
 
@@ -107,8 +109,7 @@ def encode(
     check_max_len(tokenizer, max_len)
     pad = tokenizer.pad_token_id or 0
     ids, lengths, owner, longer = [], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
-    for start in range(0, len(texts), TEXTS_PER_CALL):
-        part = texts[start : start + TEXTS_PER_CALL]
+    for start, part in text_blocks(texts):
         if chunk:
             rows, whose, more = _windows(tokenizer, part, max_len, stride)
         else:
@@ -121,6 +122,23 @@ def encode(
     return Encoded(
         _stacked(ids, pad), np.concatenate(lengths), np.concatenate(owner), len(texts), longer
     )
+
+
+def text_blocks(texts: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """Consecutive runs of at most TEXTS_PER_CALL texts and CHARS_PER_CALL characters (or one
+    longer text), each with the position of its first text."""
+    start = 0
+    while start < len(texts):
+        end, size = start + 1, len(texts[start])
+        while (
+            end < len(texts)
+            and end - start < TEXTS_PER_CALL
+            and size + len(texts[end]) <= CHARS_PER_CALL
+        ):
+            size += len(texts[end])
+            end += 1
+        yield start, texts[start:end]
+        start = end
 
 
 def _windows(

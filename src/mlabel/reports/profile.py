@@ -4,7 +4,7 @@ duplicates and labels, shown as tables, a --max-len suggestion and a report with
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,6 @@ from mlabel.reports.data_plots import (
 )
 from mlabel.reports.render import Report, TextTable, pct
 
-COUNT_CHARS = 2**22  # characters per tokenizer call when counting tokens (about a million)
 COVERAGE = 0.95  # share of rows the suggested --max-len keeps whole
 SHOWN_LABELS = 50  # most labels in the per-label table and plots; past it, the most frequent
 COOCCURRING = 20  # labels in the co-occurrence heatmap: the most frequent
@@ -184,12 +183,15 @@ class TokenCounts:
     pieces: Counter
 
 
-def token_counts(tokenizer, texts: list[str], batch: int = 4096) -> TokenCounts:
+def token_counts(tokenizer, texts: list[str]) -> TokenCounts:
     """Count each text's tokens and unknown tokens with `tokenizer` (a fast one: the unknown
-    tokens' text comes from its offsets, asked for the texts that hold any)."""
+    tokens' text comes from its offsets, asked for the texts that hold any), a bounded block
+    of texts at a time."""
+    from mlabel.encoding import text_blocks
+
     tokens, unread, pieces = [], [], Counter()
     unk = tokenizer.unk_token_id
-    for block in _text_blocks(texts, batch):
+    for _, block in text_blocks(texts):
         args = dict(truncation=False, return_attention_mask=False, return_token_type_ids=False)
         rows = tokenizer(block, **args)["input_ids"]
         tokens.extend(map(len, rows))
@@ -200,19 +202,6 @@ def token_counts(tokenizer, texts: list[str], batch: int = 4096) -> TokenCounts:
             for text, ids, spans in zip(holding, found["input_ids"], found["offset_mapping"]):
                 pieces.update(text[a:b] for t, (a, b) in zip(ids, spans) if t == unk)
     return TokenCounts(np.asarray(tokens, np.int64), np.asarray(unread, np.int64), pieces)
-
-
-def _text_blocks(texts: list[str], most: int) -> Iterator[list[str]]:
-    """Consecutive runs of at most `most` texts and COUNT_CHARS characters (or one longer text):
-    the tokenizer's Python lists of a block stay small whatever the texts' length."""
-    start = 0
-    while start < len(texts):
-        end, size = start + 1, len(texts[start])
-        while end < len(texts) and end - start < most and size + len(texts[end]) <= COUNT_CHARS:
-            size += len(texts[end])
-            end += 1
-        yield texts[start:end]
-        start = end
 
 
 def _model_max_len(tokenizer) -> int:
