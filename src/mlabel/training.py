@@ -347,9 +347,9 @@ class _Run:
 
     @torch.no_grad()
     def _mean_loss(self, logits: np.ndarray, y: np.ndarray) -> float:
-        """The loss per (row, label), averaged; a block of rows at a time, since a whole
-        validation split of many subjects in float32 is large (its loss and targets were two
-        more copies of its logits)."""
+        """The loss per (row, label), averaged; a block of rows at a time: the loss and float
+        targets of a whole validation split of many subjects would be two more copies of its
+        logits."""
         total = 0.0
         for start in range(0, len(y), LOSS_ROWS):
             part = slice(start, start + LOSS_ROWS)
@@ -460,7 +460,7 @@ class _Run:
 
 def _encode(tokenizer, ex: Examples, cfg: TrainConfig) -> _Data:
     enc = encode(tokenizer, ex.texts, cfg.max_len, cfg.long == "chunk", cfg.chunk_stride())
-    # one window per text: the texts' own labels, not a copy (60,000 x 18,645 subjects: 4.5 GB)
+    # one window per text: the texts' own labels, not a copy (60,000 x 18,645 subjects: 1.1 GB)
     y = ex.y if len(enc.owner) == enc.n_texts else ex.y[enc.owner]
     return _Data(encoded=enc, y=y, examples=ex)
 
