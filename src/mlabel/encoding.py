@@ -165,7 +165,7 @@ def _heads(
     """Each text's first `max_len` tokens, one row per text, and how many texts have more.
 
     A long text is tokenized from a piece of its start, not whole: 2,000 documents of 5,000
-    words at max_len 128 take 1.3 s, not 27 s (bench/long_texts.py). The piece ends at a
+    words at max_len 128 take 1.6 s, not 32 s (bench/long_texts.py). The piece ends at a
     space; its first window is the whole text's when the window ends before the piece's last
     word (tokens before a space do not depend on what follows it). Where it does not, the
     piece grows and is tokenized again. A tokenizer that keeps the end of a text (truncation
