@@ -30,9 +30,9 @@ MIN_DF_ROWS = 100
 # labels the vocabulary keeps fewer of the most frequent terms (53,687 terms at 5,000 labels).
 MAX_WEIGHTS = 2**28
 # Labels are fitted in blocks of this many; with more than two blocks and at least PARALLEL_WORK
-# labels x stored TF-IDF values (about 8 s in one process on the Xeon of bench/RESULTS.md, where
-# starting the workers costs 2-3 s), the blocks go to worker processes. Each fit is independent and seeded
-# alike, so the weights do not depend on them (bench/subjects_scale.py).
+# labels x stored TF-IDF values (about 8 s in one process on the Xeon of bench/RESULTS.md,
+# where starting the workers costs 2-3 s), the blocks go to worker processes. Each fit is
+# independent and seeded alike, so the weights do not depend on them (bench/subjects_scale.py).
 LABEL_BLOCK = 32
 PARALLEL_WORK = 10**8
 

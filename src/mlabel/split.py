@@ -24,7 +24,7 @@ def split_examples(ex: Examples, val_frac: float, seed: int) -> tuple[Examples, 
     if n < 2:
         raise DataError(f"{ex.source}: need at least 2 rows to split off validation, got {n}")
     n_val = min(n - 1, max(1, round(n * val_frac)))
-    y = sparse.csr_matrix(ex.y != 0, dtype=np.int32)
+    y = sparse.csr_matrix(ex.y, dtype=np.int32)  # 0/1 labels: no `!= 0` copy of them
     # one label: stratify its positives and its negatives alike (as iterstrat did: it took two
     # columns or more)
     strata = y if y.shape[1] > 1 else sparse.hstack([y, 1 - y.toarray()], format="csr")
